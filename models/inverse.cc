@@ -1,0 +1,505 @@
+#include "models/inverse.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "absl/strings/str_cat.h"
+#include "models/iresnet.h"
+#include "models/tensor_checks.h"
+#include "models/torch_status.h"
+
+namespace invnet {
+namespace {
+
+// A sample whose residual has not improved for this many iterations has reached the rounding
+// floor of its precision; iterating on cannot meet the tolerance, so it stops unconverged.
+constexpr int64_t kStallWindow = 30;
+
+// ---------------------------------------------------------------------------------------------
+// Kernels. They are compiled twice (AVX2+FMA and baseline x86-64) and picked at load time, so the
+// binary runs on any x86-64 machine and uses the wide units where they exist.
+
+template <typename T>
+inline void DenseForwardImpl(const T* __restrict weight_t, const T* __restrict bias, int64_t in,
+                             int64_t out, const T* __restrict x, int64_t rows,
+                             T* __restrict y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* __restrict yr = y + r * out;
+    const T* __restrict xr = x + r * in;
+    for (int64_t j = 0; j < out; ++j) yr[j] = bias[j];
+    for (int64_t i = 0; i < in; ++i) {
+      const T xi = xr[i];
+      const T* __restrict w = weight_t + i * out;
+      for (int64_t j = 0; j < out; ++j) yr[j] += xi * w[j];
+    }
+  }
+}
+
+__attribute__((target_clones("arch=haswell", "default"))) void DenseForward(
+    const float* weight_t, const float* bias, int64_t in, int64_t out, const float* x,
+    int64_t rows, float* y) {
+  DenseForwardImpl(weight_t, bias, in, out, x, rows, y);
+}
+
+__attribute__((target_clones("arch=haswell", "default"))) void DenseForward(
+    const double* weight_t, const double* bias, int64_t in, int64_t out, const double* x,
+    int64_t rows, double* y) {
+  DenseForwardImpl(weight_t, bias, in, out, x, rows, y);
+}
+
+// Same formulas as ApplyActivation (activation.cc) evaluates through LibTorch.
+template <typename T>
+void ActivateInPlace(Activation activation, T* z, int64_t count) {
+  switch (activation) {
+    case Activation::kElu:
+      for (int64_t i = 0; i < count; ++i) z[i] = z[i] > T(0) ? z[i] : std::expm1(z[i]);
+      return;
+    case Activation::kTanh:
+      for (int64_t i = 0; i < count; ++i) z[i] = std::tanh(z[i]);
+      return;
+    case Activation::kSoftplus:
+      // LibTorch's softplus returns x itself above the threshold 20.
+      for (int64_t i = 0; i < count; ++i) {
+        z[i] = z[i] > T(20) ? z[i] : std::log1p(std::exp(z[i]));
+      }
+      return;
+    case Activation::kLipSwish:
+      for (int64_t i = 0; i < count; ++i) {
+        z[i] = z[i] / (T(1) + std::exp(-z[i])) / T(1.1);
+      }
+      return;
+  }
+}
+
+// Scratch memory for one chunk: two hidden-layer buffers.
+template <typename T>
+struct MlpScratch {
+  MlpScratch(int64_t rows, int64_t width) : a(rows * width), b(rows * width) {}
+  std::vector<T> a;
+  std::vector<T> b;
+};
+
+// out[rows, dim] = g(in[rows, dim]) for one block.
+template <typename T>
+void EvaluateResidual(const FrozenIResNet::Block<T>& block, Activation activation, const T* in,
+                      int64_t rows, T* out, MlpScratch<T>& scratch) {
+  const T* h = in;
+  for (size_t l = 0; l < block.size(); ++l) {
+    const auto& layer = block[l];
+    const bool last = l + 1 == block.size();
+    T* dst = last ? out : (l % 2 == 0 ? scratch.a.data() : scratch.b.data());
+    DenseForward(layer.weight_t.data(), layer.bias.data(), layer.in, layer.out, h, rows, dst);
+    if (!last) ActivateInPlace(activation, dst, rows * layer.out);
+    h = dst;
+  }
+}
+
+// Per-sample Anderson acceleration state (type II, Walker & Ni 2011), memory m over vectors of
+// length n, for up to `rows` samples. History columns are differences of residuals f = T(u) - u
+// and of images T(u) between consecutive iterations.
+template <typename T>
+class AndersonState {
+ public:
+  AndersonState(int64_t rows, int64_t n, int64_t memory)
+      : n_(n),
+        m_(std::max<int64_t>(1, std::min(memory, n))),
+        d_f_(rows * m_ * n),
+        d_g_(rows * m_ * n),
+        f_prev_(rows * n),
+        g_prev_(rows * n),
+        norm_prev_(rows, 0.0),
+        count_(rows, 0),
+        head_(rows, 0),
+        has_prev_(rows, false) {}
+
+  void Reset() {
+    std::fill(count_.begin(), count_.end(), 0);
+    std::fill(head_.begin(), head_.end(), 0);
+    std::fill(has_prev_.begin(), has_prev_.end(), false);
+  }
+
+  // Given the current iterate u (overwritten with the next one), its image tu = T(u) and the
+  // residual norm, computes the next iterate of sample s.
+  void Step(int64_t s, T* u, const T* tu, double residual_norm) {
+    const int64_t n = n_;
+    T* f_prev = &f_prev_[s * n];
+    T* g_prev = &g_prev_[s * n];
+    if (has_prev_[s]) {
+      if (residual_norm > norm_prev_[s]) {
+        count_[s] = 0;  // the residual grew: drop the history (safeguard), take a plain step
+        head_[s] = 0;
+      } else {
+        T* df = &d_f_[(s * m_ + head_[s]) * n];
+        T* dg = &d_g_[(s * m_ + head_[s]) * n];
+        for (int64_t i = 0; i < n; ++i) {
+          T f = tu[i] - u[i];
+          df[i] = f - f_prev[i];
+          dg[i] = tu[i] - g_prev[i];
+        }
+        head_[s] = (head_[s] + 1) % m_;
+        count_[s] = std::min<int64_t>(count_[s] + 1, m_);
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      f_prev[i] = tu[i] - u[i];
+      g_prev[i] = tu[i];
+    }
+    norm_prev_[s] = residual_norm;
+    has_prev_[s] = true;
+
+    const int64_t k = count_[s];
+    double gamma[16];
+    if (k == 0 || !SolveLeastSquares(s, f_prev, gamma)) {
+      std::copy(tu, tu + n, u);
+      return;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      double next = tu[i];
+      for (int64_t c = 0; c < k; ++c) next -= gamma[c] * d_g_[(s * m_ + c) * n + i];
+      u[i] = static_cast<T>(next);
+    }
+  }
+
+ private:
+  // gamma = argmin || f - dF gamma || by regularised normal equations (k <= 8 columns).
+  bool SolveLeastSquares(int64_t s, const T* f, double* gamma) const {
+    const int64_t k = count_[s];
+    const int64_t n = n_;
+    double a[8][9];
+    double trace = 0.0;
+    for (int64_t r = 0; r < k; ++r) {
+      const T* col_r = &d_f_[(s * m_ + r) * n];
+      for (int64_t c = 0; c <= r; ++c) {
+        const T* col_c = &d_f_[(s * m_ + c) * n];
+        double dot = 0.0;
+        for (int64_t i = 0; i < n; ++i) dot += double(col_r[i]) * col_c[i];
+        a[r][c] = a[c][r] = dot;
+      }
+      double rhs = 0.0;
+      for (int64_t i = 0; i < n; ++i) rhs += double(col_r[i]) * f[i];
+      a[r][k] = rhs;
+      trace += a[r][r];
+    }
+    if (!(trace > 0.0) || !std::isfinite(trace)) return false;
+    for (int64_t r = 0; r < k; ++r) a[r][r] += 1e-10 * trace;
+    // Gaussian elimination with partial pivoting on the k x (k+1) system.
+    for (int64_t c = 0; c < k; ++c) {
+      int64_t pivot = c;
+      for (int64_t r = c + 1; r < k; ++r) {
+        if (std::abs(a[r][c]) > std::abs(a[pivot][c])) pivot = r;
+      }
+      if (std::abs(a[pivot][c]) < 1e-300) return false;
+      if (pivot != c) {
+        for (int64_t j = 0; j <= k; ++j) std::swap(a[c][j], a[pivot][j]);
+      }
+      for (int64_t r = c + 1; r < k; ++r) {
+        double factor = a[r][c] / a[c][c];
+        for (int64_t j = c; j <= k; ++j) a[r][j] -= factor * a[c][j];
+      }
+    }
+    for (int64_t r = k - 1; r >= 0; --r) {
+      double sum = a[r][k];
+      for (int64_t j = r + 1; j < k; ++j) sum -= a[r][j] * gamma[j];
+      gamma[r] = sum / a[r][r];
+      if (!std::isfinite(gamma[r])) return false;
+    }
+    // The ring buffer's column order does not matter: dF and dG use the same slots.
+    return true;
+  }
+
+  int64_t n_;
+  int64_t m_;
+  std::vector<T> d_f_;
+  std::vector<T> d_g_;
+  std::vector<T> f_prev_;
+  std::vector<T> g_prev_;
+  std::vector<double> norm_prev_;
+  std::vector<int64_t> count_;
+  std::vector<int64_t> head_;
+  std::vector<bool> has_prev_;
+};
+
+constexpr int64_t kMaxAndersonMemory = 8;
+
+}  // namespace
+
+absl::Status ValidateInverseOptions(const InverseOptions& options) {
+  if (!(options.tolerance > 0.0) || !std::isfinite(options.tolerance)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("solver.tolerance: ", options.tolerance, " must be positive and finite"));
+  }
+  if (options.max_iterations < 1 || options.max_iterations > 1000000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "solver.max_iterations: ", options.max_iterations, " must lie in [1, 1000000]"));
+  }
+  if (options.anderson &&
+      (options.anderson_memory < 1 || options.anderson_memory > kMaxAndersonMemory)) {
+    return absl::InvalidArgumentError(absl::StrCat("solver.anderson_memory: ",
+                                                   options.anderson_memory, " must lie in [1, ",
+                                                   kMaxAndersonMemory, "]"));
+  }
+  if (options.chunk_size < 0) {
+    return absl::InvalidArgumentError("solver.chunk_size: must be >= 0 (0 = automatic)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const FrozenIResNet>> FrozenIResNet::Create(
+    const IResNet& network) {
+  return GuardTorchOr<std::shared_ptr<const FrozenIResNet>>(
+      "FrozenIResNet::Create", [&]() -> absl::StatusOr<std::shared_ptr<const FrozenIResNet>> {
+        LipschitzCertificate cert = network.Certify();
+        for (size_t k = 0; k < cert.block_bounds.size(); ++k) {
+          if (!(cert.block_bounds[k] < 1.0)) {
+            return absl::FailedPreconditionError(
+                absl::StrCat("network is not invertible: block ", k,
+                             " has certified Lipschitz bound ", cert.block_bounds[k], " >= 1"));
+          }
+        }
+        std::shared_ptr<FrozenIResNet> frozen(new FrozenIResNet());
+        frozen->dim_ = network.dim();
+        frozen->hidden_width_ = network.config().hidden_width;
+        frozen->activation_ = network.config().activation;
+        frozen->block_lipschitz_ = cert.block_bounds;
+        for (const auto& block : network.EffectiveWeights()) {
+          Block<float> b32;
+          Block<double> b64;
+          for (const auto& layer : block) {
+            at::Tensor wt = layer.weight.t().contiguous().to(at::kDouble);
+            at::Tensor bias = layer.bias.contiguous().to(at::kDouble);
+            DenseLayer<double> d;
+            d.out = layer.weight.size(0);
+            d.in = layer.weight.size(1);
+            d.weight_t.assign(wt.data_ptr<double>(), wt.data_ptr<double>() + wt.numel());
+            d.bias.assign(bias.data_ptr<double>(), bias.data_ptr<double>() + bias.numel());
+            DenseLayer<float> f;
+            f.in = d.in;
+            f.out = d.out;
+            f.weight_t.assign(d.weight_t.begin(), d.weight_t.end());
+            f.bias.assign(d.bias.begin(), d.bias.end());
+            b32.push_back(std::move(f));
+            b64.push_back(std::move(d));
+          }
+          frozen->blocks_f32_.push_back(std::move(b32));
+          frozen->blocks_f64_.push_back(std::move(b64));
+        }
+        return std::shared_ptr<const FrozenIResNet>(std::move(frozen));
+      });
+}
+
+template <>
+const std::vector<FrozenIResNet::Block<float>>& FrozenIResNet::blocks<float>() const {
+  return blocks_f32_;
+}
+template <>
+const std::vector<FrozenIResNet::Block<double>>& FrozenIResNet::blocks<double>() const {
+  return blocks_f64_;
+}
+
+int64_t FrozenIResNet::ChunkSize(const InverseOptions& options) const {
+  if (options.chunk_size > 0) return options.chunk_size;
+  // Keep a chunk's hidden activations (two buffers) within a few hundred KiB of cache.
+  return std::clamp<int64_t>(16384 / std::max(hidden_width_, dim_), 8, 1024);
+}
+
+template <typename T>
+void FrozenIResNet::ForwardChunk(const T* x, int64_t rows, T* out) const {
+  const int64_t n = dim_;
+  std::vector<T> g(rows * n);
+  MlpScratch<T> scratch(rows, std::max(hidden_width_, n));
+  std::copy(x, x + rows * n, out);
+  for (const Block<T>& block : blocks<T>()) {
+    EvaluateResidual(block, activation_, out, rows, g.data(), scratch);
+    for (int64_t i = 0; i < rows * n; ++i) out[i] += g[i];
+  }
+}
+
+template <typename T>
+absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOptions& options,
+                                       T* x, int64_t* iterations, bool* converged,
+                                       double* error_bound) const {
+  const int64_t n = dim_;
+  const auto& all_blocks = blocks<T>();
+  std::vector<T> v(y, y + rows * n);  // right-hand side of the current block
+  std::vector<T> u(rows * n);         // current iterate
+  std::vector<T> packed(rows * n);    // active iterates, gathered contiguously
+  std::vector<T> g(rows * n);         // g(packed)
+  std::vector<T> image(n);            // T(u) = v - g(u) of one sample
+  std::vector<int64_t> active(rows);
+  std::vector<int64_t> block_iterations(rows);
+  std::vector<double> block_bound(rows);
+  std::vector<double> best_residual(rows);
+  std::vector<int64_t> since_best(rows);
+  MlpScratch<T> scratch(rows, std::max(hidden_width_, n));
+  std::unique_ptr<AndersonState<T>> anderson;
+  if (options.anderson) {
+    anderson = std::make_unique<AndersonState<T>>(rows, n, options.anderson_memory);
+  }
+  std::fill(iterations, iterations + rows, 0);
+  std::fill(converged, converged + rows, true);
+  std::fill(error_bound, error_bound + rows, 0.0);
+
+  for (int64_t k = num_blocks() - 1; k >= 0; --k) {
+    const double lipschitz = block_lipschitz_[k];
+    const double bound_factor = lipschitz / (1.0 - lipschitz);
+    u = v;  // u_0 = v: exact when g vanishes, and within ||g(v)|| / (1 - L) of the solution
+    for (int64_t s = 0; s < rows; ++s) active[s] = s;
+    int64_t num_active = rows;
+    std::fill(block_iterations.begin(), block_iterations.end(), 0);
+    std::fill(best_residual.begin(), best_residual.end(), std::numeric_limits<double>::infinity());
+    std::fill(since_best.begin(), since_best.end(), 0);
+    if (anderson) anderson->Reset();
+
+    while (num_active > 0) {
+      if (options.should_stop && options.should_stop()) {
+        return absl::CancelledError("inverse: stopped on request");
+      }
+      for (int64_t a = 0; a < num_active; ++a) {
+        std::memcpy(&packed[a * n], &u[active[a] * n], n * sizeof(T));
+      }
+      EvaluateResidual(all_blocks[k], activation_, packed.data(), num_active, g.data(), scratch);
+      int64_t still_active = 0;
+      for (int64_t a = 0; a < num_active; ++a) {
+        const int64_t s = active[a];
+        T* us = &u[s * n];
+        const T* vs = &v[s * n];
+        const T* gs = &g[a * n];
+        double residual_sq = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          image[i] = vs[i] - gs[i];
+          const double f = double(image[i]) - double(us[i]);
+          residual_sq += f * f;
+        }
+        const double residual = std::sqrt(residual_sq);
+        const double bound = bound_factor * residual;  // bounds ||T(u) - u*||
+        ++block_iterations[s];
+        if (residual < best_residual[s]) {
+          best_residual[s] = residual;
+          since_best[s] = 0;
+        } else {
+          ++since_best[s];
+        }
+        const bool met = bound <= options.tolerance;
+        if (met || block_iterations[s] >= options.max_iterations ||
+            since_best[s] >= kStallWindow) {
+          std::copy(image.begin(), image.end(), us);  // return T(u), the point the bound is for
+          block_bound[s] = bound;
+          if (!met) converged[s] = false;
+          continue;
+        }
+        if (anderson) {
+          anderson->Step(s, us, image.data(), residual);
+        } else {
+          std::copy(image.begin(), image.end(), us);
+        }
+        active[still_active++] = s;
+      }
+      num_active = still_active;
+    }
+    for (int64_t s = 0; s < rows; ++s) {
+      error_bound[s] = block_bound[s] + error_bound[s] / (1.0 - lipschitz);
+      iterations[s] += block_iterations[s];
+    }
+    std::swap(u, v);  // this block's solution is the next block's right-hand side
+  }
+  std::copy(v.begin(), v.end(), x);
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in,
+                                                          const InverseOptions& options) const {
+  at::Tensor y = y_in.contiguous();
+  const int64_t batch = y.size(0);
+  const int64_t n = dim_;
+  InverseResult result;
+  result.x = at::empty_like(y);
+  result.iterations = at::zeros({batch}, at::kLong);
+  result.converged = at::ones({batch}, at::kBool);
+  result.error_bound = at::zeros({batch}, at::kDouble);
+  result.forward_residual = at::zeros({batch}, at::kDouble);
+  const T* y_data = y.data_ptr<T>();
+  T* x_data = result.x.data_ptr<T>();
+  int64_t* iter_data = result.iterations.data_ptr<int64_t>();
+  bool* conv_data = result.converged.data_ptr<bool>();
+  double* bound_data = result.error_bound.data_ptr<double>();
+  double* resid_data = result.forward_residual.data_ptr<double>();
+
+  const int64_t chunk = ChunkSize(options);
+  const int64_t num_chunks = (batch + chunk - 1) / chunk;
+  std::atomic<bool> stopped{false};
+  at::parallel_for(0, num_chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> image;
+    for (int64_t c = begin; c < end && !stopped.load(std::memory_order_relaxed); ++c) {
+      const int64_t first = c * chunk;
+      const int64_t rows = std::min(chunk, batch - first);
+      absl::Status status =
+          SolveChunk<T>(y_data + first * n, rows, options, x_data + first * n, iter_data + first,
+                        conv_data + first, bound_data + first);
+      if (!status.ok()) {
+        stopped = true;
+        return;
+      }
+      image.resize(rows * n);
+      ForwardChunk<T>(x_data + first * n, rows, image.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        double sq = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          double d = double(image[r * n + i]) - double(y_data[(first + r) * n + i]);
+          sq += d * d;
+        }
+        resid_data[first + r] = std::sqrt(sq);
+      }
+    }
+  });
+  if (stopped) return absl::CancelledError("inverse: stopped on request");
+  return result;
+}
+
+absl::StatusOr<at::Tensor> FrozenIResNet::Forward(const at::Tensor& x_in) const {
+  absl::Status valid = CheckBatch(x_in, dim_, "x");
+  if (!valid.ok()) return valid;
+  return GuardTorchOr<at::Tensor>("FrozenIResNet::Forward", [&]() -> absl::StatusOr<at::Tensor> {
+    at::Tensor x = x_in.contiguous();
+    at::Tensor out = at::empty_like(x);
+    const int64_t batch = x.size(0);
+    const int64_t chunk = ChunkSize(InverseOptions());
+    const int64_t num_chunks = (batch + chunk - 1) / chunk;
+    at::parallel_for(0, num_chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        const int64_t first = c * chunk;
+        const int64_t rows = std::min(chunk, batch - first);
+        if (x.scalar_type() == at::kFloat) {
+          ForwardChunk<float>(x.data_ptr<float>() + first * dim_, rows,
+                              out.data_ptr<float>() + first * dim_);
+        } else {
+          ForwardChunk<double>(x.data_ptr<double>() + first * dim_, rows,
+                               out.data_ptr<double>() + first * dim_);
+        }
+      }
+    });
+    return out;
+  });
+}
+
+absl::StatusOr<InverseResult> FrozenIResNet::Inverse(const at::Tensor& y,
+                                                     const InverseOptions& options) const {
+  absl::Status valid = ValidateInverseOptions(options);
+  if (valid.ok()) valid = CheckBatch(y, dim_, "y");
+  if (!valid.ok()) return valid;
+  return GuardTorchOr<InverseResult>("FrozenIResNet::Inverse",
+                                     [&]() -> absl::StatusOr<InverseResult> {
+                                       if (y.scalar_type() == at::kFloat) {
+                                         return InverseTyped<float>(y, options);
+                                       }
+                                       return InverseTyped<double>(y, options);
+                                     });
+}
+
+}  // namespace invnet

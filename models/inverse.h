@@ -1,0 +1,123 @@
+#ifndef INVNET_MODELS_INVERSE_H_
+#define INVNET_MODELS_INVERSE_H_
+
+// Serving-time evaluation of a trained iResNet: phi(x) and the inverse phi^-1(y).
+//
+// FrozenIResNet is an immutable copy of a network in evaluation mode. The spectral
+// normalisation is applied once, when it is built, and the weights are stored contiguously (as
+// float32 and as float64, so either input precision runs without conversion). Evaluation uses
+// plain loops over these arrays, without LibTorch dispatch or autograd, so a batch-1 request
+// does not pay the framework's per-operation cost hundreds of times.
+//
+// The inverse solves one block at a time in reverse order, u + g_k(u) = v, by the fixed point
+// u_{j+1} = v - g_k(u_j) (optionally Anderson-accelerated). Each sample stops on its own when
+// the a-posteriori bound L_k / (1 - L_k) * ||T(u_j) - u_j|| <= tolerance holds (L_k the block's
+// certified Lipschitz bound, norms over the whole sample vector); converged samples leave the
+// active set, so easy samples cost little and hard ones get the iterations they need.
+//
+// Thread safety: a FrozenIResNet is immutable; Forward and Inverse may run concurrently. Large
+// batches are split into chunks that run on LibTorch's intra-op thread pool (at::parallel_for).
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "models/activation.h"
+
+namespace invnet {
+
+class IResNet;
+
+struct InverseOptions {
+  // Absolute tolerance on each block's a-posteriori error bound, in the units of x.
+  double tolerance = 1e-5;
+  // Cap on fixed-point iterations (evaluations of g_k) per block and sample.
+  int64_t max_iterations = 1000;
+  // Anderson acceleration (type II, with restart when the residual grows).
+  bool anderson = false;
+  int64_t anderson_memory = 5;  // effective memory is min(anderson_memory, dim)
+  // Samples per work chunk; 0 picks one from the network's width.
+  int64_t chunk_size = 0;
+  // Polled between iterations (from worker threads, so it must be thread-safe); when it returns
+  // true the solve stops and Inverse returns CANCELLED.
+  std::function<bool()> should_stop;
+};
+
+// OK, or INVALID_ARGUMENT naming the bad option (tolerance > 0, max_iterations >= 1, ...).
+absl::Status ValidateInverseOptions(const InverseOptions& options);
+
+struct InverseResult {
+  at::Tensor x;                 // [batch, dim], dtype of y: the reconstruction phi^-1(y)
+  at::Tensor iterations;        // int64 [batch]: g evaluations over all blocks
+  at::Tensor converged;         // bool [batch]: every block met the tolerance
+  at::Tensor error_bound;       // float64 [batch]: bound on ||x - phi^-1(y)|| (see below)
+  at::Tensor forward_residual;  // float64 [batch]: ||phi(x) - y||
+};
+// The error bound composes the per-block bounds b_k through the inverse blocks' Lipschitz
+// constants: e = b_1 + (b_2 + (b_3 + ...) / (1 - L_3)) / (1 - L_2) ..., i.e. processing blocks
+// K..1, e <- b_k + e / (1 - L_k). It is rigorous in exact arithmetic; in floating point the
+// computed iterates also carry rounding error of order eps * ||x|| / (1 - L).
+
+class FrozenIResNet {
+ public:
+  // Copies `network`'s evaluation-mode weights and certifies each block (IResNet::Certify).
+  // FAILED_PRECONDITION when a block's certified Lipschitz bound is >= 1 (not invertible).
+  static absl::StatusOr<std::shared_ptr<const FrozenIResNet>> Create(const IResNet& network);
+
+  int64_t dim() const { return dim_; }
+  int64_t num_blocks() const { return static_cast<int64_t>(block_lipschitz_.size()); }
+  int64_t hidden_width() const { return hidden_width_; }
+  Activation activation() const { return activation_; }
+  // Certified Lipschitz bound of each block's residual, L_k < 1.
+  const std::vector<double>& block_lipschitz() const { return block_lipschitz_; }
+
+  // phi(x) for x [batch, dim] (float32 or float64; result in the same dtype).
+  // INVALID_ARGUMENT for a bad shape, dtype or non-finite value.
+  absl::StatusOr<at::Tensor> Forward(const at::Tensor& x) const;
+  // phi^-1(y) with per-sample diagnostics. INVALID_ARGUMENT for bad y or options, CANCELLED
+  // when options.should_stop asked to stop.
+  absl::StatusOr<InverseResult> Inverse(const at::Tensor& y, const InverseOptions& options) const;
+
+  // Weights of one layer, as stored for the kernels.
+  template <typename T>
+  struct DenseLayer {
+    int64_t in = 0;
+    int64_t out = 0;
+    std::vector<T> weight_t;  // [in, out]: transposed, so the kernel's inner loop is contiguous
+    std::vector<T> bias;      // [out]
+  };
+  template <typename T>
+  using Block = std::vector<DenseLayer<T>>;
+
+ private:
+  FrozenIResNet() = default;
+
+  template <typename T>
+  const std::vector<Block<T>>& blocks() const;
+
+  template <typename T>
+  void ForwardChunk(const T* x, int64_t rows, T* out) const;
+  template <typename T>
+  absl::Status SolveChunk(const T* y, int64_t rows, const InverseOptions& options, T* x,
+                          int64_t* iterations, bool* converged, double* error_bound) const;
+  template <typename T>
+  absl::StatusOr<InverseResult> InverseTyped(const at::Tensor& y,
+                                             const InverseOptions& options) const;
+  int64_t ChunkSize(const InverseOptions& options) const;
+
+  int64_t dim_ = 0;
+  int64_t hidden_width_ = 0;
+  Activation activation_ = Activation::kElu;
+  std::vector<double> block_lipschitz_;
+  std::vector<Block<float>> blocks_f32_;
+  std::vector<Block<double>> blocks_f64_;
+};
+
+}  // namespace invnet
+
+#endif  // INVNET_MODELS_INVERSE_H_

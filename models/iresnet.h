@@ -1,0 +1,142 @@
+#ifndef INVNET_MODELS_IRESNET_H_
+#define INVNET_MODELS_IRESNET_H_
+
+// An invertible residual network phi = (Id + g_K) o ... o (Id + g_1) (Behrmann et al. 2019).
+// Each g_k is an MLP whose weight matrices are spectrally normalised, W <- W * min(1, c/sigma(W)),
+// and whose activations are 1-Lipschitz, so Lip(g_k) <= product of its layers' sigmas <= c < 1
+// and every block is invertible by fixed-point iteration (see inverse.h).
+//
+// This class is the trainable form: parameters are LibTorch tensors with requires_grad, the
+// forward pass is differentiable, and LinearizeResidual() gives each block's Jacobian as an
+// explicit, differentiable product (J_g = W_L D_{L-1} W_{L-1} ... D_1 W_1, D = diag(act')), so
+// log-determinants and divergences need no extra backward passes (jacobian.h).
+//
+// Spectral normalisation. sigma(W) is estimated by power iteration with persistent vectors u, v.
+// PowerIterationStep() advances the estimate and is a no-op outside training mode: in evaluation
+// mode the normalisation is frozen, otherwise phi would change between a forward pass and its
+// inverse. In training mode the effective weight uses sigma = u^T W v with gradient through W
+// (Miyato et al. 2018); in evaluation mode it uses the stored estimate. Power iteration
+// approaches sigma from below, so CalibrateSpectralNorms() replaces the estimate by the exact
+// value (SVD) after training; Certify() then reports the bound the served network satisfies.
+//
+// Thread safety: const methods may run concurrently; mutating methods (SetTraining,
+// PowerIterationStep, CalibrateSpectralNorms, LoadState, optimiser steps on Parameters())
+// need exclusive access. Tensor-returning methods require inputs of shape [batch, dim] and the
+// network's dtype; a violation throws c10::Error (callers at the API boundary validate first).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "models/activation.h"
+
+namespace invnet {
+
+struct IResNetConfig {
+  int64_t dim = 2;               // n: input and output dimension (1 .. 4096)
+  int64_t num_blocks = 4;        // K residual blocks (1 .. 64)
+  int64_t hidden_width = 64;     // width of the hidden layers of each block's MLP (1 .. 4096)
+  int64_t layers_per_block = 3;  // linear layers per MLP (1 .. 8); 1 means g(x) = W x + b
+  Activation activation = Activation::kElu;
+  double lipschitz_coeff = 0.9;  // c in (0, 1): bound on every layer's spectral norm
+  uint64_t seed = 0;             // initialisation seed (weights and power-iteration vectors)
+};
+
+// OK, or INVALID_ARGUMENT naming the offending field.
+absl::Status ValidateIResNetConfig(const IResNetConfig& config);
+
+// What Certify() measured: sigma_max of every effective (normalised, evaluation-mode) weight
+// matrix, and the block Lipschitz bounds they imply.
+struct LipschitzCertificate {
+  std::vector<std::vector<double>> layer_sigmas;  // [block][layer]
+  std::vector<double> block_bounds;               // product of the block's layer sigmas
+  double max_block_bound = 0.0;
+  // Bi-Lipschitz constants of phi: prod(1 - L_k) <= |phi(a)-phi(b)| / |a-b| <= prod(1 + L_k).
+  double lower_lipschitz = 0.0;
+  double upper_lipschitz = 0.0;
+  bool invertible() const { return max_block_bound < 1.0; }
+};
+
+// One block's residual MLP g evaluated at a batch of points, holding what its Jacobian needs.
+class ResidualLinearization {
+ public:
+  // g(x), [batch, dim].
+  const at::Tensor& value() const { return value_; }
+  // J_g(x) v for tangents v of shape [batch, dim, p]; returns [batch, dim, p]. Differentiable.
+  at::Tensor Apply(const at::Tensor& tangents) const;
+
+ private:
+  friend class IResNet;
+  std::vector<at::Tensor> weights_;  // effective W_l, [out_l, in_l]
+  std::vector<at::Tensor> slopes_;   // act'(z_l) at the hidden pre-activations, [batch, out_l]
+  at::Tensor value_;
+};
+
+class IResNet {
+ public:
+  // A freshly initialised network in training mode, deterministic in config.seed. Weights are
+  // drawn in float64 and converted, so networks of different dtypes start from the same point.
+  // dtype: at::kFloat or at::kDouble. INVALID_ARGUMENT for a bad config or dtype.
+  static absl::StatusOr<std::unique_ptr<IResNet>> Create(const IResNetConfig& config,
+                                                         at::ScalarType dtype);
+  ~IResNet();
+  IResNet(const IResNet&) = delete;
+  IResNet& operator=(const IResNet&) = delete;
+
+  const IResNetConfig& config() const;
+  at::ScalarType dtype() const;
+  int64_t dim() const { return config().dim; }
+  int64_t num_blocks() const { return config().num_blocks; }
+
+  void SetTraining(bool training);
+  bool is_training() const;
+  // One power-iteration step for every layer (no gradient). No-op in evaluation mode.
+  void PowerIterationStep();
+
+  // phi(x) for x of shape [batch, dim].
+  at::Tensor Forward(const at::Tensor& x) const;
+  // g_block(x) and its linearisation; block in [0, num_blocks).
+  at::Tensor Residual(int64_t block, const at::Tensor& x) const;
+  ResidualLinearization LinearizeResidual(int64_t block, const at::Tensor& x) const;
+
+  // The trainable tensors (weights and biases), for an optimiser.
+  std::vector<at::Tensor> Parameters() const;
+  // Every tensor that defines the network (parameters and spectral-norm state), by stable name
+  // ("block0.layer1.weight", ...), for checkpoints. Shares storage with the network.
+  std::vector<std::pair<std::string, at::Tensor>> NamedState() const;
+  // Replaces the state by `state` (same names and shapes, finite values; converted to dtype()).
+  // INVALID_ARGUMENT naming the first offending entry; the network is unchanged on error.
+  absl::Status LoadState(const std::vector<std::pair<std::string, at::Tensor>>& state);
+
+  // The evaluation-mode weights W_eff = W * min(1, c / sigma), detached: [block][layer].
+  struct EffectiveLayer {
+    at::Tensor weight;  // [out, in]
+    at::Tensor bias;    // [out]
+  };
+  std::vector<std::vector<EffectiveLayer>> EffectiveWeights() const;
+
+  // Replaces each layer's sigma estimate (and u, v) by the exact top singular triple, so the
+  // evaluation-mode weights satisfy sigma(W_eff) <= c to round-off.
+  void CalibrateSpectralNorms();
+  // Measures sigma_max of every evaluation-mode weight tightly: exact SVD when the smaller
+  // side is <= 512, otherwise power iteration to 1e-7 relative with a 1e-4 safety margin.
+  LipschitzCertificate Certify() const;
+
+ private:
+  struct Impl;
+  explicit IResNet(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// sigma_max(matrix) computed as Certify() does (matrix [out, in], any float dtype).
+double TightSpectralNorm(const at::Tensor& matrix);
+
+}  // namespace invnet
+
+#endif  // INVNET_MODELS_IRESNET_H_

@@ -1,0 +1,100 @@
+#include "models/jacobian.h"
+
+#include <ATen/ATen.h>
+
+#include "models/iresnet.h"
+
+namespace invnet {
+namespace {
+
+// Rademacher probes, [batch, dim, p], in x's dtype.
+at::Tensor RademacherProbes(const at::Tensor& x, int64_t num_probes, at::Generator generator) {
+  TORCH_CHECK(num_probes >= 1, "num_probes must be >= 1");
+  at::Tensor bits =
+      at::randint(0, 2, {x.size(0), x.size(1), num_probes}, generator, x.options().dtype(at::kLong));
+  return (bits * 2 - 1).to(x.scalar_type());
+}
+
+at::Tensor BatchIdentity(const at::Tensor& x) {
+  return at::eye(x.size(1), x.options()).expand({x.size(0), x.size(1), x.size(1)});
+}
+
+}  // namespace
+
+ForwardAndValue JacobianVectorProduct(const IResNet& net, const at::Tensor& x,
+                                      const at::Tensor& tangents) {
+  TORCH_CHECK(tangents.dim() == 3 && tangents.size(0) == x.size(0) &&
+                  tangents.size(1) == x.size(1),
+              "JacobianVectorProduct: tangents must be [batch, dim, p]");
+  at::Tensor h = x;
+  at::Tensor t = tangents;
+  for (int64_t k = 0; k < net.num_blocks(); ++k) {
+    ResidualLinearization lin = net.LinearizeResidual(k, h);
+    t = t + lin.Apply(t);
+    h = h + lin.value();
+  }
+  return {h, t};
+}
+
+ForwardAndValue ExactJacobian(const IResNet& net, const at::Tensor& x) {
+  return JacobianVectorProduct(net, x, BatchIdentity(x));
+}
+
+ForwardAndValue ExactLogDet(const IResNet& net, const at::Tensor& x) {
+  at::Tensor h = x;
+  at::Tensor identity = BatchIdentity(x);
+  at::Tensor log_det = at::zeros({x.size(0)}, x.options());
+  for (int64_t k = 0; k < net.num_blocks(); ++k) {
+    ResidualLinearization lin = net.LinearizeResidual(k, h);
+    // det(I + J_g) > 0 because every eigenvalue of I + J_g has real part >= 1 - Lip(g) > 0.
+    log_det = log_det + std::get<1>(at::linalg_slogdet(identity + lin.Apply(identity)));
+    h = h + lin.value();
+  }
+  return {h, log_det};
+}
+
+ForwardAndValue ExactDivergence(const IResNet& net, const at::Tensor& x) {
+  ForwardAndValue jac = ExactJacobian(net, x);
+  return {jac.output, jac.value.diagonal(0, 1, 2).sum(-1)};
+}
+
+ForwardAndValue HutchinsonDivergence(const IResNet& net, const at::Tensor& x,
+                                     int64_t num_probes, at::Generator generator) {
+  at::Tensor probes = RademacherProbes(x, num_probes, generator);
+  ForwardAndValue jvp = JacobianVectorProduct(net, x, probes);
+  // v^T J v per probe, averaged over probes.
+  return {jvp.output, (probes * jvp.value).sum(1).mean(-1)};
+}
+
+ForwardAndValue PowerSeriesLogDet(const IResNet& net, const at::Tensor& x, int64_t num_terms,
+                                  int64_t num_probes, at::Generator generator) {
+  TORCH_CHECK(num_terms >= 1, "num_terms must be >= 1");
+  at::Tensor h = x;
+  at::Tensor log_det = at::zeros({x.size(0)}, x.options());
+  for (int64_t k = 0; k < net.num_blocks(); ++k) {
+    ResidualLinearization lin = net.LinearizeResidual(k, h);
+    at::Tensor probes = RademacherProbes(x, num_probes, generator);
+    at::Tensor w = probes;
+    for (int64_t t = 1; t <= num_terms; ++t) {
+      w = lin.Apply(w);  // J_g^t v
+      double coeff = (t % 2 == 1 ? 1.0 : -1.0) / static_cast<double>(t);
+      log_det = log_det + coeff * (probes * w).sum(1).mean(-1);
+    }
+    h = h + lin.value();
+  }
+  return {h, log_det};
+}
+
+ForwardAndValue LogDet(const IResNet& net, const at::Tensor& x,
+                       const JacobianEstimatorOptions& options, at::Generator generator) {
+  if (net.dim() <= options.exact_max_dim) return ExactLogDet(net, x);
+  return PowerSeriesLogDet(net, x, options.series_terms, options.num_probes, generator);
+}
+
+ForwardAndValue Divergence(const IResNet& net, const at::Tensor& x,
+                           const JacobianEstimatorOptions& options, at::Generator generator) {
+  if (net.dim() <= options.exact_max_dim) return ExactDivergence(net, x);
+  return HutchinsonDivergence(net, x, options.num_probes, generator);
+}
+
+}  // namespace invnet

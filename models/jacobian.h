@@ -1,0 +1,65 @@
+#ifndef INVNET_MODELS_JACOBIAN_H_
+#define INVNET_MODELS_JACOBIAN_H_
+
+// Jacobian quantities of an iResNet phi at a batch of points, as they enter the training losses:
+// log det J_phi(x) and div phi(x) = tr J_phi(x).
+//
+// Everything is computed by forward propagation of tangents through the explicit block
+// Jacobians J_k = I + W_L D_{L-1} ... D_1 W_1 (IResNet::LinearizeResidual), so the results are
+// ordinary differentiable LibTorch expressions: a loss built from them needs one backward pass,
+// not n extra backward passes with create_graph. Call under at::NoGradGuard (or
+// c10::InferenceMode) for the forward-only evaluation path.
+//
+// Small n: exact (full Jacobian, slogdet, trace). Large n: stochastic and unbiased for the
+// divergence (Hutchinson with Rademacher probes); truncated power series with Hutchinson traces
+// for log det (biased by the truncation; the bias grows as the blocks' Lipschitz bounds approach
+// 1). Every function also returns phi(x), so a loss evaluates the network once.
+//
+// Inputs: x [batch, dim] of the network's dtype; a violation throws c10::Error.
+
+#include <cstdint>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+namespace invnet {
+
+class IResNet;
+
+struct ForwardAndValue {
+  at::Tensor output;  // phi(x), [batch, dim]
+  at::Tensor value;   // the requested quantity, [batch] (or [batch, dim, p] for JVPs)
+};
+
+// J_phi(x) V for tangents V of shape [batch, dim, p].
+ForwardAndValue JacobianVectorProduct(const IResNet& net, const at::Tensor& x,
+                                      const at::Tensor& tangents);
+// The full Jacobian J_phi(x), [batch, dim, dim] (value), by propagating the identity.
+ForwardAndValue ExactJacobian(const IResNet& net, const at::Tensor& x);
+// log det J_phi(x) = sum_k log det J_k(x_k), each by slogdet (det J_k > 0 for an iResNet).
+ForwardAndValue ExactLogDet(const IResNet& net, const at::Tensor& x);
+// div phi(x) = tr J_phi(x).
+ForwardAndValue ExactDivergence(const IResNet& net, const at::Tensor& x);
+
+// Hutchinson: the mean over `num_probes` Rademacher vectors v of v^T J_phi(x) v. Unbiased.
+ForwardAndValue HutchinsonDivergence(const IResNet& net, const at::Tensor& x,
+                                     int64_t num_probes, at::Generator generator);
+// sum_k sum_{t=1..num_terms} (-1)^(t+1) / t * v^T J_{g_k}^t v, averaged over Rademacher probes:
+// the power series log det(I + J_g) = sum_t (-1)^(t+1) tr(J_g^t) / t, truncated.
+ForwardAndValue PowerSeriesLogDet(const IResNet& net, const at::Tensor& x, int64_t num_terms,
+                                  int64_t num_probes, at::Generator generator);
+
+// Chooses exact or stochastic by dimension, as the losses do.
+struct JacobianEstimatorOptions {
+  int64_t exact_max_dim = 32;   // exact for dim <= this, stochastic above
+  int64_t num_probes = 1;       // Hutchinson probes per sample
+  int64_t series_terms = 10;    // power-series terms for log det
+};
+ForwardAndValue LogDet(const IResNet& net, const at::Tensor& x,
+                       const JacobianEstimatorOptions& options, at::Generator generator);
+ForwardAndValue Divergence(const IResNet& net, const at::Tensor& x,
+                           const JacobianEstimatorOptions& options, at::Generator generator);
+
+}  // namespace invnet
+
+#endif  // INVNET_MODELS_JACOBIAN_H_

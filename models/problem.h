@@ -1,0 +1,86 @@
+#ifndef INVNET_MODELS_PROBLEM_H_
+#define INVNET_MODELS_PROBLEM_H_
+
+// Plain descriptions of what a network is trained for (the inverse problem) and how (the loss
+// and its schedule). These are the records a checkpoint carries and the RPC contract mirrors;
+// the objects that act on them live in operators.h, priors.h and trainer.h.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "models/operators.h"
+
+namespace invnet {
+
+// Prior p_X = sum_k weights_k N(means_k, covariances_k), float64.
+struct GaussianMixtureSpec {
+  at::Tensor weights;      // [K], positive, summing to 1
+  at::Tensor means;        // [K, n]
+  at::Tensor covariances;  // [K, n, n], symmetric positive definite
+};
+
+// An uploaded set of training samples, by reference (the samples live in the repository).
+struct DatasetRef {
+  std::string name;
+  int64_t num_samples = 0;
+  int64_t dim = 0;
+};
+
+// y = A x + delta * eta, eta ~ N(0, I); x from the prior or from a dataset (exactly one).
+struct ProblemSpec {
+  std::string preset;  // the preset's name when built from one ("bimodal2d"), else empty
+  OperatorSpec op;
+  double noise_level = 0.0;  // delta >= 0
+  std::optional<GaussianMixtureSpec> prior;
+  std::optional<DatasetRef> dataset;
+};
+
+enum class LossKind {
+  kApproximation,   // 1/2 ||phi(x) - t||^2
+  kReconstruction,  // 1/2 ||phi^-1(y) - x||^2, implicit gradients through the solve
+  kLogDet,          // 1/2 ||phi(x) - t||^2 - alpha log det J_phi(x)   (posterior-mean-like)
+  kDivergence,      // 1/2 ||phi(x) - t||^2 - alpha div phi(x)         (MAP-like)
+};
+
+enum class TargetSpace {
+  kMeasurement,  // t = y: phi approximates A (needs m = n)
+  kNormal,       // t = A^T y: phi approximates A^T A (any m); inputs are mapped by A^T first
+};
+
+absl::string_view LossKindName(LossKind kind);  // "approximation", "reconstruction", "logdet", ...
+absl::StatusOr<LossKind> ParseLossKind(absl::string_view name);
+absl::string_view TargetSpaceName(TargetSpace space);  // "measurement", "normal"
+absl::StatusOr<TargetSpace> ParseTargetSpace(absl::string_view name);
+
+// How to train: the loss, the optimiser schedule and the evaluation cadence.
+struct TrainingSpec {
+  LossKind loss = LossKind::kApproximation;
+  // alpha, the regulariser's weight; negative means "delta^2" (the derivations' choice), which
+  // the trainer resolves and records.
+  double loss_weight = -1.0;
+  TargetSpace target_space = TargetSpace::kNormal;
+  int64_t steps = 3000;
+  int64_t batch_size = 512;
+  double learning_rate = 1e-3;   // Adam, cosine-decayed to 0 over `steps`
+  int64_t warmup_steps = 0;      // linear warm-up before the cosine
+  double grad_clip_norm = 0.0;   // global-norm clipping; 0 = off
+  uint64_t seed = 0;             // data, noise and probe draws (the architecture has its own)
+  int64_t validation_every = 250;  // steps between validations; 0 = only at the end
+  int64_t validation_size = 1000;  // held-out pairs drawn once
+  // Jacobian estimators (losses kLogDet, kDivergence).
+  int64_t exact_jacobian_max_dim = 32;
+  int64_t hutchinson_probes = 1;
+  int64_t log_det_series_terms = 10;
+  // Inverse used inside the reconstruction loss and validation.
+  double solver_tolerance = 1e-5;
+  int64_t solver_max_iterations = 500;
+};
+
+}  // namespace invnet
+
+#endif  // INVNET_MODELS_PROBLEM_H_
