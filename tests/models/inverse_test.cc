@@ -52,7 +52,9 @@ TEST_P(WorstCaseRoundTrip, Float64ReachesTenDigitsAndTheBoundHolds) {
   EXPECT_LE(r.forward_residual.max().item<double>(), 1e-10);
   // Contraction exactly c in the worst direction: the plain iteration needs about
   // log(tol (1 - c) / (c ||g(v)||)) / log(c) steps; hundreds for c = 0.97.
-  if (c >= 0.97) EXPECT_GE(r.iterations.max().item<int64_t>(), 500);
+  if (c >= 0.97) {
+    EXPECT_GE(r.iterations.max().item<int64_t>(), 500);
+  }
 }
 
 TEST_P(WorstCaseRoundTrip, Float32MeetsTheHonestTolerance) {

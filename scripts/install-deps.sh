@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package invnet needs to build and test. Idempotent.
+set -euo pipefail
+
+PACKAGES=(
+  g++ cmake ninja-build pkg-config git
+  libtorch-dev libopenblas0-openmp   # LibTorch; without OpenBLAS it falls back to a 15x slower BLAS
+  libabsl-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgoogle-glog-dev
+  libgtest-dev libgmock-dev
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q "${PACKAGES[@]}"
