@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include "absl/strings/str_cat.h"
+#include "models/fast_math.h"
 #include "models/iresnet.h"
 #include "models/tensor_checks.h"
 #include "models/torch_status.h"
@@ -22,46 +24,166 @@ namespace {
 constexpr int64_t kStallWindow = 30;
 
 // ---------------------------------------------------------------------------------------------
-// Kernels. They are compiled twice (AVX2+FMA and baseline x86-64) and picked at load time, so the
-// binary runs on any x86-64 machine and uses the wide units where they exist.
+// Kernels. Each is compiled twice, for AVX2 + FMA and for baseline x86-64, and the AVX2 version
+// is chosen at run time when the processor has it (checked once), so the binary runs anywhere.
+// (GCC's target_clones("arch=haswell") dispatches on the CPU model, which virtual machines often
+// hide; the explicit feature check does not have that problem.)
+
+bool HasAvx2Fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+
+// 256-bit vectors in GCC's vector extension: explicit SIMD without intrinsics. In the baseline
+// build the compiler splits each into two 128-bit SSE2 operations.
+typedef float Float8 __attribute__((vector_size(32)));
+typedef double Double4 __attribute__((vector_size(32)));
+template <typename T>
+struct VectorOf;
+template <>
+struct VectorOf<float> {
+  using type = Float8;
+};
+template <>
+struct VectorOf<double> {
+  using type = Double4;
+};
+template <typename T>
+using Vec = typename VectorOf<T>::type;
+template <typename T>
+constexpr int kLanes = 32 / sizeof(T);
 
 template <typename T>
-inline void DenseForwardImpl(const T* __restrict weight_t, const T* __restrict bias, int64_t in,
-                             int64_t out, const T* __restrict x, int64_t rows,
-                             T* __restrict y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    T* __restrict yr = y + r * out;
-    const T* __restrict xr = x + r * in;
-    for (int64_t j = 0; j < out; ++j) yr[j] = bias[j];
-    for (int64_t i = 0; i < in; ++i) {
-      const T xi = xr[i];
-      const T* __restrict w = weight_t + i * out;
-      for (int64_t j = 0; j < out; ++j) yr[j] += xi * w[j];
+__attribute__((always_inline)) inline Vec<T> LoadVec(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// One tile of y = x W^T + b: kRows rows starting at r by two vectors of columns starting at j0.
+// The 2 * kRows accumulators stay in registers for the whole reduction over `in`; each step
+// loads two vectors of W^T and broadcasts one x per row. Every output element is computed by
+// the same sequence of operations whatever the tile's height, so results do not depend on a
+// sample's batch-mates.
+template <typename T, int kRows>
+__attribute__((always_inline)) inline void DenseTile(const T* __restrict weight_t,
+                                                     const T* __restrict bias, int64_t in,
+                                                     int64_t out, const T* __restrict x,
+                                                     int64_t r, int64_t j0, T* __restrict y) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc0[kRows];
+  Vec<T> acc1[kRows];
+  const Vec<T> b0 = LoadVec(bias + j0);
+  const Vec<T> b1 = LoadVec(bias + j0 + L);
+  for (int a = 0; a < kRows; ++a) {
+    acc0[a] = b0;
+    acc1[a] = b1;
+  }
+  for (int64_t i = 0; i < in; ++i) {
+    const Vec<T> w0 = LoadVec(weight_t + i * out + j0);
+    const Vec<T> w1 = LoadVec(weight_t + i * out + j0 + L);
+    for (int a = 0; a < kRows; ++a) {
+      const T xv = x[(r + a) * in + i];
+      acc0[a] += xv * w0;
+      acc1[a] += xv * w1;
     }
+  }
+  for (int a = 0; a < kRows; ++a) {
+    std::memcpy(y + (r + a) * out + j0, &acc0[a], sizeof(Vec<T>));
+    std::memcpy(y + (r + a) * out + j0 + L, &acc1[a], sizeof(Vec<T>));
   }
 }
 
-__attribute__((target_clones("arch=haswell", "default"))) void DenseForward(
-    const float* weight_t, const float* bias, int64_t in, int64_t out, const float* x,
-    int64_t rows, float* y) {
-  DenseForwardImpl(weight_t, bias, in, out, x, rows, y);
-}
-
-__attribute__((target_clones("arch=haswell", "default"))) void DenseForward(
-    const double* weight_t, const double* bias, int64_t in, int64_t out, const double* x,
-    int64_t rows, double* y) {
-  DenseForwardImpl(weight_t, bias, in, out, x, rows, y);
-}
-
-// Same formulas as ApplyActivation (activation.cc) evaluates through LibTorch.
+// Columns [j_begin, out) of row r, for what is left after the full tiles (and for narrow layers
+// such as a block's output layer).
 template <typename T>
-void ActivateInPlace(Activation activation, T* z, int64_t count) {
+__attribute__((always_inline)) inline void DenseRowRemainder(const T* __restrict weight_t,
+                                                             const T* __restrict bias, int64_t in,
+                                                             int64_t out, const T* __restrict x,
+                                                             int64_t r, int64_t j_begin,
+                                                             T* __restrict y) {
+  T* __restrict yr = y + r * out;
+  const T* __restrict xr = x + r * in;
+  for (int64_t j = j_begin; j < out; ++j) yr[j] = bias[j];
+  for (int64_t i = 0; i < in; ++i) {
+    const T xi = xr[i];
+    const T* __restrict w = weight_t + i * out;
+    for (int64_t j = j_begin; j < out; ++j) yr[j] += xi * w[j];
+  }
+}
+
+// y[rows, out] = x[rows, in] W^T + b, with W^T stored as weight_t[in, out].
+template <typename T>
+__attribute__((always_inline)) inline void DenseForwardImpl(const T* __restrict weight_t,
+                                                            const T* __restrict bias, int64_t in,
+                                                            int64_t out, const T* __restrict x,
+                                                            int64_t rows, T* __restrict y) {
+  constexpr int kCols = 2 * kLanes<T>;
+  constexpr int kRows = 4;
+  const int64_t full_cols = out / kCols * kCols;
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) {
+    for (int64_t j0 = 0; j0 < full_cols; j0 += kCols) {
+      DenseTile<T, kRows>(weight_t, bias, in, out, x, r, j0, y);
+    }
+    if (full_cols < out) {
+      for (int64_t a = 0; a < kRows; ++a) {
+        DenseRowRemainder(weight_t, bias, in, out, x, r + a, full_cols, y);
+      }
+    }
+  }
+  for (; r < rows; ++r) {
+    for (int64_t j0 = 0; j0 < full_cols; j0 += kCols) {
+      DenseTile<T, 1>(weight_t, bias, in, out, x, r, j0, y);
+    }
+    if (full_cols < out) DenseRowRemainder(weight_t, bias, in, out, x, r, full_cols, y);
+  }
+}
+
+template <typename T>
+__attribute__((target("avx2,fma"))) void DenseForwardAvx2(const T* weight_t, const T* bias,
+                                                          int64_t in, int64_t out, const T* x,
+                                                          int64_t rows, T* y) {
+  DenseForwardImpl(weight_t, bias, in, out, x, rows, y);
+}
+
+template <typename T>
+void DenseForwardBaseline(const T* weight_t, const T* bias, int64_t in, int64_t out, const T* x,
+                          int64_t rows, T* y) {
+  DenseForwardImpl(weight_t, bias, in, out, x, rows, y);
+}
+
+template <typename T>
+void DenseForward(const T* weight_t, const T* bias, int64_t in, int64_t out, const T* x,
+                  int64_t rows, T* y) {
+  if (HasAvx2Fma()) {
+    DenseForwardAvx2(weight_t, bias, in, out, x, rows, y);
+  } else {
+    DenseForwardBaseline(weight_t, bias, in, out, x, rows, y);
+  }
+}
+
+// Same formulas as ApplyActivation (activation.cc) evaluates through LibTorch, with the
+// vectorisable exp/expm1 of fast_math.h where they matter (see its accuracy note).
+template <typename T>
+__attribute__((always_inline)) inline void ActivateInPlaceImpl(Activation activation, T* __restrict z, int64_t count) {
   switch (activation) {
     case Activation::kElu:
-      for (int64_t i = 0; i < count; ++i) z[i] = z[i] > T(0) ? z[i] : std::expm1(z[i]);
+      for (int64_t i = 0; i < count; ++i) {
+        const T v = z[i];
+        const T negative = fast_math::Expm1(v < T(0) ? v : T(0));
+        z[i] = v > T(0) ? v : negative;
+      }
       return;
     case Activation::kTanh:
-      for (int64_t i = 0; i < count; ++i) z[i] = std::tanh(z[i]);
+      for (int64_t i = 0; i < count; ++i) {
+        // tanh(v) = sign(v) (1 - e) / (1 + e), e = exp(-2|v|), without cancellation issues for
+        // large |v|; near 0 use expm1: (1 - e) = -expm1(-2|v|).
+        const T a = z[i] < T(0) ? -z[i] : z[i];
+        const T m = fast_math::Expm1(T(-2) * a);
+        const T t = -m / (T(2) + m);
+        z[i] = z[i] < T(0) ? -t : t;
+      }
       return;
     case Activation::kSoftplus:
       // LibTorch's softplus returns x itself above the threshold 20.
@@ -71,9 +193,24 @@ void ActivateInPlace(Activation activation, T* z, int64_t count) {
       return;
     case Activation::kLipSwish:
       for (int64_t i = 0; i < count; ++i) {
-        z[i] = z[i] / (T(1) + std::exp(-z[i])) / T(1.1);
+        z[i] = z[i] / (T(1) + fast_math::Exp(-z[i])) / T(1.1);
       }
       return;
+  }
+}
+
+template <typename T>
+__attribute__((target("avx2,fma"))) void ActivateInPlaceAvx2(Activation activation, T* z,
+                                                             int64_t count) {
+  ActivateInPlaceImpl(activation, z, count);
+}
+
+template <typename T>
+void ActivateInPlace(Activation activation, T* z, int64_t count) {
+  if (HasAvx2Fma()) {
+    ActivateInPlaceAvx2(activation, z, count);
+  } else {
+    ActivateInPlaceImpl(activation, z, count);
   }
 }
 
@@ -251,22 +388,24 @@ absl::Status ValidateInverseOptions(const InverseOptions& options) {
 }
 
 absl::StatusOr<std::shared_ptr<const FrozenIResNet>> FrozenIResNet::Create(
-    const IResNet& network) {
+    const IResNet& network, Bounds bounds) {
   return GuardTorchOr<std::shared_ptr<const FrozenIResNet>>(
       "FrozenIResNet::Create", [&]() -> absl::StatusOr<std::shared_ptr<const FrozenIResNet>> {
-        LipschitzCertificate cert = network.Certify();
-        for (size_t k = 0; k < cert.block_bounds.size(); ++k) {
-          if (!(cert.block_bounds[k] < 1.0)) {
+        std::vector<double> block_bounds = bounds == Bounds::kCertified
+                                               ? network.Certify().block_bounds
+                                               : network.EstimatedBlockBounds();
+        for (size_t k = 0; k < block_bounds.size(); ++k) {
+          if (!(block_bounds[k] < 1.0)) {
             return absl::FailedPreconditionError(
-                absl::StrCat("network is not invertible: block ", k,
-                             " has certified Lipschitz bound ", cert.block_bounds[k], " >= 1"));
+                absl::StrCat("network is not invertible: block ", k, " has Lipschitz bound ",
+                             block_bounds[k], " >= 1"));
           }
         }
         std::shared_ptr<FrozenIResNet> frozen(new FrozenIResNet());
         frozen->dim_ = network.dim();
         frozen->hidden_width_ = network.config().hidden_width;
         frozen->activation_ = network.config().activation;
-        frozen->block_lipschitz_ = cert.block_bounds;
+        frozen->block_lipschitz_ = block_bounds;
         for (const auto& block : network.EffectiveWeights()) {
           Block<float> b32;
           Block<double> b64;

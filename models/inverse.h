@@ -65,9 +65,14 @@ struct InverseResult {
 
 class FrozenIResNet {
  public:
-  // Copies `network`'s evaluation-mode weights and certifies each block (IResNet::Certify).
-  // FAILED_PRECONDITION when a block's certified Lipschitz bound is >= 1 (not invertible).
-  static absl::StatusOr<std::shared_ptr<const FrozenIResNet>> Create(const IResNet& network);
+  enum class Bounds {
+    kCertified,  // IResNet::Certify(): exact SVDs. For serving.
+    kEstimated,  // IResNet::EstimatedBlockBounds(): no SVD. For inverses inside training.
+  };
+  // Copies `network`'s evaluation-mode weights and takes each block's Lipschitz bound as
+  // `bounds` says. FAILED_PRECONDITION when a bound is >= 1 (not invertible).
+  static absl::StatusOr<std::shared_ptr<const FrozenIResNet>> Create(
+      const IResNet& network, Bounds bounds = Bounds::kCertified);
 
   int64_t dim() const { return dim_; }
   int64_t num_blocks() const { return static_cast<int64_t>(block_lipschitz_.size()); }

@@ -95,12 +95,24 @@ absl::Status ValidateIResNetConfig(const IResNetConfig& config) {
 
 at::Tensor ResidualLinearization::Apply(const at::Tensor& tangents) const {
   TORCH_CHECK(tangents.dim() == 3 && tangents.size(0) == value_.size(0) &&
-                  tangents.size(1) == value_.size(1),
-              "ResidualLinearization::Apply: tangents must be [batch, dim, p]");
+                  tangents.size(2) == value_.size(1),
+              "ResidualLinearization::Apply: tangents must be [batch, p, dim]");
   at::Tensor t = tangents;
   for (size_t l = 0; l < weights_.size(); ++l) {
-    t = at::matmul(weights_[l], t);  // [out, in] x [batch, in, p] -> [batch, out, p]
-    if (l < slopes_.size()) t = t * slopes_[l].unsqueeze(-1);
+    t = at::matmul(t, weights_[l].t());  // [batch, p, in] x [in, out] -> [batch, p, out]
+    if (l < slopes_.size()) t = t * slopes_[l].unsqueeze(1);
+  }
+  return t;
+}
+
+at::Tensor ResidualLinearization::ApplyTranspose(const at::Tensor& cotangents) const {
+  TORCH_CHECK(cotangents.dim() == 3 && cotangents.size(0) == value_.size(0) &&
+                  cotangents.size(2) == value_.size(1),
+              "ResidualLinearization::ApplyTranspose: cotangents must be [batch, p, dim]");
+  at::Tensor t = cotangents;
+  for (size_t l = weights_.size(); l-- > 0;) {
+    if (l < slopes_.size()) t = t * slopes_[l].unsqueeze(1);
+    t = at::matmul(t, weights_[l]);  // [batch, p, out] x [out, in] -> [batch, p, in]
   }
   return t;
 }
@@ -290,7 +302,7 @@ std::vector<std::vector<IResNet::EffectiveLayer>> IResNet::EffectiveWeights() co
   for (const auto& block : impl_->blocks) {
     std::vector<EffectiveLayer> layers;
     for (const Layer& layer : block) {
-      layers.push_back({impl_->EffectiveWeight(layer, /*use_training_estimate=*/false).detach(),
+      layers.push_back({impl_->EffectiveWeight(layer, impl_->training).detach(),
                         layer.bias.detach()});
     }
     result.push_back(std::move(layers));
@@ -328,6 +340,18 @@ LipschitzCertificate IResNet::Certify() const {
     cert.upper_lipschitz *= 1.0 + bound;
   }
   return cert;
+}
+
+std::vector<double> IResNet::EstimatedBlockBounds() const {
+  std::vector<double> bounds;
+  for (const auto& block : impl_->blocks) {
+    double bound = 1.0;
+    for (const Layer& layer : block) {
+      bound *= std::min(layer.sigma.item<double>(), impl_->config.lipschitz_coeff);
+    }
+    bounds.push_back(bound);
+  }
+  return bounds;
 }
 
 }  // namespace invnet

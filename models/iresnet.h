@@ -51,7 +51,7 @@ struct IResNetConfig {
 // OK, or INVALID_ARGUMENT naming the offending field.
 absl::Status ValidateIResNetConfig(const IResNetConfig& config);
 
-// What Certify() measured: sigma_max of every effective (normalised, evaluation-mode) weight
+// What Certify() measured: sigma_max of every effective (normalised) weight
 // matrix, and the block Lipschitz bounds they imply.
 struct LipschitzCertificate {
   std::vector<std::vector<double>> layer_sigmas;  // [block][layer]
@@ -68,8 +68,11 @@ class ResidualLinearization {
  public:
   // g(x), [batch, dim].
   const at::Tensor& value() const { return value_; }
-  // J_g(x) v for tangents v of shape [batch, dim, p]; returns [batch, dim, p]. Differentiable.
+  // J_g(x) v for p tangent vectors per sample, stored as rows: tangents [batch, p, dim] ->
+  // [batch, p, dim]. Differentiable. (Rows keep every product a single GEMM over batch * p.)
   at::Tensor Apply(const at::Tensor& tangents) const;
+  // J_g(x)^T w for cotangent rows w [batch, p, dim]; returns [batch, p, dim].
+  at::Tensor ApplyTranspose(const at::Tensor& cotangents) const;
 
  private:
   friend class IResNet;
@@ -114,7 +117,9 @@ class IResNet {
   // INVALID_ARGUMENT naming the first offending entry; the network is unchanged on error.
   absl::Status LoadState(const std::vector<std::pair<std::string, at::Tensor>>& state);
 
-  // The evaluation-mode weights W_eff = W * min(1, c / sigma), detached: [block][layer].
+  // The weights phi uses in its current mode, W_eff = W * min(1, c / sigma), detached:
+  // [block][layer]. (In training mode sigma = u^T W v, in evaluation mode the stored estimate;
+  // the two agree right after PowerIterationStep().)
   struct EffectiveLayer {
     at::Tensor weight;  // [out, in]
     at::Tensor bias;    // [out]
@@ -124,9 +129,12 @@ class IResNet {
   // Replaces each layer's sigma estimate (and u, v) by the exact top singular triple, so the
   // evaluation-mode weights satisfy sigma(W_eff) <= c to round-off.
   void CalibrateSpectralNorms();
-  // Measures sigma_max of every evaluation-mode weight tightly: exact SVD when the smaller
+  // Measures sigma_max of every effective weight (current mode) tightly: exact SVD when the smaller
   // side is <= 512, otherwise power iteration to 1e-7 relative with a 1e-4 safety margin.
   LipschitzCertificate Certify() const;
+  // Block Lipschitz bounds from the current sigma estimates, prod_l min(sigma_l, c): free to
+  // compute, and exact after CalibrateSpectralNorms(); an estimate (from below) during training.
+  std::vector<double> EstimatedBlockBounds() const;
 
  private:
   struct Impl;

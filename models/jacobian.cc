@@ -7,11 +7,11 @@
 namespace invnet {
 namespace {
 
-// Rademacher probes, [batch, dim, p], in x's dtype.
+// Rademacher probes as rows, [batch, p, dim], in x's dtype.
 at::Tensor RademacherProbes(const at::Tensor& x, int64_t num_probes, at::Generator generator) {
   TORCH_CHECK(num_probes >= 1, "num_probes must be >= 1");
   at::Tensor bits =
-      at::randint(0, 2, {x.size(0), x.size(1), num_probes}, generator, x.options().dtype(at::kLong));
+      at::randint(0, 2, {x.size(0), num_probes, x.size(1)}, generator, x.options().dtype(at::kLong));
   return (bits * 2 - 1).to(x.scalar_type());
 }
 
@@ -24,8 +24,8 @@ at::Tensor BatchIdentity(const at::Tensor& x) {
 ForwardAndValue JacobianVectorProduct(const IResNet& net, const at::Tensor& x,
                                       const at::Tensor& tangents) {
   TORCH_CHECK(tangents.dim() == 3 && tangents.size(0) == x.size(0) &&
-                  tangents.size(1) == x.size(1),
-              "JacobianVectorProduct: tangents must be [batch, dim, p]");
+                  tangents.size(2) == x.size(1),
+              "JacobianVectorProduct: tangents must be [batch, p, dim]");
   at::Tensor h = x;
   at::Tensor t = tangents;
   for (int64_t k = 0; k < net.num_blocks(); ++k) {
@@ -37,7 +37,9 @@ ForwardAndValue JacobianVectorProduct(const IResNet& net, const at::Tensor& x,
 }
 
 ForwardAndValue ExactJacobian(const IResNet& net, const at::Tensor& x) {
-  return JacobianVectorProduct(net, x, BatchIdentity(x));
+  // Row j of the propagated identity is J e_j, the j-th column of J.
+  ForwardAndValue rows = JacobianVectorProduct(net, x, BatchIdentity(x));
+  return {rows.output, rows.value.transpose(1, 2)};
 }
 
 ForwardAndValue ExactLogDet(const IResNet& net, const at::Tensor& x) {
@@ -47,6 +49,7 @@ ForwardAndValue ExactLogDet(const IResNet& net, const at::Tensor& x) {
   for (int64_t k = 0; k < net.num_blocks(); ++k) {
     ResidualLinearization lin = net.LinearizeResidual(k, h);
     // det(I + J_g) > 0 because every eigenvalue of I + J_g has real part >= 1 - Lip(g) > 0.
+    // (identity + Apply(identity) is (I + J_g)^T, which has the same determinant.)
     log_det = log_det + std::get<1>(at::linalg_slogdet(identity + lin.Apply(identity)));
     h = h + lin.value();
   }
@@ -63,7 +66,7 @@ ForwardAndValue HutchinsonDivergence(const IResNet& net, const at::Tensor& x,
   at::Tensor probes = RademacherProbes(x, num_probes, generator);
   ForwardAndValue jvp = JacobianVectorProduct(net, x, probes);
   // v^T J v per probe, averaged over probes.
-  return {jvp.output, (probes * jvp.value).sum(1).mean(-1)};
+  return {jvp.output, (probes * jvp.value).sum(-1).mean(-1)};
 }
 
 ForwardAndValue PowerSeriesLogDet(const IResNet& net, const at::Tensor& x, int64_t num_terms,
@@ -78,7 +81,7 @@ ForwardAndValue PowerSeriesLogDet(const IResNet& net, const at::Tensor& x, int64
     for (int64_t t = 1; t <= num_terms; ++t) {
       w = lin.Apply(w);  // J_g^t v
       double coeff = (t % 2 == 1 ? 1.0 : -1.0) / static_cast<double>(t);
-      log_det = log_det + coeff * (probes * w).sum(1).mean(-1);
+      log_det = log_det + coeff * (probes * w).sum(-1).mean(-1);
     }
     h = h + lin.value();
   }

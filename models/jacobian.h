@@ -28,10 +28,10 @@ class IResNet;
 
 struct ForwardAndValue {
   at::Tensor output;  // phi(x), [batch, dim]
-  at::Tensor value;   // the requested quantity, [batch] (or [batch, dim, p] for JVPs)
+  at::Tensor value;   // the requested quantity, [batch] (or [batch, p, dim] for JVPs)
 };
 
-// J_phi(x) V for tangents V of shape [batch, dim, p].
+// J_phi(x) v for p tangent vectors per sample stored as rows, [batch, p, dim].
 ForwardAndValue JacobianVectorProduct(const IResNet& net, const at::Tensor& x,
                                       const at::Tensor& tangents);
 // The full Jacobian J_phi(x), [batch, dim, dim] (value), by propagating the identity.

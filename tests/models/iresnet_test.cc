@@ -178,13 +178,18 @@ TEST(IResNetTest, LinearizationMatchesFiniteDifferences) {
     for (int64_t k = 0; k < net->num_blocks(); ++k) {
       ResidualLinearization lin = net->LinearizeResidual(k, x);
       EXPECT_TRUE(at::allclose(lin.value(), net->Residual(k, x)));
-      at::Tensor v = at::randn({4, 3, 2}, at::kDouble);
+      at::Tensor v = at::randn({4, 2, 3}, at::kDouble);  // two tangent rows per sample
       at::Tensor jv = lin.Apply(v);
+      at::Tensor w = at::randn({4, 2, 3}, at::kDouble);
+      at::Tensor jtw = lin.ApplyTranspose(w);
       const double h = 1e-6;
       for (int p = 0; p < 2; ++p) {
-        at::Tensor dir = v.select(2, p);
+        at::Tensor dir = v.select(1, p);
         at::Tensor fd = (net->Residual(k, x + h * dir) - net->Residual(k, x - h * dir)) / (2 * h);
-        EXPECT_TRUE(at::allclose(jv.select(2, p), fd, 1e-6, 1e-7)) << ActivationName(act);
+        EXPECT_TRUE(at::allclose(jv.select(1, p), fd, 1e-6, 1e-7)) << ActivationName(act);
+        // <w, J v> = <J^T w, v>
+        EXPECT_TRUE(at::allclose((w.select(1, p) * jv.select(1, p)).sum(1),
+                                 (jtw.select(1, p) * dir).sum(1), 1e-12, 1e-12));
       }
     }
   }

@@ -1,0 +1,73 @@
+#ifndef INVNET_MODELS_ESTIMATORS_H_
+#define INVNET_MODELS_ESTIMATORS_H_
+
+// Exact Bayesian reference estimators for y = A x + delta * eta, eta ~ N(0, I), under a
+// Gaussian-mixture prior (method.md section 4). Everything is batched over y [batch, m] and
+// computed in float64 (results are float64). The object precomputes per-component quantities
+// once, is immutable, and is safe to share between threads.
+//
+// With C_k = A S_k A^T + delta^2 I:
+//   w_k(y) proportional to pi_k N(y; A mu_k, C_k)        posterior component weights
+//   m_k(y) = mu_k + S_k A^T C_k^-1 (y - A mu_k)          component posterior means
+//   P_k    = S_k - S_k A^T C_k^-1 A S_k                  component posterior covariances
+//   x_PM   = sum_k w_k m_k,  Cov[x|y] = sum_k w_k (P_k + m_k m_k^T) - x_PM x_PM^T
+
+#include <cstdint>
+#include <memory>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "models/operators.h"
+#include "models/priors.h"
+
+namespace invnet {
+
+struct MapResult {
+  at::Tensor x;          // [batch, n]: the best critical point found
+  at::Tensor objective;  // [batch]: 1/2 ||A x - y||^2 - delta^2 log p_X(x) at x
+  at::Tensor gradient_norm;  // [batch]: ||grad objective|| at x (first-order optimality)
+};
+
+class BayesEstimators {
+ public:
+  // The operator's input dimension must equal the prior's; noise_level > 0 (for delta = 0 the
+  // posterior is degenerate). INVALID_ARGUMENT otherwise. Copies what it needs.
+  static absl::StatusOr<std::unique_ptr<BayesEstimators>> Create(const LinearOperator& op,
+                                                                 const GaussianMixture& prior,
+                                                                 double noise_level);
+
+  int64_t input_dim() const;   // n
+  int64_t output_dim() const;  // m
+
+  // y [batch, m] (any float dtype) -> float64 results. Inputs are not validated here beyond
+  // shape checks that throw: callers validate user input first (tensor_checks.h).
+  at::Tensor PosteriorMean(const at::Tensor& y) const;              // [batch, n]
+  at::Tensor PosteriorCovariance(const at::Tensor& y) const;        // [batch, n, n]
+  at::Tensor PosteriorStd(const at::Tensor& y) const;               // [batch, n], sqrt of diag
+  at::Tensor PosteriorWeights(const at::Tensor& y) const;           // [batch, K]
+  // grad_y log p_Y(y), [batch, m] (for Tweedie's identity A x_PM = y + delta^2 grad log p_Y).
+  at::Tensor MeasurementScore(const at::Tensor& y) const;
+  // MAP: minimises 1/2 ||A x - y||^2 - delta^2 log p_X(x) from every m_k(y) and x_PM(y) by the
+  // EM fixed point x <- (A^T A + d^2 sum_k g_k S_k^-1)^-1 (A^T y + d^2 sum_k g_k S_k^-1 mu_k),
+  // polished by damped Newton steps; keeps the start with the lowest objective.
+  MapResult Map(const at::Tensor& y) const;
+  // 1/2 ||A x - y||^2 - delta^2 log p_X(x) for x [batch, n] and y [batch, m].
+  at::Tensor MapObjective(const at::Tensor& x, const at::Tensor& y) const;
+  // Linear MMSE (Wiener / Tikhonov) estimator for the Gaussian with the prior's mean mu and
+  // covariance S: mu + S A^T (A S A^T + delta^2 I)^-1 (y - A mu). Equals PM and MAP when the
+  // prior is a single Gaussian.
+  at::Tensor Wiener(const at::Tensor& y) const;
+  // A^+ y (Moore-Penrose pseudo-inverse; for an invertible A this is A^-1 y).
+  at::Tensor PseudoInverse(const at::Tensor& y) const;
+
+ private:
+  BayesEstimators() = default;
+  struct Impl;
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace invnet
+
+#endif  // INVNET_MODELS_ESTIMATORS_H_

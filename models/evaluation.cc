@@ -1,0 +1,66 @@
+#include "models/evaluation.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "models/losses.h"
+#include "models/status_macros.h"
+#include "models/torch_status.h"
+
+namespace invnet {
+namespace {
+
+double MeanSquaredDistance(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).pow(2).sum(1).mean().item<double>();
+}
+
+}  // namespace
+
+TestSet DrawTestSet(const SignalSource& source, const LinearOperator& op, double noise_level,
+                    int64_t count, at::Generator generator, const BayesEstimators* references) {
+  at::NoGradGuard no_grad;
+  TestSet test;
+  test.x = source.Sample(count, generator);
+  at::Tensor clean = op.Apply(test.x);
+  test.y = clean + noise_level * at::randn(clean.sizes(), generator, clean.options());
+  if (references != nullptr) {
+    test.pm = references->PosteriorMean(test.y);
+    test.map = references->Map(test.y).x;
+  }
+  return test;
+}
+
+EvaluationMetrics EvaluateEstimate(const at::Tensor& x_hat, const TestSet& test) {
+  at::NoGradGuard no_grad;
+  EvaluationMetrics m;
+  m.mse = MeanSquaredDistance(x_hat, test.x);
+  if (test.pm.defined()) {
+    m.mse_ratio_to_pm = m.mse / MeanSquaredDistance(test.pm, test.x);
+    m.rms_to_pm = std::sqrt(MeanSquaredDistance(x_hat, test.pm));
+  }
+  if (test.map.defined()) m.rms_to_map = std::sqrt(MeanSquaredDistance(x_hat, test.map));
+  return m;
+}
+
+absl::StatusOr<EvaluationMetrics> EvaluateNetwork(const FrozenIResNet& network,
+                                                  const LinearOperator& op,
+                                                  TargetSpace target_space, const TestSet& test,
+                                                  const InverseOptions& options) {
+  return GuardTorchOr<EvaluationMetrics>(
+      "EvaluateNetwork", [&]() -> absl::StatusOr<EvaluationMetrics> {
+        at::NoGradGuard no_grad;
+        at::Tensor target = TargetFor(op, target_space, test.y).to(at::kFloat);
+        INVNET_ASSIGN_OR_RETURN(InverseResult inverse, network.Inverse(target, options));
+        EvaluationMetrics m = EvaluateEstimate(inverse.x, test);
+        m.converged_fraction = inverse.converged.to(at::kDouble).mean().item<double>();
+        m.mean_iterations = inverse.iterations.to(at::kDouble).mean().item<double>();
+        INVNET_ASSIGN_OR_RETURN(at::Tensor forward, network.Forward(test.x.to(at::kFloat)));
+        at::Tensor clean = op.Apply(test.x);
+        if (target_space == TargetSpace::kNormal) clean = op.Adjoint(clean);
+        m.forward_error = std::sqrt(MeanSquaredDistance(forward, clean));
+        return m;
+      });
+}
+
+}  // namespace invnet

@@ -1,0 +1,65 @@
+#ifndef INVNET_MODELS_EVALUATION_H_
+#define INVNET_MODELS_EVALUATION_H_
+
+// The metrics of method.md section 5, for a network's inverse or any other estimator, on a set
+// of held-out test pairs (x, y):
+//   mse               mean ||x_hat - x||^2                    (Bayes risk of the estimator)
+//   mse_ratio_to_pm   mse / mse of the exact posterior mean   (1 = Bayes-optimal)
+//   rms_to_pm/map     sqrt(mean ||x_hat - x_PM||^2), same for the MAP
+//   forward_error     sqrt(mean ||phi(x) - A x||^2) (or against A^T A x in normal space)
+//   converged_fraction, mean_iterations   of the network's inverse
+// Quantities that do not apply (no reference, not a network) are NaN.
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "models/estimators.h"
+#include "models/inverse.h"
+#include "models/operators.h"
+#include "models/priors.h"
+#include "models/problem.h"
+
+namespace invnet {
+
+struct TestSet {
+  at::Tensor x;    // [count, n], float64
+  at::Tensor y;    // [count, m], float64
+  at::Tensor pm;   // [count, n] exact posterior means, or undefined
+  at::Tensor map;  // [count, n] exact MAP estimates, or undefined
+};
+
+// `count` pairs x ~ source, y = A x + delta * eta, drawn with `generator`. With `references`,
+// also the exact PM and MAP for every y.
+TestSet DrawTestSet(const SignalSource& source, const LinearOperator& op, double noise_level,
+                    int64_t count, at::Generator generator,
+                    const BayesEstimators* references = nullptr);
+
+struct EvaluationMetrics {
+  static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  double mse = kNaN;
+  double mse_ratio_to_pm = kNaN;
+  double rms_to_pm = kNaN;
+  double rms_to_map = kNaN;
+  double forward_error = kNaN;
+  double converged_fraction = kNaN;
+  double mean_iterations = kNaN;
+};
+
+// Metrics of an arbitrary estimate x_hat [count, n] of test.x.
+EvaluationMetrics EvaluateEstimate(const at::Tensor& x_hat, const TestSet& test);
+
+// Metrics of a network's inverse: x_hat = phi^-1(t), t = y or A^T y, plus the forward error.
+// The network runs in the dtype its weights are used in for serving (float32 inputs).
+absl::StatusOr<EvaluationMetrics> EvaluateNetwork(const FrozenIResNet& network,
+                                                  const LinearOperator& op,
+                                                  TargetSpace target_space, const TestSet& test,
+                                                  const InverseOptions& options);
+
+}  // namespace invnet
+
+#endif  // INVNET_MODELS_EVALUATION_H_

@@ -1,0 +1,44 @@
+#ifndef INVNET_MODELS_PRESETS_H_
+#define INVNET_MODELS_PRESETS_H_
+
+// Named problems with their default architecture and schedule (method.md section 5). The
+// service, the CLI and the experiments all refer to problems by these names.
+//
+//   bimodal2d  prior 1/2 N((-1,0), 0.3^2 I) + 1/2 N((1,0), 0.3^2 I), A = [[0.9,0.2],[0.1,0.5]],
+//              delta = 0.2; 4 blocks of width 64, c = 0.9, ELU; Adam 1e-3, 3000 steps of 512.
+//   blur64     64 samples on a periodic grid, 4-component Gaussian-mixture prior of smooth
+//              sinusoids, A = periodic Gaussian blur (sigma 2 samples), delta = 0.05; 6 blocks of
+//              width 256, 3 layers, c = 0.95, ELU; Adam 1e-3 cosine, 3000 steps of 256;
+//              stochastic Jacobian estimators (one Hutchinson probe).
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "models/iresnet.h"
+#include "models/problem.h"
+
+namespace invnet {
+
+struct Preset {
+  std::string name;
+  std::string description;
+  ProblemSpec problem;
+  IResNetConfig architecture;
+  TrainingSpec training;  // for the loss asked for, with its default target space
+};
+
+std::vector<std::string> PresetNames();
+
+// The preset `name` set up to train with `loss`. NOT_FOUND for an unknown name.
+absl::StatusOr<Preset> GetPreset(absl::string_view name, LossKind loss);
+
+// The target space a loss uses by default: the divergence loss works in normal-equation space
+// (its minimiser is A^T A x - alpha grad log p_X, method.md section 3), the others in measurement
+// space when A is square, otherwise normal space.
+TargetSpace DefaultTargetSpace(LossKind loss, bool square_operator);
+
+}  // namespace invnet
+
+#endif  // INVNET_MODELS_PRESETS_H_

@@ -1,0 +1,177 @@
+#include "models/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/checkpoint.h"
+#include "models/presets.h"
+#include "models/priors.h"
+#include "tests/testing/status_matchers.h"
+
+namespace invnet {
+namespace {
+
+using ::invnet::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// bimodal2d with a small network and a short schedule.
+TrainingRequest SmallRequest(LossKind loss, int64_t steps = 60) {
+  Preset preset = GetPreset("bimodal2d", loss).value();
+  TrainingRequest request;
+  request.problem = preset.problem;
+  request.architecture = preset.architecture;
+  request.architecture.num_blocks = 2;
+  request.architecture.hidden_width = 16;
+  request.training = preset.training;
+  request.training.steps = steps;
+  request.training.batch_size = 64;
+  request.training.learning_rate = 3e-3;
+  request.training.validation_every = 20;
+  request.training.validation_size = 200;
+  return request;
+}
+
+TEST(TrainerTest, LossDecreasesAndTheCheckpointIsComplete) {
+  TrainingRequest request = SmallRequest(LossKind::kApproximation, 200);
+  request.problem.noise_level = 0.02;  // so the loss is dominated by the fit, not the noise
+  std::vector<double> losses;
+  int validations = 0;
+  TrainerCallbacks callbacks;
+  callbacks.on_progress = [&](const TrainingProgress& p) {
+    if (p.step <= p.total_steps && losses.size() < 200) losses.push_back(p.loss);
+    if (p.validation.has_value()) ++validations;
+  };
+  ASSERT_OK_AND_ASSIGN(Checkpoint ck, Train(request, callbacks));
+  ASSERT_EQ(losses.size(), 200u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 20; ++i) {
+    first += losses[i];
+    last += losses[180 + i];
+  }
+  EXPECT_LT(last, 0.5 * first);
+  EXPECT_EQ(validations, 200 / 20);  // 9 during training, 1 final
+  const std::vector<double>& forward = ck.curves.at("val_forward_error");
+  ASSERT_EQ(forward.size(), 10u);
+  EXPECT_LT(forward.back(), 0.5 * forward.front());
+  EXPECT_GT(ck.metrics.at("val_mse"), 0.0);
+  // At low noise the inverse of a good fit of A is close to the posterior mean.
+  EXPECT_NEAR(ck.metrics.at("val_mse_ratio_to_pm"), 1.0, 0.2);
+  EXPECT_EQ(ck.metrics.at("val_converged_fraction"), 1.0);
+  EXPECT_DOUBLE_EQ(ck.training.loss_weight, 0.02 * 0.02);  // "delta^2" resolved
+  EXPECT_LE(ck.certificate.max_block_bound, std::pow(0.9, 3) * (1 + 1e-6));
+  ASSERT_OK_AND_ASSIGN(auto net, RestoreNetwork(ck));
+  EXPECT_FALSE(net->is_training());
+}
+
+TEST(TrainerTest, SameSeedSameNetworkOtherSeedOtherNetwork) {
+  TrainingRequest request = SmallRequest(LossKind::kDivergence, 30);
+  ASSERT_OK_AND_ASSIGN(Checkpoint a, Train(request));
+  ASSERT_OK_AND_ASSIGN(Checkpoint b, Train(request));
+  request.training.seed = 99;
+  ASSERT_OK_AND_ASSIGN(Checkpoint c, Train(request));
+  bool all_equal_ab = true;
+  bool all_equal_ac = true;
+  for (size_t i = 0; i < a.state.size(); ++i) {
+    all_equal_ab &= at::equal(a.state[i].second, b.state[i].second);
+    all_equal_ac &= at::equal(a.state[i].second, c.state[i].second);
+  }
+  EXPECT_TRUE(all_equal_ab);
+  EXPECT_FALSE(all_equal_ac);
+  EXPECT_EQ(a.metrics.at("val_mse"), b.metrics.at("val_mse"));
+}
+
+TEST(TrainerTest, StopPredicateIsHonouredWithinOneStep) {
+  TrainingRequest request = SmallRequest(LossKind::kApproximation, 1000);
+  int steps_done = 0;
+  TrainerCallbacks callbacks;
+  callbacks.on_progress = [&](const TrainingProgress& p) { steps_done = p.step; };
+  callbacks.should_stop = [&]() { return steps_done >= 7; };
+  EXPECT_THAT(Train(request, callbacks),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("after 7 of 1000")));
+  EXPECT_EQ(steps_done, 7);
+}
+
+TEST(TrainerTest, EveryLossTrainsAndRestores) {
+  for (LossKind loss : {LossKind::kReconstruction, LossKind::kLogDet, LossKind::kDivergence}) {
+    TrainingRequest request = SmallRequest(loss, 40);
+    ASSERT_OK_AND_ASSIGN(Checkpoint ck, Train(request));
+    EXPECT_EQ(ck.training.loss, loss);
+    EXPECT_TRUE(std::isfinite(ck.metrics.at("final_loss"))) << LossKindName(loss);
+    EXPECT_OK(RestoreNetwork(ck).status());
+  }
+}
+
+TEST(TrainerTest, TrainsOnADataset) {
+  TrainingRequest request = SmallRequest(LossKind::kApproximation, 40);
+  auto prior = GaussianMixture::Create(*request.problem.prior).value();
+  request.dataset_samples =
+      prior->Sample(500, at::make_generator<at::CPUGeneratorImpl>(1)).to(at::kFloat);
+  request.problem.prior.reset();
+  request.problem.dataset = DatasetRef{"samples", 500, 2};
+  ASSERT_OK_AND_ASSIGN(Checkpoint ck, Train(request));
+  EXPECT_EQ(ck.metrics.count("val_mse_ratio_to_pm"), 0u);  // no prior, no posterior mean
+  ASSERT_TRUE(ck.problem.dataset.has_value());
+  EXPECT_EQ(ck.problem.dataset->name, "samples");
+}
+
+TEST(TrainerTest, BadRequestsNameTheirField) {
+  TrainingRequest request = SmallRequest(LossKind::kApproximation);
+  request.training.batch_size = 0;
+  EXPECT_THAT(Train(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("training.batch_size")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.training.learning_rate = -1;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("learning_rate")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.problem.noise_level = -0.1;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("noise_level")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.problem.prior->weights = at::tensor({0.7, 0.7}, at::kDouble);
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prior.weights")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.problem.dataset = DatasetRef{"d", 10, 2};
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.architecture.dim = 3;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("architecture.dim")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.problem.op.matrix = at::randn({3, 2}, at::kDouble);
+  request.training.target_space = TargetSpace::kMeasurement;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("target_space")));
+  request.training.target_space = TargetSpace::kNormal;
+  EXPECT_OK(ValidateTrainingRequest(request));
+  request = SmallRequest(LossKind::kApproximation);
+  request.architecture.lipschitz_coeff = 1.0;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lipschitz_coeff")));
+}
+
+TEST(PresetsTest, KnownNamesAndDefaults) {
+  EXPECT_THAT(GetPreset("nope", LossKind::kApproximation),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("bimodal2d")));
+  for (const std::string& name : PresetNames()) {
+    for (LossKind loss : {LossKind::kApproximation, LossKind::kDivergence}) {
+      ASSERT_OK_AND_ASSIGN(Preset p, GetPreset(name, loss));
+      TrainingRequest request;
+      request.problem = p.problem;
+      request.architecture = p.architecture;
+      request.training = p.training;
+      EXPECT_OK(ValidateTrainingRequest(request)) << name;
+    }
+  }
+  EXPECT_EQ(GetPreset("bimodal2d", LossKind::kDivergence)->training.target_space,
+            TargetSpace::kNormal);
+  EXPECT_EQ(GetPreset("bimodal2d", LossKind::kLogDet)->training.target_space,
+            TargetSpace::kMeasurement);
+}
+
+}  // namespace
+}  // namespace invnet
