@@ -17,6 +17,7 @@ constexpr char kKind[] = "invnet.checkpoint";
 constexpr char kStatePrefix[] = "state.";
 constexpr char kMetricPrefix[] = "metrics.";
 constexpr char kCurvePrefix[] = "curves.";
+constexpr char kLabelPrefix[] = "labels.";
 
 void PutArchitecture(const IResNetConfig& a, ArchiveWriter& w) {
   w.PutInt("architecture.dim", a.dim);
@@ -108,6 +109,7 @@ void PutTraining(const TrainingSpec& t, ArchiveWriter& w) {
   w.PutInt("training.steps", t.steps);
   w.PutInt("training.batch_size", t.batch_size);
   w.PutDouble("training.learning_rate", t.learning_rate);
+  w.PutInt("training.cosine_decay", t.cosine_decay ? 1 : 0);
   w.PutInt("training.warmup_steps", t.warmup_steps);
   w.PutDouble("training.grad_clip_norm", t.grad_clip_norm);
   w.PutInt("training.seed", static_cast<int64_t>(t.seed));
@@ -130,6 +132,8 @@ absl::StatusOr<TrainingSpec> GetTraining(const ArchiveReader& r) {
   INVNET_ASSIGN_OR_RETURN(t.steps, r.GetInt("training.steps"));
   INVNET_ASSIGN_OR_RETURN(t.batch_size, r.GetInt("training.batch_size"));
   INVNET_ASSIGN_OR_RETURN(t.learning_rate, r.GetDouble("training.learning_rate"));
+  INVNET_ASSIGN_OR_RETURN(int64_t cosine, r.GetInt("training.cosine_decay"));
+  t.cosine_decay = cosine != 0;
   INVNET_ASSIGN_OR_RETURN(t.warmup_steps, r.GetInt("training.warmup_steps"));
   INVNET_ASSIGN_OR_RETURN(t.grad_clip_norm, r.GetDouble("training.grad_clip_norm"));
   INVNET_ASSIGN_OR_RETURN(int64_t seed, r.GetInt("training.seed"));
@@ -191,6 +195,9 @@ absl::StatusOr<Checkpoint> DecodeCheckpoint(const ArchiveReader& r) {
   for (const std::string& key : r.KeysWithPrefix(kCurvePrefix)) {
     INVNET_ASSIGN_OR_RETURN(ck.curves[key.substr(sizeof(kCurvePrefix) - 1)], r.GetDoubles(key));
   }
+  for (const std::string& key : r.KeysWithPrefix(kLabelPrefix)) {
+    INVNET_ASSIGN_OR_RETURN(ck.labels[key.substr(sizeof(kLabelPrefix) - 1)], r.GetString(key));
+  }
   INVNET_ASSIGN_OR_RETURN(ck.certificate, GetCertificate(r, ck.architecture));
   for (const std::string& key : r.KeysWithPrefix(kStatePrefix)) {
     INVNET_ASSIGN_OR_RETURN(at::Tensor t, r.GetTensor(key));
@@ -226,6 +233,7 @@ std::string SerializeCheckpoint(const Checkpoint& ck) {
   PutTraining(ck.training, w);
   for (const auto& [name, value] : ck.metrics) w.PutDouble(kMetricPrefix + name, value);
   for (const auto& [name, values] : ck.curves) w.PutDoubles(kCurvePrefix + name, values);
+  for (const auto& [name, value] : ck.labels) w.PutString(kLabelPrefix + name, value);
   PutCertificate(ck.certificate, w);
   for (const auto& [name, tensor] : ck.state) w.PutTensor(kStatePrefix + name, tensor);
   return w.Finish();

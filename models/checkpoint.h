@@ -35,6 +35,7 @@ struct Checkpoint {
   std::map<std::string, double> metrics;               // e.g. "val_mse", "train_seconds"
   std::map<std::string, std::vector<double>> curves;   // e.g. "step", "loss", "val_mse"
   LipschitzCertificate certificate;                    // as certified when saved
+  std::map<std::string, std::string> labels;           // provenance, e.g. "job_id", "created"
   std::vector<std::pair<std::string, at::Tensor>> state;  // IResNet::NamedState()
 };
 

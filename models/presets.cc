@@ -37,7 +37,9 @@ Preset Bimodal2d(LossKind loss) {
   p.training.target_space = DefaultTargetSpace(loss, true);
   p.training.steps = 3000;
   p.training.batch_size = 512;
-  p.training.learning_rate = 1e-3;
+  // method.md used Adam 1e-3; with our cosine decay 3e-3 reaches its table in the same 3000 steps
+  // (at 1e-3 the PM-like losses stop at about 1.03x the Bayes risk instead of 1.01x).
+  p.training.learning_rate = 3e-3;
   p.training.validation_every = 250;
   p.training.validation_size = 2000;
   return p;

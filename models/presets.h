@@ -5,7 +5,8 @@
 // service, the CLI and the experiments all refer to problems by these names.
 //
 //   bimodal2d  prior 1/2 N((-1,0), 0.3^2 I) + 1/2 N((1,0), 0.3^2 I), A = [[0.9,0.2],[0.1,0.5]],
-//              delta = 0.2; 4 blocks of width 64, c = 0.9, ELU; Adam 1e-3, 3000 steps of 512.
+//              delta = 0.2; 4 blocks of width 64 (3 layers), c = 0.9, ELU; Adam 3e-3 cosine,
+//              3000 steps of 512.
 //   blur64     64 samples on a periodic grid, 4-component Gaussian-mixture prior of smooth
 //              sinusoids, A = periodic Gaussian blur (sigma 2 samples), delta = 0.05; 6 blocks of
 //              width 256, 3 layers, c = 0.95, ELU; Adam 1e-3 cosine, 3000 steps of 256;

@@ -66,8 +66,9 @@ struct TrainingSpec {
   TargetSpace target_space = TargetSpace::kNormal;
   int64_t steps = 3000;
   int64_t batch_size = 512;
-  double learning_rate = 1e-3;   // Adam, cosine-decayed to 0 over `steps`
-  int64_t warmup_steps = 0;      // linear warm-up before the cosine
+  double learning_rate = 1e-3;   // Adam
+  bool cosine_decay = true;      // decay the learning rate to 0 along a cosine (else constant)
+  int64_t warmup_steps = 0;      // linear warm-up from 0 over the first steps
   double grad_clip_norm = 0.0;   // global-norm clipping; 0 = off
   uint64_t seed = 0;             // data, noise and probe draws (the architecture has its own)
   int64_t validation_every = 250;  // steps between validations; 0 = only at the end

@@ -120,6 +120,7 @@ absl::StatusOr<Setup> BuildSetup(const TrainingRequest& request) {
 
 double LearningRate(const TrainingSpec& t, int64_t step) {
   if (step < t.warmup_steps) return t.learning_rate * (step + 1) / t.warmup_steps;
+  if (!t.cosine_decay) return t.learning_rate;
   const double span = std::max<int64_t>(1, t.steps - t.warmup_steps);
   const double progress = static_cast<double>(step - t.warmup_steps) / span;
   return t.learning_rate * 0.5 * (1.0 + std::cos(kPi * progress));

@@ -5,8 +5,8 @@
 //
 // Every step draws a fresh batch x (from the prior or the dataset) and fresh noise,
 // y = A x + delta * eta, advances the spectral-norm power iteration, and takes one Adam step on
-// the loss, with a linear warm-up and a cosine decay of the learning rate to 0 and optional
-// global-norm gradient clipping. Every `validation_every` steps (and at the end) the inverse is
+// the loss, with an optional linear warm-up, an optional cosine decay of the learning rate to 0
+// and optional global-norm gradient clipping. Every `validation_every` steps (and at the end) the inverse is
 // evaluated on a held-out set drawn once: reconstruction MSE (and its ratio to the exact
 // posterior mean's when the prior is a Gaussian mixture), forward error, converged fraction.
 // After the last step the spectral norms are calibrated exactly (IResNet::CalibrateSpectralNorms)

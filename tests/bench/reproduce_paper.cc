@@ -32,6 +32,12 @@ ABSL_FLAG(int64_t, test_pairs, 0, "held-out pairs (0: 20000 for bimodal2d, 5000 
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads");
 ABSL_FLAG(std::string, save_dir, "", "directory to save each trained checkpoint in");
 ABSL_FLAG(uint64_t, seed, 0, "training seed");
+ABSL_FLAG(std::string, only, "", "train only the runs whose label contains this text");
+ABSL_FLAG(int64_t, layers_per_block, 0, "override the preset's layers per block (0: keep)");
+ABSL_FLAG(int64_t, hidden_width, 0, "override the preset's hidden width (0: keep)");
+ABSL_FLAG(double, learning_rate, 0, "override the preset's learning rate (0: keep)");
+ABSL_FLAG(std::string, schedule, "", "override the learning-rate schedule: cosine or constant");
+ABSL_FLAG(int64_t, batch_size, 0, "override the preset's batch size (0: keep)");
 
 namespace invnet {
 namespace {
@@ -107,6 +113,10 @@ int Main() {
   solver.tolerance = 1e-5;
   solver.max_iterations = 5000;
   for (const Run& run : runs) {
+    if (run.label.find(absl::GetFlag(FLAGS_only)) == std::string::npos) {
+      rows.push_back({run.label + " (skipped)", EvaluationMetrics()});
+      continue;
+    }
     Preset preset = GetPreset(preset_name, run.loss).value();
     TrainingRequest request;
     request.problem = preset.problem;
@@ -115,6 +125,21 @@ int Main() {
     request.training.target_space = run.space;
     request.training.seed = absl::GetFlag(FLAGS_seed);
     if (absl::GetFlag(FLAGS_steps) > 0) request.training.steps = absl::GetFlag(FLAGS_steps);
+    if (absl::GetFlag(FLAGS_layers_per_block) > 0) {
+      request.architecture.layers_per_block = absl::GetFlag(FLAGS_layers_per_block);
+    }
+    if (absl::GetFlag(FLAGS_hidden_width) > 0) {
+      request.architecture.hidden_width = absl::GetFlag(FLAGS_hidden_width);
+    }
+    if (absl::GetFlag(FLAGS_learning_rate) > 0) {
+      request.training.learning_rate = absl::GetFlag(FLAGS_learning_rate);
+    }
+    if (!absl::GetFlag(FLAGS_schedule).empty()) {
+      request.training.cosine_decay = absl::GetFlag(FLAGS_schedule) == "cosine";
+    }
+    if (absl::GetFlag(FLAGS_batch_size) > 0) {
+      request.training.batch_size = absl::GetFlag(FLAGS_batch_size);
+    }
     std::printf("training %s (%lld steps)...\n", run.label.c_str(),
                 static_cast<long long>(request.training.steps));
     std::fflush(stdout);

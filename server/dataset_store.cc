@@ -1,0 +1,143 @@
+#include "server/dataset_store.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "models/archive.h"
+#include "models/file_util.h"
+#include "models/status_macros.h"
+#include "models/tensor_checks.h"
+#include "server/model_repository.h"
+#include "server/names.h"
+
+namespace invnet::server {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kKind[] = "invnet.dataset";
+constexpr char kSuffix[] = ".dataset";
+
+absl::StatusOr<std::pair<at::Tensor, absl::Time>> ReadDataset(const std::string& path) {
+  INVNET_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  INVNET_ASSIGN_OR_RETURN(ArchiveReader reader, ArchiveReader::Parse(std::move(bytes), kKind));
+  INVNET_ASSIGN_OR_RETURN(at::Tensor samples, reader.GetTensor("samples"));
+  INVNET_ASSIGN_OR_RETURN(int64_t created_ms, reader.GetInt("created_unix_ms"));
+  if (samples.dim() != 2 || samples.size(0) < 1 || samples.scalar_type() != at::kFloat) {
+    return absl::DataLossError(absl::StrCat(path, ": samples must be a float32 [N, n] tensor"));
+  }
+  return std::make_pair(samples, absl::FromUnixMillis(created_ms));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const std::string& root) {
+  const std::string dir = root + "/datasets";
+  INVNET_RETURN_IF_ERROR(MakeDirectories(dir));
+  std::unique_ptr<DatasetStore> store(new DatasetStore(dir));
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (!absl::EndsWith(file, kSuffix)) {
+      // A temporary file of an interrupted write: never visible as a dataset.
+      if (absl::StrContains(file, ".tmp-")) RemoveTree(entry.path().string());
+      continue;
+    }
+    const std::string name = file.substr(0, file.size() - sizeof(kSuffix) + 1);
+    if (!ValidateName(name, "dataset").ok()) continue;
+    absl::StatusOr<std::pair<at::Tensor, absl::Time>> data = ReadDataset(entry.path().string());
+    if (!data.ok()) {
+      store->load_problems_.push_back(absl::StrCat("datasets/", file, ": ", data.status().ToString()));
+      continue;
+    }
+    DatasetInfo info{name, data->first.size(0), data->first.size(1),
+                     static_cast<int64_t>(fs::file_size(entry.path(), ec)), data->second};
+    absl::MutexLock lock(&store->mu_);
+    store->datasets_[name] = info;
+  }
+  return store;
+}
+
+std::string DatasetStore::PathOf(const std::string& name) const {
+  return absl::StrCat(dir_, "/", name, kSuffix);
+}
+
+absl::Status DatasetStore::Reserve(const std::string& name) {
+  INVNET_RETURN_IF_ERROR(ValidateName(name, "dataset.name"));
+  absl::MutexLock lock(&mu_);
+  if (datasets_.count(name) > 0 || reserved_.count(name) > 0) {
+    return absl::AlreadyExistsError(absl::StrCat("dataset '", name, "' already exists"));
+  }
+  reserved_.insert(name);
+  return absl::OkStatus();
+}
+
+void DatasetStore::Release(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  reserved_.erase(name);
+}
+
+absl::StatusOr<DatasetInfo> DatasetStore::Save(const std::string& name,
+                                               const at::Tensor& samples) {
+  absl::Status valid = samples.defined() && samples.dim() == 2
+                           ? CheckBatch(samples, samples.size(1), "dataset samples")
+                           : absl::InvalidArgumentError("dataset samples: must be [N, n]");
+  DatasetInfo info{name, 0, 0, 0, absl::Now()};
+  if (valid.ok()) {
+    ArchiveWriter writer(kKind);
+    writer.PutTensor("samples", samples.to(at::kFloat));
+    writer.PutInt("created_unix_ms", absl::ToUnixMillis(info.created));
+    const std::string bytes = writer.Finish();
+    valid = WriteFileAtomically(PathOf(name), bytes);
+    info.num_samples = samples.size(0);
+    info.dim = samples.size(1);
+    info.size_bytes = static_cast<int64_t>(bytes.size());
+  }
+  absl::MutexLock lock(&mu_);
+  reserved_.erase(name);
+  if (!valid.ok()) return valid;
+  datasets_[name] = info;
+  return info;
+}
+
+absl::StatusOr<at::Tensor> DatasetStore::Load(const std::string& name) const {
+  INVNET_RETURN_IF_ERROR(Info(name).status());
+  INVNET_ASSIGN_OR_RETURN(auto data, ReadDataset(PathOf(name)));
+  return data.first;
+}
+
+absl::StatusOr<DatasetInfo> DatasetStore::Info(const std::string& name) const {
+  INVNET_RETURN_IF_ERROR(ValidateName(name, "dataset"));
+  absl::MutexLock lock(&mu_);
+  auto it = datasets_.find(name);
+  if (it == datasets_.end()) {
+    return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
+  }
+  return it->second;
+}
+
+std::vector<DatasetInfo> DatasetStore::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<DatasetInfo> all;
+  for (const auto& [name, info] : datasets_) all.push_back(info);
+  return all;
+}
+
+absl::Status DatasetStore::Delete(const std::string& name) {
+  INVNET_RETURN_IF_ERROR(Info(name).status());
+  absl::MutexLock lock(&mu_);
+  if (::unlink(PathOf(name).c_str()) != 0 && errno != ENOENT) {
+    return ErrnoToStatus(errno, absl::StrCat("delete dataset ", name));
+  }
+  INVNET_RETURN_IF_ERROR(SyncDirectory(dir_));
+  datasets_.erase(name);
+  return absl::OkStatus();
+}
+
+}  // namespace invnet::server

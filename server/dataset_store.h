@@ -1,0 +1,66 @@
+#ifndef INVNET_SERVER_DATASET_STORE_H_
+#define INVNET_SERVER_DATASET_STORE_H_
+
+// Uploaded training signals: <root>/datasets/<name>.dataset, each an archive (models/archive.h)
+// of kind "invnet.dataset" holding the samples [N, n] as float32, written atomically, so a
+// dataset is either absent or complete.
+//
+// Thread safety: all methods may be called concurrently.
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace invnet::server {
+
+struct DatasetInfo {
+  std::string name;
+  int64_t num_samples = 0;
+  int64_t dim = 0;
+  int64_t size_bytes = 0;
+  absl::Time created;
+};
+
+class DatasetStore {
+ public:
+  // Opens <root>/datasets (creating it) and indexes every dataset; damaged files are skipped and
+  // described in load_problems().
+  static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(const std::string& root);
+  const std::vector<std::string>& load_problems() const { return load_problems_; }
+
+  // Reserves `name` for an upload in progress: ALREADY_EXISTS when it is taken or being
+  // uploaded. Every successful Reserve is followed by exactly one Save or Release.
+  absl::Status Reserve(const std::string& name);
+  void Release(const std::string& name);
+  // Writes a reserved dataset (samples [N, n] float32, finite) and releases the reservation.
+  absl::StatusOr<DatasetInfo> Save(const std::string& name, const at::Tensor& samples);
+
+  // NOT_FOUND naming the dataset; DATA_LOSS when its file is damaged.
+  absl::StatusOr<at::Tensor> Load(const std::string& name) const;
+  absl::StatusOr<DatasetInfo> Info(const std::string& name) const;
+  std::vector<DatasetInfo> List() const;
+  absl::Status Delete(const std::string& name);
+
+ private:
+  explicit DatasetStore(std::string dir) : dir_(std::move(dir)) {}
+  std::string PathOf(const std::string& name) const;
+
+  const std::string dir_;
+  std::vector<std::string> load_problems_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, DatasetInfo> datasets_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> reserved_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace invnet::server
+
+#endif  // INVNET_SERVER_DATASET_STORE_H_

@@ -1,0 +1,320 @@
+#include "server/job_manager.h"
+
+#include <filesystem>
+#include <random>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <glog/logging.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "models/archive.h"
+#include "models/file_util.h"
+#include "models/status_macros.h"
+#include "models/trainer.h"
+#include "server/names.h"
+#include "server/spec_codec.h"
+
+namespace invnet::server {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kKind[] = "invnet.job";
+constexpr char kSuffix[] = ".job";
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* ts) {
+  const int64_t nanos = absl::ToUnixNanos(t);
+  ts->set_seconds(nanos / 1000000000);
+  ts->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
+absl::Time GetTime(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+bool IsFinished(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+void SetValidation(int64_t step, const EvaluationMetrics& m, v1::ValidationMetrics* proto) {
+  proto->set_step(step);
+  proto->set_mse(m.mse);
+  proto->set_mse_ratio_to_pm(m.mse_ratio_to_pm);
+  proto->set_forward_error(m.forward_error);
+  proto->set_converged_fraction(m.converged_fraction);
+  proto->set_mean_iterations(m.mean_iterations);
+}
+
+}  // namespace
+
+struct JobManager::Job {
+  v1::TrainingJob record;
+  int64_t revision = 0;
+  absl::Time last_publish;
+  absl::Time last_persist;
+  std::atomic<bool> cancel_requested{false};
+  std::string cancel_reason;  // guarded by mu_
+  ResolvedTraining resolved;
+  at::Tensor dataset_samples;
+};
+
+JobManager::JobManager(std::string dir, ModelRepository* models, DatasetStore* datasets,
+                       JobManagerOptions options)
+    : dir_(std::move(dir)), models_(models), datasets_(datasets), options_(std::move(options)) {}
+
+JobManager::~JobManager() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const std::string& root,
+                                                              ModelRepository* models,
+                                                              DatasetStore* datasets,
+                                                              const JobManagerOptions& options) {
+  const std::string dir = root + "/jobs";
+  INVNET_RETURN_IF_ERROR(MakeDirectories(dir));
+  std::unique_ptr<JobManager> manager(new JobManager(dir, models, datasets, options));
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (!absl::EndsWith(file, kSuffix)) {
+      if (absl::StrContains(file, ".tmp-")) RemoveTree(entry.path().string());
+      continue;
+    }
+    v1::TrainingJob record;
+    absl::StatusOr<std::string> bytes = ReadFileToString(entry.path().string());
+    absl::StatusOr<ArchiveReader> reader =
+        bytes.ok() ? ArchiveReader::Parse(*std::move(bytes), kKind)
+                   : absl::StatusOr<ArchiveReader>(bytes.status());
+    absl::StatusOr<std::string> serialized =
+        reader.ok() ? reader->GetString("job") : absl::StatusOr<std::string>(reader.status());
+    if (!serialized.ok() || !record.ParseFromString(*serialized) || record.job_id().empty()) {
+      manager->load_problems_.push_back(absl::StrCat(
+          "jobs/", file, ": ", serialized.ok() ? "unreadable record" : serialized.status().ToString()));
+      continue;
+    }
+    if (!IsFinished(record.state())) {
+      record.set_state(v1::JOB_STATE_FAILED);
+      record.set_error("server restarted while the job was running; nothing was published");
+      SetTime(absl::Now(), record.mutable_finished());
+      manager->Persist(record);
+    }
+    auto job = std::make_shared<Job>();
+    job->record = record;
+    absl::MutexLock lock(&manager->mu_);
+    manager->jobs_[record.job_id()] = std::move(job);
+  }
+  return manager;
+}
+
+void JobManager::Persist(const v1::TrainingJob& record) {
+  ArchiveWriter writer(kKind);
+  writer.PutString("job", record.SerializeAsString());
+  absl::Status status =
+      WriteFileAtomically(absl::StrCat(dir_, "/", record.job_id(), kSuffix), writer.Finish());
+  if (!status.ok()) LOG(WARNING) << "could not persist job " << record.job_id() << ": " << status;
+}
+
+void JobManager::Publish(Job& job) {
+  ++job.revision;
+  job.last_publish = absl::Now();
+  changed_.SignalAll();
+}
+
+absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& request) {
+  INVNET_RETURN_IF_ERROR(ValidateName(request.model_name(), "model_name"));
+  INVNET_ASSIGN_OR_RETURN(ResolvedTraining resolved,
+                          ResolveTrainRequest(request, options_.limits));
+  TrainingRequest train;
+  train.problem = resolved.problem;
+  train.architecture = resolved.architecture;
+  train.training = resolved.training;
+  at::Tensor samples;
+  if (resolved.problem.dataset.has_value()) {
+    DatasetRef& ref = *resolved.problem.dataset;
+    INVNET_ASSIGN_OR_RETURN(DatasetInfo info, datasets_->Info(ref.name));
+    INVNET_ASSIGN_OR_RETURN(samples, datasets_->Load(ref.name));
+    ref.num_samples = info.num_samples;
+    ref.dim = info.dim;
+    train.problem.dataset = ref;
+    train.dataset_samples = samples;
+  }
+  INVNET_RETURN_IF_ERROR(ValidateTrainingRequest(train));
+
+  auto job = std::make_shared<Job>();
+  job->resolved = resolved;
+  job->dataset_samples = samples;
+  v1::TrainingJob& r = job->record;
+  r.set_model_name(resolved.model_name);
+  r.set_state(v1::JOB_STATE_QUEUED);
+  r.set_total_steps(resolved.training.steps);
+  r.set_preset(resolved.preset);
+  EncodeProblem(resolved.problem, r.mutable_problem());
+  EncodeArchitecture(resolved.architecture, r.mutable_architecture());
+  EncodeTraining(resolved.training, r.mutable_training());
+  SetTime(absl::Now(), r.mutable_created());
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("server is shutting down");
+    if (active_ >= options_.max_concurrent_jobs) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the server already runs its maximum of ", options_.max_concurrent_jobs,
+                       " training jobs; retry when one finishes"));
+    }
+    std::random_device random;
+    r.set_job_id(absl::StrFormat("job-%s-%04x%04x",
+                                 absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::UTCTimeZone()),
+                                 random() & 0xffff, (counter_++) & 0xffff));
+    jobs_[r.job_id()] = job;
+    ++active_;
+    Persist(r);
+    threads_.emplace_back([this, job] { Run(job); });
+    return r;
+  }
+}
+
+void JobManager::Run(std::shared_ptr<Job> job) {
+  at::set_num_threads(options_.torch_threads);
+  TrainingRequest train;
+  {
+    absl::MutexLock lock(&mu_);
+    job->record.set_state(v1::JOB_STATE_RUNNING);
+    train.problem = job->resolved.problem;
+    train.architecture = job->resolved.architecture;
+    train.training = job->resolved.training;
+    train.dataset_samples = job->dataset_samples;
+    Publish(*job);
+  }
+  Persist(job->record);
+  LOG(INFO) << "job " << job->record.job_id() << " started: model " << job->record.model_name();
+
+  TrainerCallbacks callbacks;
+  callbacks.should_stop = [&job] { return job->cancel_requested.load(); };
+  callbacks.on_progress = [this, &job](const TrainingProgress& p) {
+    std::optional<v1::TrainingJob> to_persist;
+    {
+      absl::MutexLock lock(&mu_);
+      v1::TrainingJob& r = job->record;
+      r.set_step(p.step);
+      r.set_loss(p.loss);
+      r.set_learning_rate(p.learning_rate);
+      r.set_elapsed_seconds(p.elapsed_seconds);
+      r.set_eta_seconds(p.eta_seconds);
+      if (p.validation.has_value()) SetValidation(p.step, *p.validation, r.mutable_last_validation());
+      const absl::Time now = absl::Now();
+      if (p.validation.has_value() || now - job->last_publish >= options_.progress_interval) {
+        Publish(*job);
+      }
+      if (now - job->last_persist >= options_.persist_interval) {
+        job->last_persist = now;
+        to_persist = r;
+      }
+    }
+    if (to_persist.has_value()) Persist(*to_persist);
+  };
+
+  absl::StatusOr<Checkpoint> trained = Train(train, callbacks);
+  absl::StatusOr<std::shared_ptr<const HostedModel>> published =
+      absl::InternalError("not published");
+  if (trained.ok()) {
+    trained->labels["job_id"] = job->record.job_id();
+    trained->labels["created_unix_ms"] = absl::StrCat(absl::ToUnixMillis(absl::Now()));
+    published = models_->Publish(job->record.model_name(), *std::move(trained));
+  } else {
+    published = trained.status();
+  }
+  v1::TrainingJob final_record;
+  {
+    absl::MutexLock lock(&mu_);
+    v1::TrainingJob& r = job->record;
+    if (published.ok()) {
+      r.set_state(v1::JOB_STATE_SUCCEEDED);
+      r.set_published_version((*published)->version);
+    } else if (published.status().code() == absl::StatusCode::kCancelled) {
+      r.set_state(v1::JOB_STATE_CANCELLED);
+      r.set_error(absl::StrCat(job->cancel_reason.empty() ? "cancelled" : job->cancel_reason, ": ",
+                               published.status().message()));
+    } else {
+      r.set_state(v1::JOB_STATE_FAILED);
+      r.set_error(published.status().ToString());
+    }
+    SetTime(absl::Now(), r.mutable_finished());
+    --active_;
+    Publish(*job);
+    final_record = r;
+  }
+  Persist(final_record);
+  job->dataset_samples = at::Tensor();
+  LOG(INFO) << "job " << final_record.job_id() << " finished: "
+            << v1::JobState_Name(final_record.state()) << " " << final_record.error();
+}
+
+absl::StatusOr<v1::TrainingJob> JobManager::Get(const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  return it->second->record;
+}
+
+std::vector<v1::TrainingJob> JobManager::List() const {
+  std::vector<v1::TrainingJob> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, job] : jobs_) all.push_back(job->record);
+  }
+  std::sort(all.begin(), all.end(), [](const v1::TrainingJob& a, const v1::TrainingJob& b) {
+    return GetTime(a.created()) > GetTime(b.created());
+  });
+  return all;
+}
+
+absl::StatusOr<v1::TrainingJob> JobManager::Cancel(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  Job& job = *it->second;
+  if (IsFinished(job.record.state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job '", id, "' has already finished (", v1::JobState_Name(job.record.state()), ")"));
+  }
+  job.cancel_reason = "cancelled by request";
+  job.cancel_requested = true;
+  return job.record;
+}
+
+absl::StatusOr<JobSnapshot> JobManager::WaitForChange(const std::string& id,
+                                                      int64_t after_revision,
+                                                      absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  std::shared_ptr<Job> job = it->second;
+  while (job->revision <= after_revision && !IsFinished(job->record.state())) {
+    if (changed_.WaitWithDeadline(&mu_, deadline)) break;  // timed out
+  }
+  return JobSnapshot{job->record, job->revision, IsFinished(job->record.state())};
+}
+
+int JobManager::active_jobs() const {
+  absl::MutexLock lock(&mu_);
+  return active_;
+}
+
+void JobManager::Shutdown() {
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    for (auto& [id, job] : jobs_) {
+      if (!IsFinished(job->record.state())) {
+        job->cancel_reason = "server shutting down";
+        job->cancel_requested = true;
+      }
+    }
+    threads.swap(threads_);
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+}  // namespace invnet::server

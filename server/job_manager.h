@@ -1,0 +1,108 @@
+#ifndef INVNET_SERVER_JOB_MANAGER_H_
+#define INVNET_SERVER_JOB_MANAGER_H_
+
+// Training jobs: each runs models::Train on a thread of its own, beside serving, and publishes
+// the next version of its model when it succeeds. At most `max_concurrent_jobs` run at once;
+// Submit answers RESOURCE_EXHAUSTED beyond that instead of queueing without bound.
+//
+// Every job has a record <root>/jobs/<id>.job (an archive holding the serialised
+// invnet.v1.TrainingJob), rewritten atomically on every state change and every few seconds of
+// progress. A server that restarts finds the records of jobs that were queued or running and
+// marks them FAILED ("server restarted"); their partial output was never published (publication
+// is the last step and is atomic, model_repository.h).
+//
+// Thread safety: all methods may be called concurrently.
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "invnet/v1/training_service.pb.h"
+#include "server/dataset_store.h"
+#include "server/model_repository.h"
+#include "server/tensor_codec.h"
+
+namespace invnet::server {
+
+struct JobManagerOptions {
+  int max_concurrent_jobs = 2;
+  // LibTorch intra-op threads each job uses.
+  int torch_threads = 1;
+  // How often a running job's record is rewritten, and how often watchers are woken.
+  absl::Duration persist_interval = absl::Seconds(2);
+  absl::Duration progress_interval = absl::Milliseconds(200);
+  TensorLimits limits;
+};
+
+struct JobSnapshot {
+  v1::TrainingJob job;
+  int64_t revision = 0;  // increases with every published change
+  bool finished = false;
+};
+
+class JobManager {
+ public:
+  // Loads the job records under <root>/jobs, failing those a restart interrupted.
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(const std::string& root,
+                                                            ModelRepository* models,
+                                                            DatasetStore* datasets,
+                                                            const JobManagerOptions& options);
+  ~JobManager();  // Shutdown()
+
+  const std::vector<std::string>& load_problems() const { return load_problems_; }
+
+  // Validates the request completely, then starts the job and returns its record at once.
+  // INVALID_ARGUMENT (bad request), NOT_FOUND (unknown dataset), RESOURCE_EXHAUSTED (too many
+  // jobs), UNAVAILABLE (shutting down).
+  absl::StatusOr<v1::TrainingJob> Submit(const v1::TrainRequest& request);
+  absl::StatusOr<v1::TrainingJob> Get(const std::string& id) const;  // NOT_FOUND
+  std::vector<v1::TrainingJob> List() const;                          // newest first
+  // FAILED_PRECONDITION when the job has finished; the job ends CANCELLED within one step.
+  absl::StatusOr<v1::TrainingJob> Cancel(const std::string& id);
+  // Blocks until the job's revision exceeds `after_revision` or `deadline` passes; returns the
+  // current snapshot either way. NOT_FOUND for an unknown job.
+  absl::StatusOr<JobSnapshot> WaitForChange(const std::string& id, int64_t after_revision,
+                                            absl::Time deadline) const;
+
+  // Running + queued jobs.
+  int active_jobs() const;
+  // Cancels every running job ("server shutting down"), waits for their threads and persists
+  // their records. Later Submits answer UNAVAILABLE. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Job;
+  JobManager(std::string dir, ModelRepository* models, DatasetStore* datasets,
+             JobManagerOptions options);
+  void Run(std::shared_ptr<Job> job);
+  // Rewrites the job's record from a copy taken under the lock.
+  void Persist(const v1::TrainingJob& record);
+  // Marks a change for watchers. Requires mu_.
+  void Publish(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string dir_;
+  ModelRepository* const models_;
+  DatasetStore* const datasets_;
+  const JobManagerOptions options_;
+  std::vector<std::string> load_problems_;
+
+  mutable absl::Mutex mu_;
+  mutable absl::CondVar changed_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t counter_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace invnet::server
+
+#endif  // INVNET_SERVER_JOB_MANAGER_H_

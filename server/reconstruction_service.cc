@@ -1,0 +1,152 @@
+#include <set>
+
+#include <ATen/ATen.h>
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "models/losses.h"
+#include "models/status_macros.h"
+#include "models/torch_status.h"
+#include "server/names.h"
+#include "server/services.h"
+#include "server/status_util.h"
+
+namespace invnet::server {
+namespace {
+
+absl::StatusOr<InverseOptions> DecodeSolver(const v1::SolverOptions& proto) {
+  InverseOptions options;
+  if (proto.has_tolerance()) options.tolerance = proto.tolerance();
+  if (proto.has_max_iterations()) options.max_iterations = proto.max_iterations();
+  if (proto.has_anderson()) options.anderson = proto.anderson();
+  if (proto.has_anderson_memory()) options.anderson_memory = proto.anderson_memory();
+  INVNET_RETURN_IF_ERROR(ValidateInverseOptions(options));
+  return options;
+}
+
+absl::StatusOr<std::shared_ptr<const HostedModel>> Lookup(const ModelRepository& models,
+                                                          const std::string& name,
+                                                          int64_t version) {
+  INVNET_RETURN_IF_ERROR(ValidateName(name, "model"));
+  return models.Get(name, version);
+}
+
+// The stop predicate a solve polls: the client cancelled, or its deadline passed.
+std::function<bool()> StopWhenAbandoned(grpc::ServerContext* context) {
+  return [context] { return context->IsCancelled(); };
+}
+
+grpc::Status Fail(const char* rpc, const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kInternal) LOG(ERROR) << rpc << ": " << status;
+  return ToGrpcStatus(status);
+}
+
+}  // namespace
+
+grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context,
+                                                    const v1::ReconstructRequest* request,
+                                                    v1::ReconstructResponse* response) {
+  absl::Status status = [&]() -> absl::Status {
+    INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
+    INVNET_ASSIGN_OR_RETURN(InverseOptions options, DecodeSolver(request->solver()));
+    options.should_stop = StopWhenAbandoned(context);
+    INVNET_ASSIGN_OR_RETURN(at::Tensor y, DecodeBatch(request->measurements(),
+                                                      model->measurement_dim(), "measurements",
+                                                      limits_.tensors));
+    INVNET_ASSIGN_OR_RETURN(at::Tensor target, GuardTorchOr<at::Tensor>("Reconstruct", [&]()
+                                -> absl::StatusOr<at::Tensor> {
+                                  at::NoGradGuard no_grad;
+                                  return TargetFor(*model->op, model->target_space(), y);
+                                }));
+    absl::StatusOr<InverseResult> result = model->network->Inverse(target, options);
+    if (!result.ok() && result.status().code() == absl::StatusCode::kCancelled) {
+      return absl::CancelledError("reconstruct: the client cancelled or its deadline passed");
+    }
+    INVNET_RETURN_IF_ERROR(result.status());
+    response->set_model(model->name);
+    response->set_version(model->version);
+    EncodeTensor(result->x, response->mutable_reconstructions());
+    const int64_t batch = result->x.size(0);
+    const int64_t* iterations = result->iterations.data_ptr<int64_t>();
+    const bool* converged = result->converged.data_ptr<bool>();
+    const double* bound = result->error_bound.data_ptr<double>();
+    const double* residual = result->forward_residual.data_ptr<double>();
+    response->mutable_iterations()->Add(iterations, iterations + batch);
+    response->mutable_converged()->Add(converged, converged + batch);
+    response->mutable_error_bound()->Add(bound, bound + batch);
+    response->mutable_forward_residual()->Add(residual, residual + batch);
+    return absl::OkStatus();
+  }();
+  return status.ok() ? grpc::Status::OK : Fail("Reconstruct", status);
+}
+
+grpc::Status ReconstructionServiceImpl::Forward(grpc::ServerContext* context,
+                                                const v1::ForwardRequest* request,
+                                                v1::ForwardResponse* response) {
+  absl::Status status = [&]() -> absl::Status {
+    INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
+    INVNET_ASSIGN_OR_RETURN(at::Tensor x, DecodeBatch(request->signals(), model->signal_dim(),
+                                                      "signals", limits_.tensors));
+    INVNET_ASSIGN_OR_RETURN(at::Tensor out, model->network->Forward(x));
+    response->set_model(model->name);
+    response->set_version(model->version);
+    EncodeTensor(out, response->mutable_outputs());
+    return absl::OkStatus();
+  }();
+  return status.ok() ? grpc::Status::OK : Fail("Forward", status);
+}
+
+grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
+                                                 const v1::EstimateRequest* request,
+                                                 v1::EstimateResponse* response) {
+  absl::Status status = [&]() -> absl::Status {
+    INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
+    if (model->references == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model '", model->name, "' version ", model->version,
+          model->record.problem.dataset.has_value()
+              ? " was trained on a dataset, not a Gaussian-mixture prior"
+              : " has noise level 0",
+          ": the exact posterior references are not defined for it"));
+    }
+    std::set<int> wanted;
+    for (int e : request->estimators()) {
+      if (e <= v1::ESTIMATOR_UNSPECIFIED || e > v1::ESTIMATOR_PSEUDO_INVERSE) {
+        return absl::InvalidArgumentError(absl::StrCat("estimators: unknown value ", e));
+      }
+      wanted.insert(e);
+    }
+    auto want = [&](v1::Estimator e) { return wanted.empty() || wanted.count(e) > 0; };
+    INVNET_ASSIGN_OR_RETURN(at::Tensor y, DecodeBatch(request->measurements(),
+                                                      model->measurement_dim(), "measurements",
+                                                      limits_.tensors));
+    INVNET_RETURN_IF_ERROR(GuardTorch("Estimate", [&]() -> absl::Status {
+      at::NoGradGuard no_grad;
+      const BayesEstimators& refs = *model->references;
+      if (want(v1::ESTIMATOR_POSTERIOR_MEAN)) {
+        EncodeTensor(refs.PosteriorMean(y), response->mutable_posterior_mean());
+      }
+      if (want(v1::ESTIMATOR_POSTERIOR_STD)) {
+        EncodeTensor(refs.PosteriorStd(y), response->mutable_posterior_std());
+      }
+      if (want(v1::ESTIMATOR_MAP)) {
+        MapResult map = refs.Map(y);
+        EncodeTensor(map.x, response->mutable_map());
+        at::Tensor objective = map.objective.contiguous();
+        response->mutable_map_objective()->Add(objective.data_ptr<double>(),
+                                               objective.data_ptr<double>() + objective.numel());
+      }
+      if (want(v1::ESTIMATOR_WIENER)) EncodeTensor(refs.Wiener(y), response->mutable_wiener());
+      if (want(v1::ESTIMATOR_PSEUDO_INVERSE)) {
+        EncodeTensor(refs.PseudoInverse(y), response->mutable_pseudo_inverse());
+      }
+      return absl::OkStatus();
+    }));
+    response->set_model(model->name);
+    response->set_version(model->version);
+    return absl::OkStatus();
+  }();
+  return status.ok() ? grpc::Status::OK : Fail("Estimate", status);
+}
+
+}  // namespace invnet::server

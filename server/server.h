@@ -1,0 +1,83 @@
+#ifndef INVNET_SERVER_SERVER_H_
+#define INVNET_SERVER_SERVER_H_
+
+// The invnet server: the model repository, the dataset store and the training jobs behind the
+// four invnet.v1 services, the standard grpc.health.v1 service and (optionally) reflection.
+//
+//   auto server = Server::Start(options);   // loads the repository, then listens
+//   server->port();                          // the bound port (options may ask for port 0)
+//   server->InProcessChannel();              // a channel for tests, without TCP
+//   server->Shutdown();                      // NOT_SERVING, cancel jobs, drain, stop
+//
+// Thread safety: all methods may be called from any thread; Shutdown is idempotent.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/dataset_store.h"
+#include "server/job_manager.h"
+#include "server/model_repository.h"
+#include "server/services.h"
+
+namespace invnet::server {
+
+struct ServerOptions {
+  // host:port to listen on; port 0 picks a free port (see port()).
+  std::string address = "0.0.0.0:50051";
+  // The repository directory (created if missing).
+  std::string repository;
+  // Largest request or response message.
+  int64_t max_message_bytes = int64_t{256} << 20;
+  // LibTorch intra-op threads per request and per training job (0: the number of cores).
+  int torch_threads = 0;
+  int max_concurrent_jobs = 2;
+  int64_t max_dataset_bytes = int64_t{1} << 30;
+  bool reflection = true;
+  // How long Shutdown lets in-flight calls finish before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+};
+
+class Server {
+ public:
+  // INVALID_ARGUMENT for bad options, UNAVAILABLE when the address cannot be bound, the
+  // repository's codes when it cannot be opened. Damaged repository entries do not fail Start:
+  // they are skipped and listed in load_problems().
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();  // Shutdown()
+
+  int port() const { return port_; }
+  const std::vector<std::string>& load_problems() const { return load_problems_; }
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  // Health NOT_SERVING, cancels running jobs (their records say why), lets in-flight calls
+  // finish within options.shutdown_grace, stops. Idempotent.
+  void Shutdown();
+
+ private:
+  Server() = default;
+
+  ServerOptions options_;
+  int port_ = 0;
+  std::vector<std::string> load_problems_;
+  std::unique_ptr<ModelRepository> models_;
+  std::unique_ptr<DatasetStore> datasets_;
+  std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<ReconstructionServiceImpl> reconstruction_;
+  std::unique_ptr<TrainingServiceImpl> training_;
+  std::unique_ptr<ModelServiceImpl> model_service_;
+  std::unique_ptr<DatasetServiceImpl> dataset_service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ = false;
+};
+
+}  // namespace invnet::server
+
+#endif  // INVNET_SERVER_SERVER_H_

@@ -1,0 +1,101 @@
+#ifndef INVNET_SERVER_SERVICES_H_
+#define INVNET_SERVER_SERVICES_H_
+
+// The RPC adapters: each method decodes and validates its request, calls the gRPC-free core
+// (ModelRepository, JobManager, DatasetStore, invnet::models) and encodes the response; statuses
+// cross into gRPC in one place (status_util.h). Deadlines and cancellation reach the core as a
+// plain stop predicate.
+
+#include "invnet/v1/dataset_service.grpc.pb.h"
+#include "invnet/v1/model_service.grpc.pb.h"
+#include "invnet/v1/reconstruction_service.grpc.pb.h"
+#include "invnet/v1/training_service.grpc.pb.h"
+#include "server/dataset_store.h"
+#include "server/job_manager.h"
+#include "server/model_repository.h"
+#include "server/tensor_codec.h"
+
+namespace invnet::server {
+
+// Limits every adapter enforces.
+struct ServiceLimits {
+  TensorLimits tensors;
+  int64_t max_dataset_bytes = int64_t{1} << 30;
+};
+
+class ReconstructionServiceImpl final : public v1::ReconstructionService::Service {
+ public:
+  ReconstructionServiceImpl(const ModelRepository* models, ServiceLimits limits)
+      : models_(models), limits_(limits) {}
+  grpc::Status Reconstruct(grpc::ServerContext* context, const v1::ReconstructRequest* request,
+                           v1::ReconstructResponse* response) override;
+  grpc::Status Forward(grpc::ServerContext* context, const v1::ForwardRequest* request,
+                       v1::ForwardResponse* response) override;
+  grpc::Status Estimate(grpc::ServerContext* context, const v1::EstimateRequest* request,
+                        v1::EstimateResponse* response) override;
+
+ private:
+  const ModelRepository* models_;
+  const ServiceLimits limits_;
+};
+
+class TrainingServiceImpl final : public v1::TrainingService::Service {
+ public:
+  explicit TrainingServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+  grpc::Status Train(grpc::ServerContext* context, const v1::TrainRequest* request,
+                     v1::TrainResponse* response) override;
+  grpc::Status GetTrainingJob(grpc::ServerContext* context,
+                              const v1::GetTrainingJobRequest* request,
+                              v1::GetTrainingJobResponse* response) override;
+  grpc::Status ListTrainingJobs(grpc::ServerContext* context,
+                                const v1::ListTrainingJobsRequest* request,
+                                v1::ListTrainingJobsResponse* response) override;
+  grpc::Status CancelTrainingJob(grpc::ServerContext* context,
+                                 const v1::CancelTrainingJobRequest* request,
+                                 v1::CancelTrainingJobResponse* response) override;
+  grpc::Status WatchTrainingJob(grpc::ServerContext* context,
+                                const v1::WatchTrainingJobRequest* request,
+                                grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) override;
+
+ private:
+  JobManager* jobs_;
+};
+
+class ModelServiceImpl final : public v1::ModelService::Service {
+ public:
+  explicit ModelServiceImpl(ModelRepository* models) : models_(models) {}
+  grpc::Status ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,
+                          v1::ListModelsResponse* response) override;
+  grpc::Status GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
+                        v1::GetModelResponse* response) override;
+  grpc::Status DeleteModel(grpc::ServerContext* context, const v1::DeleteModelRequest* request,
+                           v1::DeleteModelResponse* response) override;
+
+ private:
+  ModelRepository* models_;
+};
+
+class DatasetServiceImpl final : public v1::DatasetService::Service {
+ public:
+  DatasetServiceImpl(DatasetStore* datasets, ServiceLimits limits)
+      : datasets_(datasets), limits_(limits) {}
+  grpc::Status UploadDataset(grpc::ServerContext* context,
+                             grpc::ServerReader<v1::UploadDatasetRequest>* reader,
+                             v1::UploadDatasetResponse* response) override;
+  grpc::Status ListDatasets(grpc::ServerContext* context, const v1::ListDatasetsRequest* request,
+                            v1::ListDatasetsResponse* response) override;
+  grpc::Status DeleteDataset(grpc::ServerContext* context,
+                             const v1::DeleteDatasetRequest* request,
+                             v1::DeleteDatasetResponse* response) override;
+
+ private:
+  DatasetStore* datasets_;
+  const ServiceLimits limits_;
+};
+
+// The description of a hosted model version that GetModel and ListModels return.
+void EncodeModelVersion(const HostedModel& model, v1::ModelVersion* proto);
+
+}  // namespace invnet::server
+
+#endif  // INVNET_SERVER_SERVICES_H_

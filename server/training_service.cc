@@ -1,0 +1,66 @@
+#include "absl/time/clock.h"
+#include "server/services.h"
+#include "server/status_util.h"
+
+namespace invnet::server {
+
+grpc::Status TrainingServiceImpl::Train(grpc::ServerContext* context,
+                                        const v1::TrainRequest* request,
+                                        v1::TrainResponse* response) {
+  absl::StatusOr<v1::TrainingJob> job = jobs_->Submit(*request);
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response->mutable_job() = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status TrainingServiceImpl::GetTrainingJob(grpc::ServerContext* context,
+                                                 const v1::GetTrainingJobRequest* request,
+                                                 v1::GetTrainingJobResponse* response) {
+  absl::StatusOr<v1::TrainingJob> job = jobs_->Get(request->job_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response->mutable_job() = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status TrainingServiceImpl::ListTrainingJobs(grpc::ServerContext* context,
+                                                   const v1::ListTrainingJobsRequest* request,
+                                                   v1::ListTrainingJobsResponse* response) {
+  for (v1::TrainingJob& job : jobs_->List()) *response->add_jobs() = std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status TrainingServiceImpl::CancelTrainingJob(grpc::ServerContext* context,
+                                                    const v1::CancelTrainingJobRequest* request,
+                                                    v1::CancelTrainingJobResponse* response) {
+  absl::StatusOr<v1::TrainingJob> job = jobs_->Cancel(request->job_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response->mutable_job() = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status TrainingServiceImpl::WatchTrainingJob(
+    grpc::ServerContext* context, const v1::WatchTrainingJobRequest* request,
+    grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) {
+  // Wakes at least every half second to notice a client that went away, so an abandoned Watch
+  // never holds its thread for long.
+  int64_t seen = -1;
+  while (true) {
+    absl::StatusOr<JobSnapshot> snapshot =
+        jobs_->WaitForChange(request->job_id(), seen, absl::Now() + absl::Milliseconds(500));
+    if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+    if (context->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client");
+    }
+    if (snapshot->revision > seen || snapshot->finished) {
+      v1::WatchTrainingJobResponse update;
+      *update.mutable_job() = snapshot->job;
+      if (!writer->Write(update)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+      seen = snapshot->revision;
+      if (snapshot->finished) return grpc::Status::OK;
+    }
+  }
+}
+
+}  // namespace invnet::server
