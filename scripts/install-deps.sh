@@ -9,6 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgoogle-glog-dev
   libgtest-dev libgmock-dev
+  python3-grpcio python3-protobuf    # the Python interoperability test (stubs come from protoc)
 )
 
 SUDO=""

@@ -59,6 +59,13 @@ grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext* context,
 grpc::Status ModelServiceImpl::DeleteModel(grpc::ServerContext* context,
                                            const v1::DeleteModelRequest* request,
                                            v1::DeleteModelResponse* response) {
+  if (request->all_versions() == (request->version() != 0)) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        "version: give the version to delete (>= 1), or set all_versions and leave version 0"));
+  }
+  if (request->version() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("version: must be >= 1"));
+  }
   return ToGrpcStatus(models_->Delete(request->name(), request->version()));
 }
 

@@ -59,6 +59,7 @@ class CheckpointTest : public ::testing::Test {
 TEST_F(CheckpointTest, RoundTripGivesBitIdenticalOutputs) {
   Checkpoint ck = MakeCheckpoint(*net_, problem_, training_, {{"val_mse", 0.0931}},
                                  {{"loss", {3.0, 2.0, 1.5}}});
+  ck.labels["job_id"] = "job-1";
   ASSERT_OK(SaveCheckpoint(ck, Path("model.ckpt")));
   ASSERT_OK_AND_ASSIGN(Checkpoint loaded, LoadCheckpoint(Path("model.ckpt")));
   ASSERT_OK_AND_ASSIGN(auto restored, RestoreNetwork(loaded));
@@ -84,6 +85,7 @@ TEST_F(CheckpointTest, RoundTripGivesBitIdenticalOutputs) {
   EXPECT_EQ(loaded.training.steps, 123);
   EXPECT_DOUBLE_EQ(loaded.metrics.at("val_mse"), 0.0931);
   EXPECT_EQ(loaded.curves.at("loss"), (std::vector<double>{3.0, 2.0, 1.5}));
+  EXPECT_EQ(loaded.labels.at("job_id"), "job-1");
   EXPECT_EQ(loaded.certificate.block_bounds, ck.certificate.block_bounds);
   // Serialisation is deterministic.
   EXPECT_EQ(SerializeCheckpoint(loaded), SerializeCheckpoint(ck));

@@ -455,6 +455,9 @@ TEST_P(ServiceTest, WatchStreamsProgressToTheEnd) {
   grpc::ClientContext d2;
   ExpectCode(models_->DeleteModel(&d2, del, &deleted), grpc::NOT_FOUND, "no version 1");
   del.set_version(0);
+  grpc::ClientContext d3a;
+  ExpectCode(models_->DeleteModel(&d3a, del, &deleted), grpc::INVALID_ARGUMENT, "all_versions");
+  del.set_all_versions(true);
   grpc::ClientContext d3;
   ASSERT_TRUE(models_->DeleteModel(&d3, del, &deleted).ok());
   grpc::ClientContext d4;

@@ -1,0 +1,1113 @@
+#include "client/cli.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "client/dense_tensor.h"
+#include "client/format.h"
+#include "client/progress.h"
+#include "client/tensor_io.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "models/status_macros.h"  // header-only, Abseil-only: the project's two status macros
+
+namespace invnet::client::cli {
+namespace {
+
+constexpr char kUsageErrorPayload[] = "invnet.client.cli/usage_error";
+
+using Operands = std::vector<std::string>;
+using CommandFn = absl::Status (*)(const Invocation&, const Operands&, Context&);
+
+struct Command {
+  const char* name;      // "jobs list"
+  const char* operands;  // "JOB_ID", "" when none
+  size_t min_operands;
+  size_t max_operands;
+  const char* summary;
+  std::vector<const char*> flags;  // besides the global ones
+  const char* details;
+  CommandFn run;
+};
+
+const char* const kGlobalFlags[] = {"server", "timeout"};
+const char* const kGroups[] = {"jobs", "models", "datasets"};
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers.
+
+absl::StatusOr<std::unique_ptr<InvnetClient>> ConnectFor(const Invocation& inv, Context& ctx) {
+  if (inv.flags.server.empty()) return UsageError("--server must not be empty");
+  ClientOptions options;
+  if (inv.has("timeout")) {
+    const double seconds = inv.flags.timeout;
+    if (!(seconds >= 0) || !std::isfinite(seconds)) {
+      return UsageError(absl::StrCat("--timeout must be >= 0 seconds, got ", seconds));
+    }
+    const absl::Duration timeout = seconds == 0 ? absl::InfiniteDuration() : absl::Seconds(seconds);
+    options.rpc_timeout = options.compute_timeout = options.upload_timeout = timeout;
+  }
+  if (!ctx.connect) return absl::InternalError("no way to connect (Context::connect is empty)");
+  return ctx.connect(inv.flags.server, options);
+}
+
+absl::Status RequireFlag(const Invocation& inv, absl::string_view flag, absl::string_view value,
+                         absl::string_view value_name) {
+  if (!inv.has(flag) || value.empty()) {
+    return UsageError(absl::StrCat("--", flag, " ", value_name, " is required"));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status RequireAtLeast(absl::string_view flag, T value, T minimum) {
+  if (!(value >= minimum)) {
+    return UsageError(absl::StrCat("--", flag, " must be >= ", minimum, ", got ", value));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RequirePositive(absl::string_view flag, double value) {
+  if (!(value > 0) || !std::isfinite(value)) {
+    return UsageError(absl::StrCat("--", flag, " must be > 0, got ", value));
+  }
+  return absl::OkStatus();
+}
+
+// The --input matrix, checked (shape, finiteness) before anything is sent.
+absl::StatusOr<DenseTensor> ReadInput(const Invocation& inv) {
+  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "input", inv.flags.input, "FILE"));
+  absl::Status format = TensorFileFormatFromPath(inv.flags.input).status();
+  if (!format.ok()) return UsageError(absl::StrCat("--input ", format.message()));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor matrix, ReadMatrix(inv.flags.input));
+  INVNET_RETURN_IF_ERROR(matrix.ValidateMatrix(inv.flags.input));
+  return matrix;
+}
+
+// A bad --output extension is a usage error found before any work is done.
+absl::Status CheckOutputFlag(const Invocation& inv) {
+  if (!inv.has("output")) return absl::OkStatus();
+  if (inv.flags.output.empty()) return UsageError("--output must not be empty");
+  absl::Status format = TensorFileFormatFromPath(inv.flags.output).status();
+  if (!format.ok()) return UsageError(absl::StrCat("--output ", format.message()));
+  return absl::OkStatus();
+}
+
+// Writes `matrix` to `path`, or as CSV to ctx.out when `path` is empty.
+absl::Status WriteResult(const DenseTensor& matrix, const std::string& path, Context& ctx) {
+  if (path.empty()) {
+    *ctx.out << EncodeCsv(matrix);
+    return absl::OkStatus();
+  }
+  return WriteMatrix(path, matrix);
+}
+
+std::string Percent(int64_t part, int64_t whole) {
+  if (whole <= 0) return "-";
+  return absl::StrFormat("%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+}
+
+void PrintFields(std::ostream& out, const std::vector<std::pair<std::string, std::string>>& fields,
+                 absl::string_view indent = "") {
+  size_t width = 0;
+  for (const auto& [key, value] : fields) width = std::max(width, key.size());
+  for (const auto& [key, value] : fields) {
+    out << indent << key << ":" << std::string(width - key.size() + 2, ' ') << value << "\n";
+  }
+}
+
+std::string OptionalInt(bool has, int64_t value) { return has ? absl::StrCat(value) : "-"; }
+std::string OptionalNumber(bool has, double value) { return has ? FormatNumber(value) : "-"; }
+
+std::string ArchitectureSummary(const v1::Architecture& a) {
+  return absl::StrCat(OptionalInt(a.has_num_blocks(), a.num_blocks()), " blocks x ",
+                      OptionalInt(a.has_layers_per_block(), a.layers_per_block()),
+                      " layers, width ", OptionalInt(a.has_hidden_width(), a.hidden_width()), ", ",
+                      ActivationName(a.activation()),
+                      ", c=", OptionalNumber(a.has_lipschitz_coeff(), a.lipschitz_coeff()),
+                      ", seed ", a.has_seed() ? absl::StrCat(a.seed()) : "-");
+}
+
+std::string TrainingSummary(const v1::Training& t) {
+  std::string text = absl::StrCat("loss ", LossName(t.loss()));
+  if (t.has_loss_weight()) absl::StrAppend(&text, " (weight ", FormatNumber(t.loss_weight()), ")");
+  absl::StrAppend(&text, ", target ", TargetSpaceName(t.target_space()), ", ",
+                  OptionalInt(t.has_steps(), t.steps()), " steps, batch ",
+                  OptionalInt(t.has_batch_size(), t.batch_size()), ", lr ",
+                  OptionalNumber(t.has_learning_rate(), t.learning_rate()));
+  if (t.has_cosine_decay()) absl::StrAppend(&text, t.cosine_decay() ? " (cosine)" : " (constant)");
+  if (t.has_seed()) absl::StrAppend(&text, ", seed ", t.seed());
+  return text;
+}
+
+std::string ProblemSummary(const v1::Problem& problem) {
+  return absl::StrCat(OperatorSummary(problem.operator_()), ", noise ",
+                      FormatNumber(problem.noise_level()), ", ", SignalsSummary(problem));
+}
+
+std::string FindMetric(const v1::ModelVersion& version, const std::string& name) {
+  auto it = version.metrics().find(name);
+  return it == version.metrics().end() ? "-" : FormatNumber(it->second);
+}
+
+// ---------------------------------------------------------------------------------------------
+// health
+
+absl::Status RunHealth(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(InvnetClient::HealthStatus status, client->Health(inv.flags.service));
+  const std::string name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(status);
+  *ctx.out << name << "\n";
+  if (status != grpc::health::v1::HealthCheckResponse::SERVING) {
+    return absl::UnavailableError(absl::StrCat("server ", inv.flags.server, " is ", name));
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// train and jobs
+
+absl::StatusOr<v1::Loss> ParseLoss(absl::string_view text) {
+  const std::string name = absl::AsciiStrToLower(text);
+  if (name == "approximation") return v1::LOSS_APPROXIMATION;
+  if (name == "reconstruction") return v1::LOSS_RECONSTRUCTION;
+  if (name == "logdet" || name == "log_det") return v1::LOSS_LOG_DET;
+  if (name == "divergence") return v1::LOSS_DIVERGENCE;
+  return UsageError(absl::StrCat("--loss: '", text,
+                                 "' is not one of approximation, reconstruction, logdet, "
+                                 "divergence"));
+}
+
+absl::StatusOr<v1::TargetSpace> ParseTargetSpace(absl::string_view text) {
+  const std::string name = absl::AsciiStrToLower(text);
+  if (name == "measurement") return v1::TARGET_SPACE_MEASUREMENT;
+  if (name == "normal") return v1::TARGET_SPACE_NORMAL;
+  return UsageError(absl::StrCat("--target_space: '", text, "' is not one of measurement, normal"));
+}
+
+// Collects TextFormat's first error with its position (protobuf counts from 0).
+class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (error_.empty())
+      error_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+absl::Status PrintJobOutcome(const v1::TrainingJob& job, Context& ctx) {
+  const std::string state = JobStateName(job.state());
+  if (job.state() == v1::JOB_STATE_SUCCEEDED) {
+    *ctx.out << "job " << job.job_id() << " succeeded: model " << job.model_name() << " version "
+             << job.published_version() << " (" << job.step() << " steps in "
+             << FormatDuration(job.elapsed_seconds()) << ", final loss "
+             << FormatNumber(job.loss());
+    if (job.has_last_validation()) {
+      *ctx.out << ", val_mse " << FormatNumber(job.last_validation().mse());
+    }
+    *ctx.out << ")\n";
+    return absl::OkStatus();
+  }
+  std::string message = absl::StrCat("job ", job.job_id(), " ", state);
+  if (!job.error().empty()) absl::StrAppend(&message, ": ", job.error());
+  if (job.state() == v1::JOB_STATE_FAILED || job.state() == v1::JOB_STATE_CANCELLED) {
+    return absl::AbortedError(message);
+  }
+  // The stream ended while the job was still queued or running (the server went away).
+  return absl::UnavailableError(absl::StrCat(message, " (the watch ended before the job did)"));
+}
+
+// Watches a job to its end with progress on ctx.err; OK only when it succeeded.
+absl::Status FollowJob(const InvnetClient& client, const std::string& job_id, Context& ctx) {
+  ProgressPrinter printer(ctx.err, ctx.interactive);
+  absl::StatusOr<v1::TrainingJob> last = client.WatchTrainingJob(
+      job_id, [&printer](const v1::TrainingJob& job) { printer.Update(job); });
+  printer.Finish();
+  if (!last.ok()) return last.status();
+  return PrintJobOutcome(*last, ctx);
+}
+
+absl::Status RunTrain(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(v1::TrainRequest request, BuildTrainRequest(inv));
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::TrainResponse response, client->Train(request));
+  const v1::TrainingJob& job = response.job();
+  if (inv.flags.detach) {
+    *ctx.out << job.job_id() << "\n";
+    return absl::OkStatus();
+  }
+  *ctx.err << "job " << job.job_id() << " started: training model " << job.model_name() << "\n";
+  return FollowJob(*client, job.job_id(), ctx);
+}
+
+absl::Status RunJobsList(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::ListTrainingJobsResponse response, client->ListTrainingJobs());
+  if (response.jobs().empty()) {
+    *ctx.out << "no training jobs\n";
+    return absl::OkStatus();
+  }
+  Table table({"JOB", "MODEL", "STATE", "STEP", "LOSS", "ELAPSED", "VERSION", "CREATED"});
+  for (const v1::TrainingJob& job : response.jobs()) {
+    table.AddRow({job.job_id(), job.model_name(), JobStateName(job.state()),
+                  absl::StrCat(job.step(), "/", job.total_steps()),
+                  job.step() > 0 ? FormatNumber(job.loss()) : "-",
+                  FormatDuration(job.elapsed_seconds()),
+                  job.published_version() > 0 ? absl::StrCat(job.published_version()) : "-",
+                  FormatTimestamp(job.created())});
+  }
+  table.Print(*ctx.out);
+  return absl::OkStatus();
+}
+
+absl::Status RunJobsShow(const Invocation& inv, const Operands& operands, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  v1::GetTrainingJobRequest request;
+  request.set_job_id(operands[0]);
+  INVNET_ASSIGN_OR_RETURN(v1::GetTrainingJobResponse response, client->GetTrainingJob(request));
+  const v1::TrainingJob& job = response.job();
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"job", job.job_id()},
+      {"model", job.model_name()},
+      {"state", JobStateName(job.state())},
+      {"progress", absl::StrCat(job.step(), "/", job.total_steps(), " steps (",
+                                Percent(job.step(), job.total_steps()), ")")},
+      {"loss", job.step() > 0 ? FormatNumber(job.loss()) : "-"},
+      {"learning rate", FormatNumber(job.learning_rate())},
+      {"elapsed", FormatDuration(job.elapsed_seconds())},
+      {"eta", job.state() == v1::JOB_STATE_RUNNING ? FormatDuration(job.eta_seconds()) : "-"},
+      {"created", FormatTimestamp(job.created())},
+      {"finished", FormatTimestamp(job.finished())},
+  };
+  if (job.published_version() > 0) {
+    fields.push_back({"published", absl::StrCat("version ", job.published_version())});
+  }
+  if (!job.error().empty()) fields.push_back({"error", job.error()});
+  fields.push_back({"preset", job.preset().empty() ? "-" : job.preset()});
+  fields.push_back({"problem", ProblemSummary(job.problem())});
+  fields.push_back({"architecture", ArchitectureSummary(job.architecture())});
+  fields.push_back({"training", TrainingSummary(job.training())});
+  if (job.has_last_validation()) {
+    const v1::ValidationMetrics& v = job.last_validation();
+    fields.push_back(
+        {"validation", absl::StrCat("step ", v.step(), ": mse ", FormatNumber(v.mse()), ", mse/pm ",
+                                    FormatNumber(v.mse_ratio_to_pm()), ", forward error ",
+                                    FormatNumber(v.forward_error()), ", converged ",
+                                    FormatNumber(100 * v.converged_fraction()), "%, iterations ",
+                                    FormatNumber(v.mean_iterations()))});
+  }
+  PrintFields(*ctx.out, fields);
+  return absl::OkStatus();
+}
+
+absl::Status RunJobsCancel(const Invocation& inv, const Operands& operands, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  v1::CancelTrainingJobRequest request;
+  request.set_job_id(operands[0]);
+  INVNET_ASSIGN_OR_RETURN(v1::CancelTrainingJobResponse response,
+                          client->CancelTrainingJob(request));
+  *ctx.out << "job " << response.job().job_id() << ": " << JobStateName(response.job().state())
+           << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunJobsWatch(const Invocation& inv, const Operands& operands, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  return FollowJob(*client, operands[0], ctx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// models
+
+absl::Status RunModelsList(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::ListModelsResponse response, client->ListModels());
+  if (response.models().empty()) {
+    *ctx.out << "no models\n";
+    return absl::OkStatus();
+  }
+  Table table({"MODEL", "VERSIONS", "LATEST", "OPERATOR", "DIMS", "LOSS", "VAL_MSE", "CREATED"});
+  for (const v1::Model& model : response.models()) {
+    if (model.versions().empty()) {
+      table.AddRow({model.name(), "0"});
+      continue;
+    }
+    const v1::ModelVersion& latest = *model.versions().rbegin();
+    table.AddRow({model.name(), absl::StrCat(model.versions_size()), absl::StrCat(latest.version()),
+                  OperatorSummary(latest.problem().operator_()),
+                  absl::StrCat("m=", latest.measurement_dim(), " n=", latest.architecture().dim()),
+                  LossName(latest.training().loss()), FindMetric(latest, "val_mse"),
+                  FormatTimestamp(latest.created())});
+  }
+  table.Print(*ctx.out);
+  return absl::OkStatus();
+}
+
+void PrintModelVersion(const v1::ModelVersion& v, std::ostream& out) {
+  out << "model " << v.name() << " version " << v.version() << "\n";
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"created", FormatTimestamp(v.created())},
+      {"job", v.job_id().empty() ? "-" : v.job_id()},
+      {"preset", v.preset().empty() ? "-" : v.preset()},
+      {"problem", ProblemSummary(v.problem())},
+      {"dims", absl::StrCat("m=", v.measurement_dim(), " -> n=", v.architecture().dim())},
+      {"architecture", ArchitectureSummary(v.architecture())},
+      {"training", TrainingSummary(v.training())},
+      {"lipschitz", absl::StrCat(FormatNumber(v.lower_lipschitz()), " <= |phi(a)-phi(b)|/|a-b| <= ",
+                                 FormatNumber(v.upper_lipschitz()))},
+      {"size", FormatBytes(v.size_bytes())},
+  };
+  if (!v.block_lipschitz().empty()) {
+    std::vector<std::string> blocks;
+    for (double l : v.block_lipschitz()) blocks.push_back(FormatNumber(l));
+    fields.push_back({"block lipschitz", absl::StrJoin(blocks, ", ")});
+  }
+  // Sorted, so the output does not depend on the map's iteration order.
+  const std::map<std::string, double> metrics(v.metrics().begin(), v.metrics().end());
+  for (const auto& [name, value] : metrics) fields.push_back({name, FormatNumber(value)});
+  PrintFields(out, fields, "  ");
+}
+
+absl::Status RunModelsShow(const Invocation& inv, const Operands& operands, Context& ctx) {
+  if (inv.has("version"))
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("version", inv.flags.version, 1));
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  v1::GetModelRequest request;
+  request.set_name(operands[0]);
+  INVNET_ASSIGN_OR_RETURN(v1::GetModelResponse response, client->GetModel(request));
+  bool printed = false;
+  for (const v1::ModelVersion& version : response.model().versions()) {
+    if (inv.has("version") && version.version() != inv.flags.version) continue;
+    if (printed) *ctx.out << "\n";
+    PrintModelVersion(version, *ctx.out);
+    printed = true;
+  }
+  if (!printed && inv.has("version")) {
+    return absl::NotFoundError(
+        absl::StrCat("model ", operands[0], " has no version ", inv.flags.version));
+  }
+  if (!printed) *ctx.out << "model " << operands[0] << " has no versions\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunModelsDelete(const Invocation& inv, const Operands& operands, Context& ctx) {
+  // Deleting every version must be asked for explicitly.
+  if (inv.has("version") == (inv.has("all_versions") && inv.flags.all_versions)) {
+    return UsageError("models delete: give --version=N or --all_versions");
+  }
+  if (inv.has("version"))
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("version", inv.flags.version, 1));
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  v1::DeleteModelRequest request;
+  request.set_name(operands[0]);
+  if (inv.has("version")) {
+    request.set_version(inv.flags.version);
+  } else {
+    request.set_all_versions(true);
+  }
+  INVNET_RETURN_IF_ERROR(client->DeleteModel(request).status());
+  if (request.version() > 0) {
+    *ctx.out << "deleted version " << request.version() << " of model " << operands[0] << "\n";
+  } else {
+    *ctx.out << "deleted model " << operands[0] << " (every version)\n";
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// datasets
+
+absl::Status RunDatasetsUpload(const Invocation& inv, const Operands& operands, Context& ctx) {
+  if (inv.has("rows_per_chunk")) {
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("rows_per_chunk", inv.flags.rows_per_chunk, 0));
+  }
+  INVNET_ASSIGN_OR_RETURN(DenseTensor samples, ReadInput(inv));
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::Dataset dataset,
+                          client->UploadDataset(operands[0], samples, inv.flags.rows_per_chunk));
+  *ctx.out << "uploaded dataset " << dataset.name() << ": " << dataset.num_samples()
+           << " samples of dimension " << dataset.dim() << " (" << FormatBytes(dataset.size_bytes())
+           << ")\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunDatasetsList(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::ListDatasetsResponse response, client->ListDatasets());
+  if (response.datasets().empty()) {
+    *ctx.out << "no datasets\n";
+    return absl::OkStatus();
+  }
+  Table table({"DATASET", "DIM", "SAMPLES", "SIZE", "CREATED"});
+  for (const v1::Dataset& d : response.datasets()) {
+    table.AddRow({d.name(), absl::StrCat(d.dim()), absl::StrCat(d.num_samples()),
+                  FormatBytes(d.size_bytes()), FormatTimestamp(d.created())});
+  }
+  table.Print(*ctx.out);
+  return absl::OkStatus();
+}
+
+absl::Status RunDatasetsDelete(const Invocation& inv, const Operands& operands, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  v1::DeleteDatasetRequest request;
+  request.set_name(operands[0]);
+  INVNET_RETURN_IF_ERROR(client->DeleteDataset(request).status());
+  *ctx.out << "deleted dataset " << operands[0] << "\n";
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// reconstruct, forward, estimate
+
+absl::Status CheckModelFlags(const Invocation& inv) {
+  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "model", inv.flags.model, "NAME"));
+  if (inv.has("version"))
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("version", inv.flags.version, 0));
+  return CheckOutputFlag(inv);
+}
+
+std::string Destination(const Invocation& inv) {
+  return inv.has("output") ? inv.flags.output : "stdout";
+}
+
+absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
+  v1::ReconstructRequest request;
+  request.set_model(inv.flags.model);
+  request.set_version(inv.flags.version);
+  v1::SolverOptions* solver = request.mutable_solver();
+  if (inv.has("tolerance")) {
+    INVNET_RETURN_IF_ERROR(RequirePositive("tolerance", inv.flags.tolerance));
+    solver->set_tolerance(inv.flags.tolerance);
+  }
+  if (inv.has("max_iterations")) {
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("max_iterations", inv.flags.max_iterations, 1));
+    solver->set_max_iterations(inv.flags.max_iterations);
+  }
+  if (inv.has("anderson")) solver->set_anderson(inv.flags.anderson);
+  if (inv.has("anderson_memory")) {
+    INVNET_RETURN_IF_ERROR(
+        RequireAtLeast<int64_t>("anderson_memory", inv.flags.anderson_memory, 1));
+    solver->set_anderson_memory(inv.flags.anderson_memory);
+  }
+  INVNET_ASSIGN_OR_RETURN(DenseTensor measurements, ReadInput(inv));
+  measurements.ToProto(request.mutable_measurements());
+
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::ReconstructResponse response, client->Reconstruct(request));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor x,
+                          DenseTensor::FromProto(response.reconstructions(), "reconstructions"));
+  INVNET_RETURN_IF_ERROR(WriteResult(x, inv.flags.output, ctx));
+
+  const int64_t batch = x.rows();
+  int64_t max_iterations = 0;
+  double total_iterations = 0;
+  for (int64_t it : response.iterations()) {
+    max_iterations = std::max(max_iterations, it);
+    total_iterations += static_cast<double>(it);
+  }
+  const int64_t converged =
+      std::count(response.converged().begin(), response.converged().end(), true);
+  double max_bound = 0;
+  for (double b : response.error_bound()) max_bound = std::max(max_bound, b);
+  double max_residual = 0;
+  for (double r : response.forward_residual()) max_residual = std::max(max_residual, r);
+
+  std::ostream& err = *ctx.err;
+  err << "reconstructed " << batch << " samples (dimension " << x.cols() << ") with model "
+      << response.model() << " version " << response.version() << " -> " << Destination(inv)
+      << "\n";
+  PrintFields(err,
+              {{"iterations",
+                absl::StrCat("mean ",
+                             FormatNumber(response.iterations().empty()
+                                              ? 0.0
+                                              : total_iterations / response.iterations_size()),
+                             ", max ", max_iterations)},
+               {"converged", absl::StrCat(converged, "/", response.converged_size(), " (",
+                                          Percent(converged, response.converged_size()), ")")},
+               {"max error bound", FormatNumber(max_bound)},
+               {"max forward residual", FormatNumber(max_residual)}},
+              "  ");
+  if (converged < response.converged_size()) {
+    err << "warning: " << response.converged_size() - converged << " of "
+        << response.converged_size()
+        << " samples did not converge; their error bounds say how far they may be off\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunForward(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
+  v1::ForwardRequest request;
+  request.set_model(inv.flags.model);
+  request.set_version(inv.flags.version);
+  INVNET_ASSIGN_OR_RETURN(DenseTensor signals, ReadInput(inv));
+  signals.ToProto(request.mutable_signals());
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::ForwardResponse response, client->Forward(request));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor outputs,
+                          DenseTensor::FromProto(response.outputs(), "outputs"));
+  INVNET_RETURN_IF_ERROR(WriteResult(outputs, inv.flags.output, ctx));
+  *ctx.err << "phi(x) for " << outputs.rows() << " samples (dimension " << outputs.cols()
+           << ") with model " << response.model() << " version " << response.version() << " -> "
+           << Destination(inv) << "\n";
+  return absl::OkStatus();
+}
+
+struct EstimatorInfo {
+  const char* name;
+  v1::Estimator value;
+  bool (v1::EstimateResponse::*has)() const;
+  const v1::Tensor& (v1::EstimateResponse::*get)() const;
+};
+
+const std::vector<EstimatorInfo>& Estimators() {
+  static const auto* estimators = new std::vector<EstimatorInfo>{
+      {"posterior_mean", v1::ESTIMATOR_POSTERIOR_MEAN, &v1::EstimateResponse::has_posterior_mean,
+       &v1::EstimateResponse::posterior_mean},
+      {"posterior_std", v1::ESTIMATOR_POSTERIOR_STD, &v1::EstimateResponse::has_posterior_std,
+       &v1::EstimateResponse::posterior_std},
+      {"map", v1::ESTIMATOR_MAP, &v1::EstimateResponse::has_map, &v1::EstimateResponse::map},
+      {"wiener", v1::ESTIMATOR_WIENER, &v1::EstimateResponse::has_wiener,
+       &v1::EstimateResponse::wiener},
+      {"pseudo_inverse", v1::ESTIMATOR_PSEUDO_INVERSE, &v1::EstimateResponse::has_pseudo_inverse,
+       &v1::EstimateResponse::pseudo_inverse},
+  };
+  return *estimators;
+}
+
+// "out.npy" + "map" -> "out.map.npy".
+std::string EstimatorPath(const std::string& output, absl::string_view estimator) {
+  const size_t dot = output.rfind('.');
+  const size_t slash = output.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) {
+    return absl::StrCat(output, ".", estimator);
+  }
+  return absl::StrCat(output.substr(0, dot), ".", estimator, output.substr(dot));
+}
+
+absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
+  v1::EstimateRequest request;
+  request.set_model(inv.flags.model);
+  request.set_version(inv.flags.version);
+  if (inv.has("estimators")) {
+    for (absl::string_view word :
+         absl::StrSplit(inv.flags.estimators, ',', absl::SkipWhitespace())) {
+      word = absl::StripAsciiWhitespace(word);
+      auto it = std::find_if(Estimators().begin(), Estimators().end(),
+                             [&](const EstimatorInfo& e) { return word == e.name; });
+      if (it == Estimators().end()) {
+        return UsageError(absl::StrCat("--estimators: '", word,
+                                       "' is not one of posterior_mean, posterior_std, map, "
+                                       "wiener, pseudo_inverse"));
+      }
+      request.add_estimators(it->value);
+    }
+  }
+  INVNET_ASSIGN_OR_RETURN(DenseTensor measurements, ReadInput(inv));
+  measurements.ToProto(request.mutable_measurements());
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse response, client->Estimate(request));
+
+  std::vector<std::pair<const EstimatorInfo*, DenseTensor>> results;
+  for (const EstimatorInfo& e : Estimators()) {
+    if (!(response.*e.has)()) continue;
+    INVNET_ASSIGN_OR_RETURN(DenseTensor tensor,
+                            DenseTensor::FromProto((response.*e.get)(), e.name));
+    results.emplace_back(&e, std::move(tensor));
+  }
+  if (results.empty()) return absl::InternalError("the server returned no estimates");
+  std::vector<std::string> written;
+  for (const auto& [e, tensor] : results) {
+    if (!inv.has("output")) {
+      if (results.size() > 1) *ctx.out << "# " << e->name << "\n";
+      *ctx.out << EncodeCsv(tensor);
+      continue;
+    }
+    const std::string path =
+        results.size() == 1 ? inv.flags.output : EstimatorPath(inv.flags.output, e->name);
+    INVNET_RETURN_IF_ERROR(WriteMatrix(path, tensor));
+    written.push_back(path);
+  }
+
+  std::vector<std::string> names;
+  for (const auto& result : results) names.push_back(result.first->name);
+  std::ostream& err = *ctx.err;
+  err << "estimated " << measurements.rows() << " samples with the reference estimators of model "
+      << response.model() << " version " << response.version() << "\n";
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"estimators", absl::StrJoin(names, ", ")},
+      {"output", written.empty() ? "stdout" : absl::StrJoin(written, ", ")}};
+  if (!response.map_objective().empty()) {
+    double sum = 0, max = -INFINITY;
+    for (double v : response.map_objective()) {
+      sum += v;
+      max = std::max(max, v);
+    }
+    fields.push_back(
+        {"map objective", absl::StrCat("mean ", FormatNumber(sum / response.map_objective_size()),
+                                       ", max ", FormatNumber(max))});
+  }
+  PrintFields(err, fields, "  ");
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+absl::Status RunHelp(const Invocation& inv, const Operands& operands, Context& ctx) {
+  *ctx.out << HelpText(operands);
+  return absl::OkStatus();
+}
+
+const std::vector<Command>& Commands() {
+  static const auto* commands = new std::vector<Command>{
+      {"health",
+       "",
+       0,
+       0,
+       "Check that the server is serving (exit 0 only when SERVING).",
+       {"service"},
+       "",
+       RunHealth},
+      {"train",
+       "",
+       0,
+       0,
+       "Start a training job and follow it to the end.",
+       {"preset", "spec", "model", "loss", "target_space", "dataset", "steps", "batch_size",
+        "learning_rate", "seed", "detach"},
+       "The request comes from --preset, from --spec (a TrainRequest in protobuf text format),\n"
+       "or both; flags override the spec. A spec file looks like\n"
+       "  model_name: \"blur\" preset: \"blur64\"\n"
+       "  training { loss: LOSS_LOG_DET steps: 500 }\n"
+       "--model and --loss are required unless the spec sets them. Without --detach, progress\n"
+       "goes to stderr (a live bar on a terminal) and the exit code is 0 only when the job\n"
+       "SUCCEEDED.",
+       RunTrain},
+      {"jobs list", "", 0, 0, "List training jobs, newest first.", {}, "", RunJobsList},
+      {"jobs show", "JOB_ID", 1, 1, "Show one training job in detail.", {}, "", RunJobsShow},
+      {"jobs cancel",
+       "JOB_ID",
+       1,
+       1,
+       "Cancel a queued or running training job.",
+       {},
+       "",
+       RunJobsCancel},
+      {"jobs watch",
+       "JOB_ID",
+       1,
+       1,
+       "Follow a training job to its end (exit 0 only on success).",
+       {},
+       "",
+       RunJobsWatch},
+      {"models list", "", 0, 0, "List the published models.", {}, "", RunModelsList},
+      {"models show",
+       "NAME",
+       1,
+       1,
+       "Show every version of a model (or one, with --version).",
+       {"version"},
+       "",
+       RunModelsShow},
+      {"models delete",
+       "NAME",
+       1,
+       1,
+       "Delete one version of a model (--version=N) or all of them (--all_versions).",
+       {"version", "all_versions"},
+       "",
+       RunModelsDelete},
+      {"datasets upload",
+       "NAME",
+       1,
+       1,
+       "Upload training signals from a .npy or .csv file.",
+       {"input", "rows_per_chunk"},
+       "One sample per row: [num_samples, dim].",
+       RunDatasetsUpload},
+      {"datasets list", "", 0, 0, "List the uploaded datasets.", {}, "", RunDatasetsList},
+      {"datasets delete", "NAME", 1, 1, "Delete an uploaded dataset.", {}, "", RunDatasetsDelete},
+      {"reconstruct",
+       "",
+       0,
+       0,
+       "Reconstruct signals x from measurements y with a trained model.",
+       {"model", "version", "input", "output", "tolerance", "max_iterations", "anderson",
+        "anderson_memory"},
+       "--input holds y as [batch, m]; the reconstructions [batch, n] go to --output (CSV on\n"
+       "stdout without it). A summary of the solver's convergence goes to stderr; samples that\n"
+       "did not converge are reported, not an error.",
+       RunReconstruct},
+      {"forward",
+       "",
+       0,
+       0,
+       "Apply a trained network phi to signals x.",
+       {"model", "version", "input", "output"},
+       "--input holds x as [batch, n]; phi(x) [batch, n] goes to --output (CSV on stdout\n"
+       "without it).",
+       RunForward},
+      {"estimate",
+       "",
+       0,
+       0,
+       "Exact Bayesian reference estimates for a model's problem.",
+       {"model", "version", "input", "output", "estimators"},
+       "--input holds y as [batch, m]. With one estimator the result goes to --output; with\n"
+       "several, each goes to --output with its name before the extension (out.map.npy).\n"
+       "Without --output, each is printed as CSV after a '# name' line. Gaussian-mixture priors\n"
+       "only.",
+       RunEstimate},
+      {"help", "[COMMAND...]", 0, 2, "Show help for the program or a command.", {}, "", RunHelp},
+  };
+  return *commands;
+}
+
+const Command* FindCommand(absl::string_view name) {
+  for (const Command& command : Commands()) {
+    if (name == command.name) return &command;
+  }
+  return nullptr;
+}
+
+bool IsGroup(absl::string_view word) {
+  return std::find(std::begin(kGroups), std::end(kGroups), word) != std::end(kGroups);
+}
+
+std::vector<std::string> GroupMembers(absl::string_view group) {
+  std::vector<std::string> members;
+  for (const Command& command : Commands()) {
+    absl::string_view name = command.name;
+    if (absl::ConsumePrefix(&name, group) && absl::ConsumePrefix(&name, " ")) {
+      members.emplace_back(name);
+    }
+  }
+  return members;
+}
+
+// The command named by the first one or two words, and how many words it took.
+absl::StatusOr<std::pair<const Command*, size_t>> Resolve(const std::vector<std::string>& args) {
+  if (args.empty()) return UsageError("missing command");
+  if (IsGroup(args[0])) {
+    const std::string members = absl::StrJoin(GroupMembers(args[0]), ", ");
+    if (args.size() < 2) {
+      return UsageError(absl::StrCat("'", args[0], "' needs a subcommand: ", members));
+    }
+    const Command* command = FindCommand(absl::StrCat(args[0], " ", args[1]));
+    if (command == nullptr) {
+      return UsageError(absl::StrCat("unknown command '", args[0], " ", args[1], "' (", args[0],
+                                     " subcommands: ", members, ")"));
+    }
+    return std::make_pair(command, size_t{2});
+  }
+  const Command* command = FindCommand(args[0]);
+  if (command == nullptr) return UsageError(absl::StrCat("unknown command '", args[0], "'"));
+  return std::make_pair(command, size_t{1});
+}
+
+const FlagInfo* FindFlag(absl::string_view name) {
+  for (const FlagInfo& flag : AllFlags()) {
+    if (name == flag.name) return &flag;
+  }
+  return nullptr;
+}
+
+std::string FlagSynopsis(const FlagInfo& flag) {
+  return *flag.value_name ? absl::StrCat("--", flag.name, "=", flag.value_name)
+                          : absl::StrCat("--", flag.name);
+}
+
+// Two aligned columns; a '\n' in the second starts a continuation line under it.
+void AppendColumns(const std::vector<std::pair<std::string, std::string>>& rows,
+                   std::string* text) {
+  size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row.first.size());
+  const std::string continuation = absl::StrCat("\n", std::string(width + 4, ' '));
+  for (const auto& [left, right] : rows) {
+    absl::StrAppend(text, "  ", left, std::string(width - left.size() + 2, ' '),
+                    absl::StrReplaceAll(right, {{"\n", continuation}}), "\n");
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> FlagRows(const std::vector<const char*>& names) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const char* name : names) {
+    const FlagInfo& flag = *FindFlag(name);
+    rows.emplace_back(FlagSynopsis(flag), flag.help);
+  }
+  return rows;
+}
+
+std::vector<std::pair<std::string, std::string>> GlobalFlagRows() {
+  auto rows = FlagRows({std::begin(kGlobalFlags), std::end(kGlobalFlags)});
+  rows.emplace_back("--help", "Show help (also: invnet help [COMMAND...]).");
+  return rows;
+}
+
+std::string CommandSynopsis(const Command& command) {
+  return *command.operands ? absl::StrCat(command.name, " ", command.operands) : command.name;
+}
+
+std::string CommandHelp(const Command& command) {
+  std::string text = absl::StrCat("Usage: invnet ", CommandSynopsis(command), " [flags]\n\n",
+                                  command.summary, "\n");
+  if (*command.details) absl::StrAppend(&text, "\n", command.details, "\n");
+  if (!command.flags.empty()) {
+    absl::StrAppend(&text, "\nFlags:\n");
+    AppendColumns(FlagRows(command.flags), &text);
+  }
+  absl::StrAppend(&text, "\nGlobal flags:\n");
+  AppendColumns(GlobalFlagRows(), &text);
+  return text;
+}
+
+std::string GroupHelp(absl::string_view group) {
+  std::string text = absl::StrCat("Usage: invnet ", group, " <subcommand> [operands] [flags]\n\n");
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const Command& command : Commands()) {
+    if (absl::StartsWith(command.name, absl::StrCat(group, " "))) {
+      rows.emplace_back(CommandSynopsis(command), command.summary);
+    }
+  }
+  AppendColumns(rows, &text);
+  absl::StrAppend(&text, "\nRun 'invnet ", group, " <subcommand> --help' for its flags.\n");
+  return text;
+}
+
+std::string ProgramHelp() {
+  std::string text =
+      "invnet: train invertible residual networks for linear inverse problems and reconstruct\n"
+      "with them, on an invnet server.\n\n"
+      "Usage: invnet <command> [operands] [flags]\n\nCommands:\n";
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const Command& command : Commands()) {
+    rows.emplace_back(CommandSynopsis(command), command.summary);
+  }
+  AppendColumns(rows, &text);
+  absl::StrAppend(&text, "\nGlobal flags:\n");
+  AppendColumns(GlobalFlagRows(), &text);
+  absl::StrAppend(&text,
+                  "\nRun 'invnet <command> --help' for a command's flags. Flags take the forms\n"
+                  "--name=value and --name value; switches also --name and --noname.\n"
+                  "Exit codes: 0 success, 1 runtime or RPC error, 2 usage error.\n");
+  return text;
+}
+
+std::string HelpHint(const std::vector<std::string>& args) {
+  absl::StatusOr<std::pair<const Command*, size_t>> resolved = Resolve(args);
+  if (resolved.ok()) return absl::StrCat("invnet ", resolved->first->name, " --help");
+  if (!args.empty() && IsGroup(args[0])) return absl::StrCat("invnet ", args[0], " --help");
+  return "invnet --help";
+}
+
+}  // namespace
+
+const std::vector<FlagInfo>& AllFlags() {
+  static const auto* flags = new std::vector<FlagInfo>{
+      {"server", "HOST:PORT", "Server address (default localhost:50051)."},
+      {"timeout", "SECONDS",
+       "Deadline of each call except watching a job; 0 = none.\n"
+       "Default: 30 s for management calls, 10 min for reconstruct/forward/estimate,\n"
+       "30 min for uploads."},
+      {"service", "NAME",
+       "Service to check, e.g. invnet.v1.ReconstructionService (default: the server)."},
+      {"preset", "NAME",
+       "Named problem with its default architecture and schedule: bimodal2d, blur64."},
+      {"spec", "FILE", "TrainRequest in protobuf text format; flags override its fields."},
+      {"model", "NAME", "Model name: [a-z0-9][a-z0-9_-]{0,62}."},
+      {"loss", "LOSS", "approximation, reconstruction, logdet or divergence."},
+      {"target_space", "SPACE",
+       "measurement (phi ~ A) or normal (phi ~ A^T A); default: the loss's."},
+      {"dataset", "NAME", "Train on an uploaded dataset's signals (needs a problem from --spec)."},
+      {"steps", "N", "Optimiser steps (default: the preset's, else 3000)."},
+      {"batch_size", "N", "Signals per step (default: the preset's, else 512)."},
+      {"learning_rate", "LR", "Adam learning rate (default: the preset's, else 1e-3)."},
+      {"seed", "N", "Seed of the training data, noise and probes (default 0)."},
+      {"detach", "", "Print the job id and return at once instead of following the job."},
+      {"version", "N", "Model version (default: the latest)."},
+      {"all_versions", "", "models delete: delete every version of the model."},
+      {"input", "FILE", "Input matrix [batch, dim], .npy or .csv."},
+      {"output", "FILE", "Output matrix, .npy or .csv (default: CSV on stdout)."},
+      {"tolerance", "TOL", "Solver tolerance on each block's error bound (default 1e-5)."},
+      {"max_iterations", "N", "Solver iterations per block and sample (default 1000)."},
+      {"anderson", "", "Use Anderson acceleration in the fixed-point solver."},
+      {"anderson_memory", "K", "Anderson memory, 1..8 (default 5)."},
+      {"estimators", "LIST",
+       "Comma-separated: posterior_mean, posterior_std, map, wiener, pseudo_inverse\n"
+       "(default: all)."},
+      {"rows_per_chunk", "N", "Samples per upload message (default: automatic, ~4 MiB)."},
+  };
+  return *flags;
+}
+
+std::string FlagHelp(absl::string_view name) {
+  const FlagInfo* flag = FindFlag(name);
+  return flag == nullptr ? "" : flag->help;
+}
+
+absl::Status UsageError(absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kUsageErrorPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsUsageError(const absl::Status& status) {
+  return status.GetPayload(kUsageErrorPayload).has_value();
+}
+
+int ExitCode(const absl::Status& status) {
+  if (status.ok()) return 0;
+  return IsUsageError(status) ? 2 : 1;
+}
+
+std::string HelpText(const std::vector<std::string>& words) {
+  if (words.empty()) return ProgramHelp();
+  if (IsGroup(words[0]) && words.size() == 1) return GroupHelp(words[0]);
+  absl::StatusOr<std::pair<const Command*, size_t>> resolved = Resolve(words);
+  if (!resolved.ok()) return ProgramHelp();
+  return CommandHelp(*resolved->first);
+}
+
+absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& inv) {
+  const CliFlags& flags = inv.flags;
+  v1::TrainRequest request;
+  if (inv.has("spec")) {
+    if (flags.spec.empty()) return UsageError("--spec must name a file");
+    INVNET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(flags.spec));
+    google::protobuf::TextFormat::Parser parser;
+    FirstErrorCollector errors;
+    parser.RecordErrorsTo(&errors);
+    if (!parser.ParseFromString(text, &request)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flags.spec, ": not a TrainRequest in text format: ", errors.error()));
+    }
+  }
+  if (inv.has("preset")) {
+    if (flags.preset.empty()) return UsageError("--preset must not be empty");
+    request.set_preset(flags.preset);
+  }
+  if (request.preset().empty() && !request.has_problem()) {
+    return UsageError(
+        "train needs --preset NAME (bimodal2d, blur64) or a --spec FILE with a problem");
+  }
+  if (inv.has("model")) request.set_model_name(flags.model);
+  if (request.model_name().empty()) {
+    return UsageError("--model NAME is required (or model_name in the --spec file)");
+  }
+  v1::Training* training = request.mutable_training();
+  if (inv.has("loss")) {
+    INVNET_ASSIGN_OR_RETURN(v1::Loss loss, ParseLoss(flags.loss));
+    training->set_loss(loss);
+  }
+  if (training->loss() == v1::LOSS_UNSPECIFIED) {
+    return UsageError(
+        "--loss is required (approximation, reconstruction, logdet or divergence), or "
+        "training.loss in the --spec file");
+  }
+  if (inv.has("target_space")) {
+    INVNET_ASSIGN_OR_RETURN(v1::TargetSpace space, ParseTargetSpace(flags.target_space));
+    training->set_target_space(space);
+  }
+  if (inv.has("steps")) {
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("steps", flags.steps, 1));
+    training->set_steps(flags.steps);
+  }
+  if (inv.has("batch_size")) {
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch_size", flags.batch_size, 1));
+    training->set_batch_size(flags.batch_size);
+  }
+  if (inv.has("learning_rate")) {
+    INVNET_RETURN_IF_ERROR(RequirePositive("learning_rate", flags.learning_rate));
+    training->set_learning_rate(flags.learning_rate);
+  }
+  if (inv.has("seed")) training->set_seed(flags.seed);
+  if (inv.has("dataset")) {
+    if (flags.dataset.empty()) return UsageError("--dataset must not be empty");
+    // A problem in the request replaces the preset's whole problem, so a dataset alone would
+    // leave it without an operator.
+    if (!request.problem().has_operator_()) {
+      return UsageError(
+          "--dataset needs a problem with an operator from --spec (a problem in the request "
+          "replaces the preset's problem)");
+    }
+    request.mutable_problem()->set_dataset(flags.dataset);
+  }
+  return request;
+}
+
+absl::Status Run(const Invocation& inv, Context& ctx) {
+  if (inv.help) {
+    *ctx.out << HelpText(inv.args);
+    return absl::OkStatus();
+  }
+  INVNET_ASSIGN_OR_RETURN(auto resolved, Resolve(inv.args));
+  const Command& command = *resolved.first;
+  const Operands operands(inv.args.begin() + static_cast<std::ptrdiff_t>(resolved.second),
+                          inv.args.end());
+  if (operands.size() < command.min_operands || operands.size() > command.max_operands) {
+    if (operands.size() > command.max_operands) {
+      return UsageError(absl::StrCat("unexpected argument '", operands[command.max_operands],
+                                     "' for 'invnet ", command.name, "'"));
+    }
+    return UsageError(absl::StrCat("'invnet ", command.name, "' needs ", command.operands));
+  }
+  for (const std::string& flag : inv.specified) {
+    const bool global =
+        std::find(std::begin(kGlobalFlags), std::end(kGlobalFlags), flag) != std::end(kGlobalFlags);
+    const bool accepted =
+        std::find(command.flags.begin(), command.flags.end(), flag) != command.flags.end();
+    if (!global && !accepted) {
+      return UsageError(absl::StrCat("--", flag, " does not apply to 'invnet ", command.name, "'"));
+    }
+  }
+  return command.run(inv, operands, ctx);
+}
+
+int Main(const Invocation& inv, Context& ctx) {
+  if (!ctx.connect) {
+    ctx.connect = [](const std::string& target, const ClientOptions& options) {
+      return InvnetClient::Connect(target, options);
+    };
+  }
+  const absl::Status status = Run(inv, ctx);
+  if (status.ok()) return 0;
+  if (IsUsageError(status)) {
+    *ctx.err << "invnet: " << status.message() << "\nRun '" << HelpHint(inv.args)
+             << "' for usage.\n";
+  } else {
+    *ctx.err << "invnet: error: " << absl::StatusCodeToString(status.code()) << ": "
+             << status.message();
+    if (status.code() == absl::StatusCode::kUnavailable ||
+        status.code() == absl::StatusCode::kDeadlineExceeded) {
+      *ctx.err << " (server " << inv.flags.server << ")";
+    }
+    *ctx.err << "\n";
+  }
+  return ExitCode(status);
+}
+
+}  // namespace invnet::client::cli

@@ -1,0 +1,129 @@
+#ifndef INVNET_CLIENT_CLI_H_
+#define INVNET_CLIENT_CLI_H_
+
+// The `invnet` command line as a library: the subcommand table, its help text and one
+// function per subcommand, each returning absl::Status. cli_main.cc only turns argv into an
+// Invocation (absl flags) and calls Main(); tests build Invocations directly and run them
+// against a fake server.
+//
+// Exit codes (ExitCode): 0 success; 2 usage error (unknown subcommand, wrong operands, missing
+// required flag, bad flag value, a flag the subcommand does not take); 1 anything else (RPC
+// errors, unreadable or malformed files, a training job that did not succeed).
+//
+// Thread-safety: the functions keep no state of their own; a Context's streams must not be
+// written by anyone else while a command runs.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "client/client.h"
+#include "invnet/v1/training_service.pb.h"
+
+namespace invnet::client::cli {
+
+// The value of every flag. The defaults here are the defaults of the binary's flags.
+struct CliFlags {
+  // Global.
+  std::string server = "localhost:50051";
+  double timeout = 0;  // seconds, 0 = none; applied only when given
+  // health
+  std::string service;
+  // train. Numeric values are sent only when given; otherwise the preset (or the server's
+  // default) decides, so the zeros here are placeholders, not defaults.
+  std::string preset;
+  std::string spec;
+  std::string model;  // also reconstruct, forward, estimate
+  std::string loss;
+  std::string target_space;
+  std::string dataset;
+  int64_t steps = 0;
+  int64_t batch_size = 0;
+  double learning_rate = 0;
+  uint64_t seed = 0;
+  bool detach = false;
+  bool all_versions = false;
+  // reconstruct, forward, estimate, models show/delete (0 = the latest version / all).
+  int64_t version = 0;
+  std::string input;  // also datasets upload
+  std::string output;
+  // Solver settings, sent only when given (the server's defaults otherwise).
+  double tolerance = 0;
+  int64_t max_iterations = 0;
+  bool anderson = false;
+  int64_t anderson_memory = 0;
+  std::string estimators;
+  // datasets upload (0 = automatic).
+  int64_t rows_per_chunk = 0;
+};
+
+// One parsed command line.
+struct Invocation {
+  // Positional words: the subcommand ("jobs", "show") and its operands ("JOB_ID").
+  std::vector<std::string> args;
+  CliFlags flags;
+  // Names of the flags given explicitly; a flag not listed here keeps its server-side default
+  // (a TrainRequest field stays unset, and so on).
+  std::set<std::string> specified;
+  // --help (or -h) was given.
+  bool help = false;
+
+  bool has(absl::string_view flag) const { return specified.count(std::string(flag)) > 0; }
+};
+
+struct Context {
+  // Creates the client for --server with the options the flags ask for. Called at most once,
+  // and only by subcommands that talk to the server. Main() fills it with InvnetClient::Connect
+  // when it is empty.
+  std::function<absl::StatusOr<std::unique_ptr<InvnetClient>>(const std::string& target,
+                                                              const ClientOptions& options)>
+      connect;
+  std::ostream* out = nullptr;  // results: tables, files written to stdout
+  std::ostream* err = nullptr;  // progress, summaries, errors
+  // `err` is a terminal: draw the live progress bar.
+  bool interactive = false;
+};
+
+// Documentation of one flag, for help text (and the binary's flag definitions).
+struct FlagInfo {
+  const char* name;
+  const char* value_name;  // "" for a boolean switch
+  const char* help;
+};
+const std::vector<FlagInfo>& AllFlags();
+// The help of flag `name` ("" if there is none).
+std::string FlagHelp(absl::string_view name);
+
+// A usage error (INVALID_ARGUMENT marked with a payload), and the test for one.
+absl::Status UsageError(absl::string_view message);
+bool IsUsageError(const absl::Status& status);
+// 0 for OK, 2 for a usage error, 1 otherwise.
+int ExitCode(const absl::Status& status);
+
+// The help text: of the whole program for {}, of a command group for {"jobs"}, of one
+// command for {"jobs", "list"}. Unknown words fall back to the program's help.
+std::string HelpText(const std::vector<std::string>& words);
+
+// Runs the invocation: help goes to ctx.out; results to ctx.out, progress and summaries to
+// ctx.err. Returns the command's status without printing it.
+absl::Status Run(const Invocation& invocation, Context& ctx);
+
+// Run() plus reporting: prints an error line (and, for usage errors, where to find help) to
+// ctx.err and returns the exit code.
+int Main(const Invocation& invocation, Context& ctx);
+
+// Exposed for tests: the TrainRequest that `invnet train` sends for these flags (spec file
+// first, then flag overrides). Usage errors for missing or bad flags; the file's error when
+// the spec cannot be read or parsed.
+absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation);
+
+}  // namespace invnet::client::cli
+
+#endif  // INVNET_CLIENT_CLI_H_

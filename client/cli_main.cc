@@ -1,0 +1,173 @@
+// invnet: the command-line client. Everything but argv handling lives in client/cli.h.
+//
+// The flags are absl flags, but they are parsed here with absl's reflection API rather than
+// absl::ParseCommandLine, for two reasons: ParseCommandLine exits with status 1 on an unknown
+// flag or a bad value, while invnet's contract is 2 for every usage error; and its --help
+// lists flags, not subcommands. Not linking absl::flags_parse / absl::flags_usage also keeps
+// absl's own --version flag out of the binary, so --version can mean the model version.
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "client/cli.h"
+
+namespace cli = invnet::client::cli;
+
+// Defaults and help come from cli.h, the single description of the command line.
+#define INVNET_CLI_FLAG(type, name) \
+  ABSL_FLAG(type, name, cli::CliFlags{}.name, cli::FlagHelp(#name))
+
+INVNET_CLI_FLAG(std::string, server);
+INVNET_CLI_FLAG(double, timeout);
+INVNET_CLI_FLAG(std::string, service);
+INVNET_CLI_FLAG(std::string, preset);
+INVNET_CLI_FLAG(std::string, spec);
+INVNET_CLI_FLAG(std::string, model);
+INVNET_CLI_FLAG(std::string, loss);
+INVNET_CLI_FLAG(std::string, target_space);
+INVNET_CLI_FLAG(std::string, dataset);
+INVNET_CLI_FLAG(int64_t, steps);
+INVNET_CLI_FLAG(int64_t, batch_size);
+INVNET_CLI_FLAG(double, learning_rate);
+INVNET_CLI_FLAG(uint64_t, seed);
+INVNET_CLI_FLAG(bool, detach);
+INVNET_CLI_FLAG(bool, all_versions);
+INVNET_CLI_FLAG(int64_t, version);
+INVNET_CLI_FLAG(std::string, input);
+INVNET_CLI_FLAG(std::string, output);
+INVNET_CLI_FLAG(double, tolerance);
+INVNET_CLI_FLAG(int64_t, max_iterations);
+INVNET_CLI_FLAG(bool, anderson);
+INVNET_CLI_FLAG(int64_t, anderson_memory);
+INVNET_CLI_FLAG(std::string, estimators);
+INVNET_CLI_FLAG(int64_t, rows_per_chunk);
+
+namespace {
+
+bool IsCliFlag(absl::string_view name) {
+  for (const cli::FlagInfo& flag : cli::AllFlags()) {
+    if (name == flag.name) return true;
+  }
+  return false;
+}
+
+// argv -> Invocation. Accepts --name=value, --name value, -name..., --switch, --noswitch and
+// "--" (everything after it is positional). Returns false with `error` set on a usage error.
+bool ParseArgs(int argc, char** argv, cli::Invocation* inv, std::string* error) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") {
+      for (++i; i < argc; ++i) inv->args.emplace_back(argv[i]);
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      inv->args.emplace_back(arg);
+      continue;
+    }
+    const absl::string_view body = arg.substr(arg[1] == '-' ? 2 : 1);
+    if (body == "help" || body == "h") {
+      inv->help = true;
+      continue;
+    }
+    const size_t eq = body.find('=');
+    std::string name(body.substr(0, eq));
+    const bool has_value = eq != absl::string_view::npos;
+    std::string value = has_value ? std::string(body.substr(eq + 1)) : "";
+
+    absl::CommandLineFlag* flag = IsCliFlag(name) ? absl::FindCommandLineFlag(name) : nullptr;
+    if (flag == nullptr && absl::StartsWith(name, "no") && !has_value &&
+        IsCliFlag(name.substr(2))) {
+      flag = absl::FindCommandLineFlag(name.substr(2));
+      if (flag != nullptr && flag->IsOfType<bool>()) {
+        name = name.substr(2);
+        value = "false";
+      } else {
+        flag = nullptr;
+      }
+    } else if (flag != nullptr && !has_value) {
+      if (flag->IsOfType<bool>()) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        *error = absl::StrCat("flag --", name, " needs a value");
+        return false;
+      }
+    }
+    if (flag == nullptr) {
+      *error = absl::StrCat("unknown flag '", arg, "'");
+      return false;
+    }
+    std::string parse_error;
+    if (!flag->ParseFrom(value, &parse_error)) {
+      *error = absl::StrCat("bad value for --", name, ": ", parse_error);
+      return false;
+    }
+    inv->specified.insert(name);
+  }
+  return true;
+}
+
+cli::CliFlags CollectFlags() {
+  cli::CliFlags f;
+  f.server = absl::GetFlag(FLAGS_server);
+  f.timeout = absl::GetFlag(FLAGS_timeout);
+  f.service = absl::GetFlag(FLAGS_service);
+  f.preset = absl::GetFlag(FLAGS_preset);
+  f.spec = absl::GetFlag(FLAGS_spec);
+  f.model = absl::GetFlag(FLAGS_model);
+  f.loss = absl::GetFlag(FLAGS_loss);
+  f.target_space = absl::GetFlag(FLAGS_target_space);
+  f.dataset = absl::GetFlag(FLAGS_dataset);
+  f.steps = absl::GetFlag(FLAGS_steps);
+  f.batch_size = absl::GetFlag(FLAGS_batch_size);
+  f.learning_rate = absl::GetFlag(FLAGS_learning_rate);
+  f.seed = absl::GetFlag(FLAGS_seed);
+  f.detach = absl::GetFlag(FLAGS_detach);
+  f.all_versions = absl::GetFlag(FLAGS_all_versions);
+  f.version = absl::GetFlag(FLAGS_version);
+  f.input = absl::GetFlag(FLAGS_input);
+  f.output = absl::GetFlag(FLAGS_output);
+  f.tolerance = absl::GetFlag(FLAGS_tolerance);
+  f.max_iterations = absl::GetFlag(FLAGS_max_iterations);
+  f.anderson = absl::GetFlag(FLAGS_anderson);
+  f.anderson_memory = absl::GetFlag(FLAGS_anderson_memory);
+  f.estimators = absl::GetFlag(FLAGS_estimators);
+  f.rows_per_chunk = absl::GetFlag(FLAGS_rows_per_chunk);
+  return f;
+}
+
+bool StderrIsTerminal() {
+  const char* term = std::getenv("TERM");
+  return ::isatty(STDERR_FILENO) == 1 && (term == nullptr || absl::string_view(term) != "dumb");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::Invocation invocation;
+  std::string error;
+  if (!ParseArgs(argc, argv, &invocation, &error)) {
+    std::cerr << "invnet: " << error << "\nRun 'invnet --help' for usage.\n";
+    return 2;
+  }
+  invocation.flags = CollectFlags();
+  cli::Context ctx;
+  ctx.out = &std::cout;
+  ctx.err = &std::cerr;
+  ctx.interactive = StderrIsTerminal();
+  const int code = cli::Main(invocation, ctx);
+  std::cout.flush();
+  return code;
+}

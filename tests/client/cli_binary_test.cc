@@ -1,0 +1,129 @@
+// The real `invnet` binary: argv parsing (absl flags) and exit codes, against the fake server
+// over TCP. INVNET_CLI_PATH is the binary's path, set by CMake.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "client/tensor_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/fake_server.h"
+
+namespace invnet::client {
+namespace {
+
+using ::invnet::client::testing::FakeServer;
+using ::invnet::client::testing::MakeModel;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct Result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+class CliBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "/cli_binary_XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().models.push_back(MakeModel("blur", 1, 2, 2));
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+
+  // Runs `invnet <args>` (args are shell words, already quoted where needed).
+  Result Invnet(const std::string& args) {
+    const std::string out = dir_ + "/stdout", err = dir_ + "/stderr";
+    const std::string command =
+        absl::StrCat(INVNET_CLI_PATH, " ", args, " >", out, " 2>", err, " </dev/null");
+    const int status = std::system(command.c_str());
+    Result result;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    result.out = Slurp(out);
+    result.err = Slurp(err);
+    return result;
+  }
+  static std::string Slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+  }
+  std::string Server() const { return "--server=" + fake_.target(); }
+
+  FakeServer fake_;
+  std::string dir_;
+};
+
+TEST_F(CliBinaryTest, HelpExitsZero) {
+  Result r = Invnet("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("Usage: invnet <command>"));
+  r = Invnet("models show -h");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, StartsWith("Usage: invnet models show NAME [flags]"));
+}
+
+TEST_F(CliBinaryTest, FlagParsingErrorsExitTwo) {
+  Result r = Invnet("health --no_such_flag=1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("unknown flag '--no_such_flag=1'"));
+  r = Invnet("reconstruct --model=blur --max_iterations=lots");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("bad value for --max_iterations"));
+  r = Invnet("reconstruct --model");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--model needs a value"));
+  r = Invnet("--helpfull");  // absl's own flags are not invnet's
+  EXPECT_EQ(r.exit_code, 2);
+  r = Invnet("--nomodel");  // --noX only for switches
+  EXPECT_EQ(r.exit_code, 2);
+  r = Invnet("teleport");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(fake_.calls(), ::testing::IsEmpty());
+}
+
+TEST_F(CliBinaryTest, HealthAgainstTheServer) {
+  Result r = Invnet("health " + Server());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "SERVING\n");
+  r = Invnet("health --server 127.0.0.1:1 --timeout 5");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+}
+
+TEST_F(CliBinaryTest, ReconstructEndToEnd) {
+  std::ofstream(dir_ + "/y.csv") << "2,4\n6,8\n";
+  Result r =
+      Invnet(absl::StrCat("reconstruct ", Server(), " --model blur --version=1 --input ", dir_,
+                          "/y.csv --output=", dir_, "/x.npy --noanderson --max_iterations 50"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("converged:"));
+  absl::StatusOr<DenseTensor> x = ReadMatrix(dir_ + "/x.npy");
+  ASSERT_TRUE(x.ok()) << x.status();
+  EXPECT_THAT(x->values, ::testing::ElementsAre(1, 2, 3, 4));
+  absl::MutexLock lock(&fake_.state().mu);
+  EXPECT_EQ(fake_.state().reconstruct.version(), 1);
+  EXPECT_FALSE(fake_.state().reconstruct.solver().anderson());
+  EXPECT_TRUE(fake_.state().reconstruct.solver().has_anderson());
+  EXPECT_EQ(fake_.state().reconstruct.solver().max_iterations(), 50);
+}
+
+TEST_F(CliBinaryTest, FlagsAfterDoubleDashArePositional) {
+  Result r = Invnet("models show " + Server() + " -- --weird-name");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND: model --weird-name"));
+}
+
+}  // namespace
+}  // namespace invnet::client

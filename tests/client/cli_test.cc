@@ -1,0 +1,502 @@
+#include "client/cli.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "client/tensor_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/fake_server.h"
+#include "tests/testing/status_matchers.h"
+
+namespace invnet::client::cli {
+namespace {
+
+using ::invnet::client::testing::FakeServer;
+using ::invnet::client::testing::MakeJob;
+using ::invnet::client::testing::MakeModel;
+using ::invnet::testing::IsOk;
+using ::invnet::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+// "--name=value" / "--switch" words -> CliFlags, standing in for cli_main.cc's absl parsing.
+void SetFlag(CliFlags& f, const std::string& name, const std::string& v) {
+  static const auto* setters =
+      new std::map<std::string, std::function<void(CliFlags&, const std::string&)>>{
+          {"server", [](CliFlags& f, const std::string& v) { f.server = v; }},
+          {"timeout", [](CliFlags& f, const std::string& v) { f.timeout = std::stod(v); }},
+          {"service", [](CliFlags& f, const std::string& v) { f.service = v; }},
+          {"preset", [](CliFlags& f, const std::string& v) { f.preset = v; }},
+          {"spec", [](CliFlags& f, const std::string& v) { f.spec = v; }},
+          {"model", [](CliFlags& f, const std::string& v) { f.model = v; }},
+          {"loss", [](CliFlags& f, const std::string& v) { f.loss = v; }},
+          {"target_space", [](CliFlags& f, const std::string& v) { f.target_space = v; }},
+          {"dataset", [](CliFlags& f, const std::string& v) { f.dataset = v; }},
+          {"steps", [](CliFlags& f, const std::string& v) { f.steps = std::stoll(v); }},
+          {"batch_size", [](CliFlags& f, const std::string& v) { f.batch_size = std::stoll(v); }},
+          {"learning_rate",
+           [](CliFlags& f, const std::string& v) { f.learning_rate = std::stod(v); }},
+          {"seed", [](CliFlags& f, const std::string& v) { f.seed = std::stoull(v); }},
+          {"detach", [](CliFlags& f, const std::string& v) { f.detach = v == "true"; }},
+          {"all_versions",
+           [](CliFlags& f, const std::string& v) { f.all_versions = v == "true"; }},
+          {"version", [](CliFlags& f, const std::string& v) { f.version = std::stoll(v); }},
+          {"input", [](CliFlags& f, const std::string& v) { f.input = v; }},
+          {"output", [](CliFlags& f, const std::string& v) { f.output = v; }},
+          {"tolerance", [](CliFlags& f, const std::string& v) { f.tolerance = std::stod(v); }},
+          {"max_iterations",
+           [](CliFlags& f, const std::string& v) { f.max_iterations = std::stoll(v); }},
+          {"anderson", [](CliFlags& f, const std::string& v) { f.anderson = v == "true"; }},
+          {"anderson_memory",
+           [](CliFlags& f, const std::string& v) { f.anderson_memory = std::stoll(v); }},
+          {"estimators", [](CliFlags& f, const std::string& v) { f.estimators = v; }},
+          {"rows_per_chunk",
+           [](CliFlags& f, const std::string& v) { f.rows_per_chunk = std::stoll(v); }},
+      };
+  auto it = setters->find(name);
+  ASSERT_NE(it, setters->end()) << "no test setter for --" << name;
+  it->second(f, v);
+}
+
+Invocation Parse(const std::vector<std::string>& words) {
+  Invocation inv;
+  for (const std::string& word : words) {
+    if (word == "--help") {
+      inv.help = true;
+    } else if (absl::StartsWith(word, "--")) {
+      const size_t eq = word.find('=');
+      const std::string name = word.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+      SetFlag(inv.flags, name, eq == std::string::npos ? "true" : word.substr(eq + 1));
+      inv.specified.insert(name);
+    } else {
+      inv.args.push_back(word);
+    }
+  }
+  return inv;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "/cli_test_XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().models.push_back(MakeModel("blur", 2, 3, 3));
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+
+  // Runs `invnet <words>` against the fake; returns the exit code.
+  int Run(const std::vector<std::string>& words, bool interactive = false) {
+    out_.str("");
+    err_.str("");
+    Context ctx;
+    ctx.out = &out_;
+    ctx.err = &err_;
+    ctx.interactive = interactive;
+    ctx.connect =
+        [this](const std::string& target,
+               const ClientOptions& options) -> absl::StatusOr<std::unique_ptr<InvnetClient>> {
+      ++connects_;
+      target_ = target;
+      options_ = options;
+      return std::make_unique<InvnetClient>(fake_.InProcessChannel(), options);
+    };
+    return Main(Parse(words), ctx);
+  }
+
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+  void WriteText(const std::string& name, const std::string& text) const {
+    std::ofstream(Path(name)) << text;
+  }
+
+  FakeServer fake_;
+  std::string dir_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+  int connects_ = 0;
+  std::string target_;
+  ClientOptions options_;
+};
+
+TEST_F(CliTest, HelpExitsZeroEverywhere) {
+  EXPECT_EQ(Run({"--help"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("Usage: invnet <command>"));
+  EXPECT_THAT(out_.str(), HasSubstr("reconstruct"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("Exit codes: 0 success, 1 runtime or RPC error, 2 usage error."));
+  EXPECT_EQ(Run({"jobs", "list", "--help"}), 0);
+  EXPECT_THAT(out_.str(), StartsWith("Usage: invnet jobs list [flags]"));
+  EXPECT_EQ(Run({"reconstruct", "--help"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("--tolerance=TOL"));
+  EXPECT_EQ(Run({"help", "datasets"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("datasets upload NAME"));
+  EXPECT_EQ(Run({"help", "train"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("--detach"));
+  EXPECT_EQ(connects_, 0);
+}
+
+TEST_F(CliTest, UsageErrorsExitTwoWithoutCallingTheServer) {
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {"frobnicate"},
+      {"jobs"},
+      {"jobs", "explode"},
+      {"jobs", "show"},
+      {"jobs", "show", "a", "b"},
+      {"jobs", "list", "--steps=5"},
+      {"health", "--model=blur"},
+      {"reconstruct", "--input=y.csv"},
+      {"reconstruct", "--model=blur"},
+      {"reconstruct", "--model=blur", "--input=y.csv", "--output=x.txt"},
+      {"forward", "--model=blur", "--input=y.txt"},
+      {"reconstruct", "--model=blur", "--input=y.csv", "--tolerance=-1"},
+      {"reconstruct", "--model=blur", "--input=y.csv", "--max_iterations=0"},
+      {"estimate", "--model=blur", "--input=y.csv", "--estimators=median"},
+      {"models", "delete", "blur", "--version=-3"},
+      {"train", "--model=m", "--loss=logdet"},
+      {"train", "--preset=blur64", "--loss=logdet"},
+      {"train", "--preset=blur64", "--model=m"},
+      {"train", "--preset=blur64", "--model=m", "--loss=magic"},
+      {"train", "--preset=blur64", "--model=m", "--loss=logdet", "--steps=0"},
+      {"train", "--preset=blur64", "--model=m", "--loss=logdet", "--target_space=latent"},
+      {"train", "--preset=blur64", "--model=m", "--loss=logdet", "--dataset=digits"},
+      {"health", "--server="},
+      {"health", "--timeout=-1"},
+  };
+  for (const auto& words : cases) {
+    SCOPED_TRACE(::testing::PrintToString(words));
+    EXPECT_EQ(Run(words), 2);
+    EXPECT_THAT(err_.str(), HasSubstr("Run 'invnet"));
+    EXPECT_THAT(out_.str(), IsEmpty());
+  }
+  EXPECT_THAT(fake_.calls(), IsEmpty());
+}
+
+TEST_F(CliTest, UsageErrorMessagesSayWhatIsWrong) {
+  EXPECT_EQ(Run({"frobnicate"}), 2);
+  EXPECT_EQ(err_.str(), "invnet: unknown command 'frobnicate'\nRun 'invnet --help' for usage.\n");
+  EXPECT_EQ(Run({"jobs", "list", "--steps=5"}), 2);
+  EXPECT_THAT(err_.str(), StartsWith("invnet: --steps does not apply to 'invnet jobs list'\n"
+                                     "Run 'invnet jobs list --help' for usage."));
+  EXPECT_EQ(Run({"reconstruct", "--input=y.csv"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("--model NAME is required"));
+  EXPECT_EQ(Run({"jobs"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("'jobs' needs a subcommand: list, show, cancel, watch"));
+}
+
+TEST_F(CliTest, HealthPrintsTheStatus) {
+  EXPECT_EQ(Run({"health", "--server=example:1234"}), 0);
+  EXPECT_EQ(out_.str(), "SERVING\n");
+  EXPECT_EQ(target_, "example:1234");
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().health = grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  }
+  EXPECT_EQ(Run({"health"}), 1);
+  EXPECT_EQ(out_.str(), "NOT_SERVING\n");
+  EXPECT_THAT(err_.str(), HasSubstr("UNAVAILABLE"));
+  EXPECT_EQ(target_, "localhost:50051");
+}
+
+TEST_F(CliTest, TimeoutFlagSetsEveryBoundedDeadline) {
+  EXPECT_EQ(Run({"models", "list", "--timeout=2"}), 0);
+  EXPECT_EQ(options_.rpc_timeout, absl::Seconds(2));
+  EXPECT_EQ(options_.compute_timeout, absl::Seconds(2));
+  EXPECT_EQ(options_.watch_timeout, absl::InfiniteDuration());
+  EXPECT_LE(fake_.time_left("ListModels"), absl::Seconds(2) + absl::Milliseconds(100));
+  EXPECT_GT(fake_.time_left("ListModels"), absl::Seconds(1));
+  EXPECT_EQ(Run({"models", "list", "--timeout=0"}), 0);
+  EXPECT_EQ(fake_.time_left("ListModels"), absl::InfiniteDuration());
+}
+
+TEST_F(CliTest, RpcErrorsExitOneWithCodeAndMessage) {
+  fake_.FailWith(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "admin scope needed"));
+  EXPECT_EQ(Run({"models", "delete", "blur", "--all_versions"}), 1);
+  EXPECT_EQ(err_.str(), "invnet: error: PERMISSION_DENIED: admin scope needed\n");
+}
+
+TEST_F(CliTest, JobsListPrintsATable) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().jobs = {MakeJob("job-2", "blur", v1::JOB_STATE_RUNNING, 150, 3000),
+                          MakeJob("job-1", "tiny", v1::JOB_STATE_SUCCEEDED, 100, 100)};
+    fake_.state().jobs[1].mutable_created()->set_seconds(1700000000);
+  }
+  ASSERT_EQ(Run({"jobs", "list"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "JOB    MODEL  STATE      STEP      LOSS  ELAPSED  VERSION  CREATED\n"
+            "job-2  blur   running    150/3000  0.5   15s      -        -\n"
+            "job-1  tiny   succeeded  100/100   0.5   10s      1        2023-11-14 22:13:20\n");
+}
+
+TEST_F(CliTest, EmptyListsSaySo) {
+  EXPECT_EQ(Run({"jobs", "list"}), 0);
+  EXPECT_EQ(out_.str(), "no training jobs\n");
+  EXPECT_EQ(Run({"datasets", "list"}), 0);
+  EXPECT_EQ(out_.str(), "no datasets\n");
+}
+
+TEST_F(CliTest, JobsShowAndCancel) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().jobs = {MakeJob("job-7", "blur", v1::JOB_STATE_RUNNING, 150, 3000)};
+  }
+  ASSERT_EQ(Run({"jobs", "show", "job-7"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("job:            job-7\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("progress:       150/3000 steps (5.0%)\n"));
+  EXPECT_EQ(Run({"jobs", "show", "job-8"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND: job job-8"));
+  EXPECT_EQ(Run({"jobs", "cancel", "job-7"}), 0);
+  EXPECT_EQ(out_.str(), "job job-7: cancelled\n");
+  EXPECT_EQ(Run({"jobs", "cancel", "job-7"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("FAILED_PRECONDITION"));
+}
+
+TEST_F(CliTest, ModelsListShowAndDelete) {
+  ASSERT_EQ(Run({"models", "list"}), 0) << err_.str();
+  EXPECT_EQ(
+      out_.str(),
+      "MODEL  VERSIONS  LATEST  OPERATOR       DIMS     LOSS     VAL_MSE  CREATED\n"
+      "blur   2         2       identity(n=3)  m=3 n=3  log_det  0.125    2023-11-14 22:13:22\n");
+  ASSERT_EQ(Run({"models", "show", "blur", "--version=1"}), 0);
+  EXPECT_THAT(out_.str(), StartsWith("model blur version 1\n"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("version 2")));
+  EXPECT_THAT(out_.str(), HasSubstr("val_mse:"));
+  EXPECT_EQ(Run({"models", "show", "blur", "--version=9"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND: model blur has no version 9"));
+  ASSERT_EQ(Run({"models", "delete", "blur", "--version=2"}), 0);
+  EXPECT_EQ(out_.str(), "deleted version 2 of model blur\n");
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    EXPECT_EQ(fake_.state().delete_model.version(), 2);
+  }
+  // Deleting every version must be asked for; neither or both flags is a usage error.
+  EXPECT_EQ(Run({"models", "delete", "blur"}), 2);
+  EXPECT_EQ(Run({"models", "delete", "blur", "--version=1", "--all_versions"}), 2);
+  ASSERT_EQ(Run({"models", "delete", "blur", "--all_versions"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("every version"));
+  absl::MutexLock lock(&fake_.state().mu);
+  EXPECT_TRUE(fake_.state().delete_model.all_versions());
+}
+
+TEST_F(CliTest, DatasetsUploadListDelete) {
+  WriteText("points.csv", "x,y\n1,2\n3,4\n5,6\n");
+  ASSERT_EQ(
+      Run({"datasets", "upload", "points", "--input=" + Path("points.csv"), "--rows_per_chunk=2"}),
+      0)
+      << err_.str();
+  EXPECT_EQ(out_.str(), "uploaded dataset points: 3 samples of dimension 2 (24 B)\n");
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    ASSERT_EQ(fake_.state().upload_messages.size(), 3u);  // header + 2 chunks
+    EXPECT_THAT(fake_.state().upload_messages[2].chunk().values(), ElementsAre(5, 6));
+  }
+  ASSERT_EQ(Run({"datasets", "list"}), 0);
+  EXPECT_EQ(out_.str(),
+            "DATASET  DIM  SAMPLES  SIZE  CREATED\n"
+            "points   2    3        24 B  -\n");
+  EXPECT_EQ(Run({"datasets", "upload", "points", "--input=" + Path("points.csv")}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("ALREADY_EXISTS"));
+  ASSERT_EQ(Run({"datasets", "delete", "points"}), 0);
+  EXPECT_EQ(Run({"datasets", "delete", "points"}), 1);
+}
+
+TEST_F(CliTest, ReconstructReadsInputAndWritesOutput) {
+  WriteText("y.csv", "1,2,3\n4,5,6\n7,8,9\n");
+  ASSERT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("y.csv"),
+                 "--output=" + Path("x.npy"), "--tolerance=1e-4", "--anderson"}),
+            0)
+      << err_.str();
+  absl::StatusOr<DenseTensor> x = ReadMatrix(Path("x.npy"));
+  ASSERT_THAT(x, IsOk());
+  EXPECT_THAT(x->shape, ElementsAre(3, 3));
+  EXPECT_THAT(x->values, ElementsAre(0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5));
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    const v1::ReconstructRequest& request = fake_.state().reconstruct;
+    EXPECT_EQ(request.model(), "blur");
+    EXPECT_EQ(request.version(), 0);
+    EXPECT_DOUBLE_EQ(request.solver().tolerance(), 1e-4);
+    EXPECT_TRUE(request.solver().anderson());
+    EXPECT_FALSE(request.solver().has_max_iterations());  // not given: the server's default
+  }
+  const std::string summary = err_.str();
+  EXPECT_THAT(summary,
+              HasSubstr("reconstructed 3 samples (dimension 3) with model blur version 1"));
+  EXPECT_THAT(summary, HasSubstr("iterations:            mean 2, max 3"));
+  EXPECT_THAT(summary, HasSubstr("converged:             2/3 (66.7%)"));
+  EXPECT_THAT(summary, HasSubstr("max error bound:       3e-06"));
+  EXPECT_THAT(summary, HasSubstr("warning: 1 of 3 samples did not converge"));
+  EXPECT_THAT(out_.str(), IsEmpty());
+}
+
+TEST_F(CliTest, ReconstructWithoutOutputPrintsCsv) {
+  WriteText("y.csv", "2,4,6\n");
+  ASSERT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("y.csv")}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "1,2,3\n");
+}
+
+TEST_F(CliTest, ReconstructRejectsBadInputFilesBeforeSending) {
+  WriteText("nan.csv", "1,nan,3\n");
+  EXPECT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("nan.csv")}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("INVALID_ARGUMENT: " + Path("nan.csv") + ": row 0, column 1"));
+  WriteText("ragged.csv", "1,2\n3\n");
+  EXPECT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("ragged.csv")}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("line 2 has 1 values"));
+  EXPECT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("absent.npy")}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(fake_.calls(), IsEmpty());
+}
+
+TEST_F(CliTest, ReconstructServerErrorsExitOne) {
+  WriteText("y.csv", "1,2,3\n");
+  EXPECT_EQ(Run({"reconstruct", "--model=ghost", "--input=" + Path("y.csv")}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND: model ghost"));
+}
+
+TEST_F(CliTest, ForwardWritesCsv) {
+  WriteText("x.csv", "1,2,3\n");
+  ASSERT_EQ(
+      Run({"forward", "--model=blur", "--input=" + Path("x.csv"), "--output=" + Path("phi.csv")}),
+      0)
+      << err_.str();
+  EXPECT_EQ(*ReadFileToString(Path("phi.csv")), "2,4,6\n");
+  EXPECT_THAT(err_.str(), HasSubstr("phi(x) for 1 samples"));
+}
+
+TEST_F(CliTest, EstimateWritesOneFilePerEstimator) {
+  WriteText("y.csv", "2,4,6\n8,10,12\n");
+  ASSERT_EQ(Run({"estimate", "--model=blur", "--input=" + Path("y.csv"),
+                 "--output=" + Path("est.npy"), "--estimators=posterior_mean, map"}),
+            0)
+      << err_.str();
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    EXPECT_THAT(fake_.state().estimate.estimators(),
+                ElementsAre(v1::ESTIMATOR_POSTERIOR_MEAN, v1::ESTIMATOR_MAP));
+  }
+  absl::StatusOr<DenseTensor> mean = ReadMatrix(Path("est.posterior_mean.npy"));
+  ASSERT_THAT(mean, IsOk());
+  EXPECT_THAT(mean->values, ElementsAre(1, 2, 3, 4, 5, 6));
+  ASSERT_THAT(ReadMatrix(Path("est.map.npy")), IsOk());
+  EXPECT_THAT(err_.str(), HasSubstr("estimators:     posterior_mean, map"));
+  EXPECT_THAT(err_.str(), HasSubstr("map objective:  mean 0.5, max 1"));
+
+  ASSERT_EQ(Run({"estimate", "--model=blur", "--input=" + Path("y.csv"),
+                 "--output=" + Path("wiener.csv"), "--estimators=wiener"}),
+            0);
+  EXPECT_EQ(*ReadFileToString(Path("wiener.csv")), "0.5,1,1.5\n2,2.5,3\n");
+}
+
+TEST_F(CliTest, TrainDetachPrintsTheJobId) {
+  ASSERT_EQ(Run({"train", "--preset=bimodal2d", "--model=m1", "--loss=divergence", "--steps=20",
+                 "--detach"}),
+            0)
+      << err_.str();
+  EXPECT_EQ(out_.str(), "job-1\n");
+  absl::MutexLock lock(&fake_.state().mu);
+  EXPECT_EQ(fake_.state().train.preset(), "bimodal2d");
+  EXPECT_EQ(fake_.state().train.training().loss(), v1::LOSS_DIVERGENCE);
+  EXPECT_EQ(fake_.state().train.training().steps(), 20);
+  EXPECT_FALSE(fake_.state().train.training().has_batch_size());
+}
+
+TEST_F(CliTest, TrainFollowsTheJobToSuccess) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().watch_updates = {MakeJob("job-1", "m1", v1::JOB_STATE_QUEUED, 0, 100),
+                                   MakeJob("job-1", "m1", v1::JOB_STATE_RUNNING, 50, 100),
+                                   MakeJob("job-1", "m1", v1::JOB_STATE_SUCCEEDED, 100, 100)};
+  }
+  ASSERT_EQ(Run({"train", "--preset=bimodal2d", "--model=m1", "--loss=logdet"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), StartsWith("job job-1 succeeded: model m1 version 1 (100 steps"));
+  EXPECT_THAT(err_.str(), HasSubstr("job job-1 started"));
+  EXPECT_THAT(err_.str(), HasSubstr("job job-1: running  step 50/100 (50%)"));
+  EXPECT_THAT(err_.str(), Not(HasSubstr("\r")));
+
+  // On a terminal: one live line.
+  ASSERT_EQ(Run({"train", "--preset=bimodal2d", "--model=m1", "--loss=logdet"}, true), 0);
+  EXPECT_THAT(err_.str(), HasSubstr("\r[###############---------------] running"));
+}
+
+TEST_F(CliTest, TrainExitsOneWhenTheJobFails) {
+  v1::TrainingJob failed = MakeJob("job-1", "m1", v1::JOB_STATE_FAILED, 10, 100);
+  failed.set_error("loss became NaN at step 10");
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().watch_updates = {failed};
+  }
+  EXPECT_EQ(Run({"train", "--preset=bimodal2d", "--model=m1", "--loss=logdet"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("job job-1 failed: loss became NaN at step 10"));
+  EXPECT_EQ(Run({"jobs", "watch", "job-1"}), 1);
+}
+
+TEST_F(CliTest, TrainRequestFromSpecWithFlagOverrides) {
+  WriteText("spec.txt",
+            "# a TrainRequest in text format\n"
+            "model_name: \"from-spec\"\n"
+            "problem {\n"
+            "  operator { identity { dim: 2 } }\n"
+            "  noise_level: 0.1\n"
+            "}\n"
+            "architecture { num_blocks: 2 }\n"
+            "training { loss: LOSS_APPROXIMATION steps: 100 batch_size: 64 }\n");
+  Invocation inv =
+      Parse({"train", "--spec=" + Path("spec.txt"), "--steps=5", "--learning_rate=0.01",
+             "--loss=reconstruction", "--dataset=digits", "--target_space=normal", "--seed=7"});
+  absl::StatusOr<v1::TrainRequest> request = BuildTrainRequest(inv);
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->model_name(), "from-spec");
+  EXPECT_EQ(request->preset(), "");
+  EXPECT_EQ(request->problem().operator_().identity().dim(), 2);
+  EXPECT_EQ(request->problem().dataset(), "digits");
+  EXPECT_EQ(request->architecture().num_blocks(), 2);
+  EXPECT_EQ(request->training().loss(), v1::LOSS_RECONSTRUCTION);
+  EXPECT_EQ(request->training().steps(), 5);
+  EXPECT_EQ(request->training().batch_size(), 64);
+  EXPECT_DOUBLE_EQ(request->training().learning_rate(), 0.01);
+  EXPECT_EQ(request->training().target_space(), v1::TARGET_SPACE_NORMAL);
+  EXPECT_EQ(request->training().seed(), 7u);
+  EXPECT_FALSE(request->training().has_warmup_steps());
+}
+
+TEST_F(CliTest, MalformedSpecIsAFileErrorWithItsPosition) {
+  WriteText("bad.txt", "model_name: \"x\"\ntraining { loss: LOSS_NOPE }\n");
+  Invocation inv = Parse({"train", "--spec=" + Path("bad.txt")});
+  EXPECT_THAT(BuildTrainRequest(inv),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("bad.txt: not a TrainRequest in text format: line 2")));
+  EXPECT_EQ(Run({"train", "--spec=" + Path("bad.txt")}), 1);
+  EXPECT_EQ(Run({"train", "--spec=" + Path("missing.txt"), "--loss=logdet"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND"));
+}
+
+TEST(ExitCodeTest, MapsStatuses) {
+  EXPECT_EQ(ExitCode(absl::OkStatus()), 0);
+  EXPECT_EQ(ExitCode(UsageError("bad flag")), 2);
+  EXPECT_EQ(ExitCode(absl::InvalidArgumentError("bad tensor")), 1);
+  EXPECT_EQ(ExitCode(absl::UnavailableError("down")), 1);
+  EXPECT_TRUE(IsUsageError(UsageError("x")));
+  EXPECT_EQ(UsageError("x").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FlagDocsTest, EveryCommandFlagIsDocumented) {
+  // FlagHelp feeds the binary's flag definitions: every flag has a help text.
+  for (const FlagInfo& flag : AllFlags()) EXPECT_NE(FlagHelp(flag.name), "") << flag.name;
+  EXPECT_EQ(FlagHelp("no_such_flag"), "");
+}
+
+}  // namespace
+}  // namespace invnet::client::cli

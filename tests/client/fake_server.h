@@ -1,0 +1,100 @@
+#ifndef INVNET_TESTS_CLIENT_FAKE_SERVER_H_
+#define INVNET_TESTS_CLIENT_FAKE_SERVER_H_
+
+// A fake invnet server for client and CLI tests: minimal implementations of the four
+// invnet.v1 services and grpc.health.v1 Check over canned, inspectable state, served on
+// 127.0.0.1:<free port> and reachable in-process too.
+//
+// Default behaviour (each RPC first records its call and the deadline it arrived with, then
+// returns `fail_with` if that is set):
+//   Reconstruct  x = 0.5 * y; iterations[i] = i + 1; converged[i] = (i != 1);
+//                error_bound[i] = 1e-6 * (i + 1); NOT_FOUND unless the model is in `models`
+//   Forward      2 * x;  Estimate  posterior_mean 0.5 y, posterior_std 1, map y, wiener 0.25 y,
+//                pseudo_inverse y (those asked for; all when none), map_objective[i] = i
+//   Train        job "job-1" QUEUED for the request's model; the request is recorded
+//   Get/Cancel   look up `jobs` (NOT_FOUND; Cancel of a finished job: FAILED_PRECONDITION)
+//   Watch        streams `watch_updates` (NOT_FOUND when empty)
+//   Models/Datasets  list, get and delete over `models` / `datasets`
+//   UploadDataset   records every message; ALREADY_EXISTS right after the header when the name
+//                   is in `datasets`; otherwise appends the new dataset
+//   Health       `health` for "" and the four service names, NOT_FOUND for others
+// With `block_until_cancelled`, unary RPCs wait until the client gives up (deadline) instead.
+//
+// Thread-safety: the state is guarded by `mu`; tests lock it (or use the accessors) while the
+// server may be handling calls.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_context.h"
+#include "invnet/v1/dataset_service.grpc.pb.h"
+#include "invnet/v1/model_service.grpc.pb.h"
+#include "invnet/v1/reconstruction_service.grpc.pb.h"
+#include "invnet/v1/training_service.grpc.pb.h"
+
+namespace invnet::client::testing {
+
+struct FakeState {
+  absl::Mutex mu;
+
+  // Canned state.
+  std::vector<v1::Model> models ABSL_GUARDED_BY(mu);
+  std::vector<v1::TrainingJob> jobs ABSL_GUARDED_BY(mu);
+  std::vector<v1::TrainingJob> watch_updates ABSL_GUARDED_BY(mu);
+  std::vector<v1::Dataset> datasets ABSL_GUARDED_BY(mu);
+  grpc::health::v1::HealthCheckResponse::ServingStatus health ABSL_GUARDED_BY(mu) =
+      grpc::health::v1::HealthCheckResponse::SERVING;
+  std::optional<grpc::Status> fail_with ABSL_GUARDED_BY(mu);
+  bool block_until_cancelled ABSL_GUARDED_BY(mu) = false;
+
+  // Recordings: method names in call order, the time left until each method's last deadline
+  // (absl::InfiniteDuration() when the call had none), and the last requests.
+  std::vector<std::string> calls ABSL_GUARDED_BY(mu);
+  std::map<std::string, absl::Duration> time_left ABSL_GUARDED_BY(mu);
+  v1::ReconstructRequest reconstruct ABSL_GUARDED_BY(mu);
+  v1::EstimateRequest estimate ABSL_GUARDED_BY(mu);
+  v1::TrainRequest train ABSL_GUARDED_BY(mu);
+  v1::DeleteModelRequest delete_model ABSL_GUARDED_BY(mu);
+  std::vector<v1::UploadDatasetRequest> upload_messages ABSL_GUARDED_BY(mu);
+};
+
+class FakeServer {
+ public:
+  // Starts the server; aborts the test binary if it cannot listen.
+  FakeServer();
+  ~FakeServer();
+
+  FakeState& state() { return *state_; }
+  // "127.0.0.1:<port>".
+  const std::string& target() const { return target_; }
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  // Convenience accessors (take the lock).
+  std::vector<std::string> calls();
+  absl::Duration time_left(const std::string& method);
+  void FailWith(grpc::Status status);
+
+ private:
+  std::unique_ptr<FakeState> state_;
+  std::vector<std::unique_ptr<grpc::Service>> services_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string target_;
+};
+
+// A model with one version (measurement_dim m, dim n) as the fake lists it.
+v1::Model MakeModel(const std::string& name, int64_t versions, int64_t m, int64_t n);
+// A job in `state` at `step` of `total` steps.
+v1::TrainingJob MakeJob(const std::string& id, const std::string& model, v1::JobState state,
+                        int64_t step, int64_t total);
+
+}  // namespace invnet::client::testing
+
+#endif  // INVNET_TESTS_CLIENT_FAKE_SERVER_H_
