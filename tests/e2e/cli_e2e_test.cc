@@ -1,0 +1,229 @@
+// End to end: the real invnet-server binary (port 0, a temporary repository) driven only by the
+// real invnet CLI, as a user would.
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/subprocess.h"
+
+namespace invnet {
+namespace {
+
+namespace fs = std::filesystem;
+using ::invnet::testing::CommandResult;
+using ::invnet::testing::RunCommand;
+using ::invnet::testing::ServerProcess;
+using ::testing::HasSubstr;
+
+using Matrix = std::vector<std::vector<double>>;
+
+void WriteCsv(const std::string& path, const Matrix& rows) {
+  std::ofstream out(path);
+  for (const auto& row : rows) {
+    for (size_t j = 0; j < row.size(); ++j) out << (j ? "," : "") << row[j];
+    out << "\n";
+  }
+}
+
+Matrix ReadCsv(const std::string& path) {
+  std::ifstream in(path);
+  Matrix rows;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<double> row;
+    for (absl::string_view cell : absl::StrSplit(line, ',')) {
+      double v;
+      if (!absl::SimpleAtod(cell, &v)) return {};  // a header line: not expected here
+      row.push_back(v);
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+double RmsDistance(const Matrix& a, const Matrix& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    for (size_t j = 0; j < a[i].size(); ++j) sum += std::pow(a[i][j] - b[i][j], 2);
+  }
+  return std::sqrt(sum / a.size());
+}
+
+// x from the bimodal2d prior and y = A x + 0.2 eta, seeded.
+std::pair<Matrix, Matrix> BimodalPairs(int count, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<double> normal;
+  Matrix x, y;
+  for (int i = 0; i < count; ++i) {
+    double mode = i % 2 ? 1.0 : -1.0;
+    double x0 = mode + 0.3 * normal(gen), x1 = 0.3 * normal(gen);
+    x.push_back({x0, x1});
+    y.push_back({0.9 * x0 + 0.2 * x1 + 0.2 * normal(gen), 0.1 * x0 + 0.5 * x1 + 0.2 * normal(gen)});
+  }
+  return {x, y};
+}
+
+class CliE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/invnet_e2e_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    StartServer();
+  }
+  void TearDown() override {
+    server_.reset();
+    std::system(("rm -rf " + dir_).c_str());
+  }
+
+  void StartServer() {
+    auto server = ServerProcess::Start(INVNET_SERVER_BINARY,
+                                       {"--repository=" + Path("repo"), "--torch_threads=1"},
+                                       Path("server.log"));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    // Ready means the health service says SERVING (polled by the CLI with its own deadline).
+    CommandResult health = Cli({"health"});
+    ASSERT_EQ(health.exit_code, 0) << health.err;
+  }
+
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+
+  CommandResult Cli(std::vector<std::string> args) {
+    std::vector<std::string> argv = {INVNET_CLI_BINARY, "--server=" + server_->target()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv).value();
+  }
+
+  // A small bimodal2d model (fast to train) under `name`.
+  std::string WriteSpec(const std::string& name, const std::string& loss, int steps) {
+    const std::string path = Path(name + ".spec");
+    std::ofstream(path) << "model_name: \"" << name << "\" preset: \"bimodal2d\"\n"
+                        << "architecture { num_blocks: 2 hidden_width: 16 }\n"
+                        << "training { loss: " << loss << " steps: " << steps
+                        << " batch_size: 128 validation_every: 100 validation_size: 200 }\n";
+    return path;
+  }
+
+  std::string dir_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(CliE2eTest, TrainReconstructCompareWithTheReferencesAndDelete) {
+  CommandResult train = Cli({"train", "--spec=" + WriteSpec("toy", "LOSS_DIVERGENCE", 400)});
+  ASSERT_EQ(train.exit_code, 0) << train.out << train.err;
+  EXPECT_FALSE(train.err.empty());  // progress lines on a non-terminal stderr
+
+  CommandResult jobs = Cli({"jobs", "list"});
+  ASSERT_EQ(jobs.exit_code, 0) << jobs.err;
+  EXPECT_THAT(absl::AsciiStrToLower(jobs.out), HasSubstr("succeeded"));
+  CommandResult show = Cli({"models", "show", "toy"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr("toy"));
+
+  auto [x, y] = BimodalPairs(200, 7);
+  WriteCsv(Path("x.csv"), x);
+  WriteCsv(Path("y.csv"), y);
+  CommandResult reconstruct = Cli({"reconstruct", "--model=toy", "--input=" + Path("y.csv"),
+                                   "--output=" + Path("xhat.csv")});
+  ASSERT_EQ(reconstruct.exit_code, 0) << reconstruct.err;
+  CommandResult estimate =
+      Cli({"estimate", "--model=toy", "--input=" + Path("y.csv"),
+           "--output=" + Path("ref.csv"), "--estimators=posterior_mean,pseudo_inverse"});
+  ASSERT_EQ(estimate.exit_code, 0) << estimate.err;
+  Matrix x_hat = ReadCsv(Path("xhat.csv"));
+  Matrix pm = ReadCsv(Path("ref.posterior_mean.csv"));
+  Matrix pinv = ReadCsv(Path("ref.pseudo_inverse.csv"));
+  ASSERT_EQ(x_hat.size(), 200u);
+  ASSERT_EQ(pm.size(), 200u);
+  ASSERT_EQ(pinv.size(), 200u);
+  // The MAP-like network is far closer to the posterior mean than the unregularised inverse
+  // A^-1 y, and its error is near the Bayes risk.
+  const double network_to_pm = RmsDistance(x_hat, pm);
+  const double inverse_to_pm = RmsDistance(pinv, pm);
+  EXPECT_LT(network_to_pm, 0.5 * inverse_to_pm) << network_to_pm << " vs " << inverse_to_pm;
+  EXPECT_LT(std::pow(RmsDistance(x_hat, x), 2), 1.3 * std::pow(RmsDistance(pm, x), 2));
+
+  CommandResult forward = Cli({"forward", "--model=toy", "--input=" + Path("x.csv"),
+                               "--output=" + Path("phi.npy")});
+  ASSERT_EQ(forward.exit_code, 0) << forward.err;
+  EXPECT_TRUE(fs::exists(Path("phi.npy")));
+
+  // Bad input: the RPC's code and the field reach the user; the server keeps serving.
+  WriteCsv(Path("bad.csv"), {{1, 2, 3}});
+  CommandResult bad = Cli({"reconstruct", "--model=toy", "--input=" + Path("bad.csv")});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(bad.err, HasSubstr("measurements"));
+  CommandResult missing = Cli({"reconstruct", "--model=nope", "--input=" + Path("y.csv")});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+  EXPECT_EQ(Cli({"reconstruct", "--bogus_flag=1"}).exit_code, 2);
+  EXPECT_EQ(Cli({"health"}).exit_code, 0);
+
+  ASSERT_EQ(Cli({"models", "delete", "toy", "--all_versions"}).exit_code, 0);
+  CommandResult gone = Cli({"models", "show", "toy"});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("NOT_FOUND"));
+
+  // SIGTERM: a clean exit.
+  EXPECT_EQ(server_->Terminate(), 0);
+}
+
+TEST_F(CliE2eTest, KilledDuringTrainingLosesNothingAndPublishesNothingHalfDone) {
+  ASSERT_EQ(Cli({"train", "--spec=" + WriteSpec("keep", "LOSS_APPROXIMATION", 100)}).exit_code, 0);
+  auto [x, y] = BimodalPairs(50, 3);
+  WriteCsv(Path("y.csv"), y);
+  ASSERT_EQ(Cli({"reconstruct", "--model=keep", "--input=" + Path("y.csv"),
+                 "--output=" + Path("before.csv")})
+                .exit_code,
+            0);
+
+  CommandResult started =
+      Cli({"train", "--detach", "--spec=" + WriteSpec("long", "LOSS_LOG_DET", 1000000)});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const std::string job_id = std::string(absl::StripAsciiWhitespace(started.out));
+  ASSERT_FALSE(job_id.empty());
+  // Wait (with a deadline) until the job is really training.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  bool running = false;
+  while (!running && absl::Now() < deadline) {
+    CommandResult show = Cli({"jobs", "show", job_id});
+    running = absl::StrContains(absl::AsciiStrToLower(show.out), "running") &&
+              !absl::StrContains(show.out, "progress  0/");
+  }
+  ASSERT_TRUE(running);
+
+  server_->Kill();  // a crash, mid-training
+  StartServer();
+
+  CommandResult job = Cli({"jobs", "show", job_id});
+  ASSERT_EQ(job.exit_code, 0) << job.err;
+  EXPECT_THAT(absl::AsciiStrToLower(job.out), HasSubstr("failed"));
+  EXPECT_THAT(job.out, HasSubstr("server restarted"));
+  CommandResult models = Cli({"models", "list"});
+  ASSERT_EQ(models.exit_code, 0);
+  EXPECT_THAT(models.out, HasSubstr("keep"));
+  EXPECT_THAT(models.out, ::testing::Not(HasSubstr("long")));
+  // The earlier model answers exactly as before.
+  ASSERT_EQ(Cli({"reconstruct", "--model=keep", "--input=" + Path("y.csv"),
+                 "--output=" + Path("after.csv")})
+                .exit_code,
+            0);
+  EXPECT_EQ(ReadCsv(Path("after.csv")), ReadCsv(Path("before.csv")));
+  EXPECT_TRUE(fs::is_empty(Path("repo/tmp")));
+}
+
+}  // namespace
+}  // namespace invnet
