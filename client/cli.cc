@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "client/dense_tensor.h"
 #include "client/format.h"
+#include "client/load_generator.h"
 #include "client/progress.h"
 #include "client/tensor_io.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -556,6 +557,54 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
   return absl::OkStatus();
 }
 
+// ---------------------------------------------------------------------------------------------
+// bench
+
+absl::Status RunBench(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "model", inv.flags.model, "NAME"));
+  const CliFlags& f = inv.flags;
+  if (f.rpc != "reconstruct" && f.rpc != "forward") {
+    return UsageError(absl::StrCat("--rpc must be reconstruct or forward, got '", f.rpc, "'"));
+  }
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch", f.batch, 1));
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("concurrency", f.concurrency, 1));
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("requests", f.requests, 0));
+  INVNET_RETURN_IF_ERROR(RequirePositive("duration", f.duration));
+  if (!(f.rate >= 0) || !(f.warmup >= 0)) return UsageError("--rate and --warmup must be >= 0");
+  if (inv.has("tolerance")) INVNET_RETURN_IF_ERROR(RequirePositive("tolerance", f.tolerance));
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  // The input dimension comes from the model's description.
+  v1::GetModelRequest get;
+  get.set_name(f.model);
+  INVNET_ASSIGN_OR_RETURN(v1::GetModelResponse model, client->GetModel(get));
+  const v1::ModelVersion* version = nullptr;
+  for (const v1::ModelVersion& v : model.model().versions()) {
+    if (f.version == 0 || v.version() == f.version) version = &v;
+  }
+  if (version == nullptr) {
+    return absl::NotFoundError(absl::StrCat("model ", f.model, " has no version ", f.version));
+  }
+  LoadOptions options;
+  options.rpc = f.rpc;
+  options.model = f.model;
+  options.version = version->version();
+  options.batch = f.batch;
+  options.concurrency = static_cast<int>(f.concurrency);
+  options.duration = absl::Seconds(f.duration);
+  options.requests = f.requests;
+  options.rate = f.rate;
+  options.warmup = absl::Seconds(f.warmup);
+  if (inv.has("tolerance")) options.tolerance = f.tolerance;
+  const int64_t dim = f.rpc == "reconstruct" ? version->measurement_dim()
+                                             : version->architecture().dim();
+  INVNET_ASSIGN_OR_RETURN(LoadReport report, RunLoad(client->channel(), dim, options));
+  *ctx.out << FormatLoadReport(report, options);
+  if (report.requests == 0) {
+    return absl::UnavailableError("bench: no request succeeded (see the errors above)");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunForward(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
   v1::ForwardRequest request;
@@ -751,6 +800,17 @@ const std::vector<Command>& Commands() {
        RunDatasetsUpload},
       {"datasets list", "", 0, 0, "List the uploaded datasets.", {}, "", RunDatasetsList},
       {"datasets delete", "NAME", 1, 1, "Delete an uploaded dataset.", {}, "", RunDatasetsDelete},
+      {"bench",
+       "",
+       0,
+       0,
+       "Load-test a running server: throughput and latency percentiles.",
+       {"model", "version", "rpc", "batch", "concurrency", "duration", "requests", "rate",
+        "warmup", "tolerance"},
+       "--concurrency workers send --rpc requests of --batch random samples, closed loop (each\n"
+       "sends again when its answer arrives) or at a fixed total --rate. Prints requests/s,\n"
+       "samples/s and latency p50/p90/p99/p99.9, like ghz or perf_analyzer.",
+       RunBench},
       {"reconstruct",
        "",
        0,
@@ -960,6 +1020,15 @@ const std::vector<FlagInfo>& AllFlags() {
        "Comma-separated: posterior_mean, posterior_std, map, wiener, pseudo_inverse\n"
        "(default: all)."},
       {"rows_per_chunk", "N", "Samples per upload message (default: automatic, ~4 MiB)."},
+      {"rpc", "RPC", "bench: reconstruct or forward (default reconstruct)."},
+      {"batch", "N", "bench: samples per request (default 1)."},
+      {"concurrency", "N", "bench: requests in flight, one per worker (default 1)."},
+      {"duration", "SECONDS", "bench: measured time (default 10), after the warm-up."},
+      {"requests", "N", "bench: stop after N measured requests instead of --duration."},
+      {"rate", "PER_SECOND",
+       "bench: fixed total arrival rate; latency counts from the scheduled send time\n"
+       "(default 0: closed loop)."},
+      {"warmup", "SECONDS", "bench: time before measuring starts (default 1)."},
   };
   return *flags;
 }

@@ -62,6 +62,14 @@ struct CliFlags {
   std::string estimators;
   // datasets upload (0 = automatic).
   int64_t rows_per_chunk = 0;
+  // bench
+  std::string rpc = "reconstruct";
+  int64_t batch = 1;
+  int64_t concurrency = 1;
+  double duration = 10;
+  int64_t requests = 0;
+  double rate = 0;
+  double warmup = 1;
 };
 
 // One parsed command line.

@@ -52,6 +52,13 @@ INVNET_CLI_FLAG(bool, anderson);
 INVNET_CLI_FLAG(int64_t, anderson_memory);
 INVNET_CLI_FLAG(std::string, estimators);
 INVNET_CLI_FLAG(int64_t, rows_per_chunk);
+INVNET_CLI_FLAG(std::string, rpc);
+INVNET_CLI_FLAG(int64_t, batch);
+INVNET_CLI_FLAG(int64_t, concurrency);
+INVNET_CLI_FLAG(double, duration);
+INVNET_CLI_FLAG(int64_t, requests);
+INVNET_CLI_FLAG(double, rate);
+INVNET_CLI_FLAG(double, warmup);
 
 namespace {
 
@@ -145,6 +152,13 @@ cli::CliFlags CollectFlags() {
   f.anderson_memory = absl::GetFlag(FLAGS_anderson_memory);
   f.estimators = absl::GetFlag(FLAGS_estimators);
   f.rows_per_chunk = absl::GetFlag(FLAGS_rows_per_chunk);
+  f.rpc = absl::GetFlag(FLAGS_rpc);
+  f.batch = absl::GetFlag(FLAGS_batch);
+  f.concurrency = absl::GetFlag(FLAGS_concurrency);
+  f.duration = absl::GetFlag(FLAGS_duration);
+  f.requests = absl::GetFlag(FLAGS_requests);
+  f.rate = absl::GetFlag(FLAGS_rate);
+  f.warmup = absl::GetFlag(FLAGS_warmup);
   return f;
 }
 

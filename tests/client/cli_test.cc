@@ -63,6 +63,14 @@ void SetFlag(CliFlags& f, const std::string& name, const std::string& v) {
           {"estimators", [](CliFlags& f, const std::string& v) { f.estimators = v; }},
           {"rows_per_chunk",
            [](CliFlags& f, const std::string& v) { f.rows_per_chunk = std::stoll(v); }},
+          {"rpc", [](CliFlags& f, const std::string& v) { f.rpc = v; }},
+          {"batch", [](CliFlags& f, const std::string& v) { f.batch = std::stoll(v); }},
+          {"concurrency",
+           [](CliFlags& f, const std::string& v) { f.concurrency = std::stoll(v); }},
+          {"duration", [](CliFlags& f, const std::string& v) { f.duration = std::stod(v); }},
+          {"requests", [](CliFlags& f, const std::string& v) { f.requests = std::stoll(v); }},
+          {"rate", [](CliFlags& f, const std::string& v) { f.rate = std::stod(v); }},
+          {"warmup", [](CliFlags& f, const std::string& v) { f.warmup = std::stod(v); }},
       };
   auto it = setters->find(name);
   ASSERT_NE(it, setters->end()) << "no test setter for --" << name;
@@ -496,6 +504,33 @@ TEST(FlagDocsTest, EveryCommandFlagIsDocumented) {
   // FlagHelp feeds the binary's flag definitions: every flag has a help text.
   for (const FlagInfo& flag : AllFlags()) EXPECT_NE(FlagHelp(flag.name), "") << flag.name;
   EXPECT_EQ(FlagHelp("no_such_flag"), "");
+}
+
+TEST_F(CliTest, BenchReportsThroughputAndLatency) {
+  ASSERT_EQ(Run({"bench", "--model=blur", "--requests=40", "--concurrency=4", "--batch=8",
+                 "--warmup=0"}),
+            0)
+      << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("reconstruct model=blur batch=8 concurrency=4 closed-loop"));
+  EXPECT_THAT(out_.str(), HasSubstr("40 ok, 0 errors"));
+  EXPECT_THAT(out_.str(), HasSubstr("samples/s"));
+  EXPECT_THAT(out_.str(), HasSubstr("p99.9"));
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    // The requests carried [batch, m] measurements for the model's m.
+    EXPECT_EQ(fake_.state().reconstruct.measurements().shape(0), 8);
+    EXPECT_EQ(fake_.state().reconstruct.measurements().shape(1), 3);
+  }
+  // A fixed arrival rate, and the Forward RPC.
+  ASSERT_EQ(Run({"bench", "--model=blur", "--rpc=forward", "--rate=200", "--duration=0.2",
+                 "--warmup=0"}),
+            0)
+      << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("rate=200/s"));
+  EXPECT_EQ(Run({"bench", "--model=blur", "--rpc=estimate"}), 2);
+  EXPECT_EQ(Run({"bench", "--model=blur", "--concurrency=0"}), 2);
+  EXPECT_EQ(Run({"bench"}), 2);
+  EXPECT_EQ(Run({"bench", "--model=nope", "--requests=1"}), 1);
 }
 
 }  // namespace
