@@ -23,11 +23,13 @@ absl::StatusOr<std::shared_ptr<HostedModel>> HostedModel::Build(std::string name
   if (model->op->input_dim() != checkpoint.architecture.dim) {
     return absl::InvalidArgumentError("checkpoint: operator and network dimensions differ");
   }
-  if (checkpoint.problem.prior.has_value() && checkpoint.problem.noise_level > 0) {
-    INVNET_ASSIGN_OR_RETURN(auto prior, GaussianMixture::Create(*checkpoint.problem.prior));
-    INVNET_ASSIGN_OR_RETURN(model->references,
-                            BayesEstimators::Create(*model->op, *prior,
-                                                    checkpoint.problem.noise_level));
+  if (checkpoint.problem.prior.has_value()) {
+    INVNET_ASSIGN_OR_RETURN(model->prior, GaussianMixture::Create(*checkpoint.problem.prior));
+    if (checkpoint.problem.noise_level > 0) {
+      INVNET_ASSIGN_OR_RETURN(model->references,
+                              BayesEstimators::Create(*model->op, *model->prior,
+                                                      checkpoint.problem.noise_level));
+    }
   }
   int64_t created_ms = 0;
   auto it = checkpoint.labels.find("created_unix_ms");

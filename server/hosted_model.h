@@ -15,6 +15,7 @@
 #include "models/estimators.h"
 #include "models/inverse.h"
 #include "models/operators.h"
+#include "models/priors.h"
 
 namespace invnet::server {
 
@@ -25,6 +26,8 @@ struct HostedModel {
   LipschitzCertificate certificate;  // re-certified when built
   std::shared_ptr<const FrozenIResNet> network;
   std::shared_ptr<const LinearOperator> op;
+  // The prior, when the problem has one (else the model was trained on a dataset).
+  std::shared_ptr<const GaussianMixture> prior;
   // The exact references; null unless the prior is a Gaussian mixture and delta > 0.
   std::shared_ptr<const BayesEstimators> references;
   int64_t size_bytes = 0;

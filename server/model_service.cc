@@ -26,6 +26,11 @@ void EncodeModelVersion(const HostedModel& model, v1::ModelVersion* proto) {
   auto job = model.record.labels.find("job_id");
   if (job != model.record.labels.end()) proto->set_job_id(job->second);
   proto->set_size_bytes(model.size_bytes);
+  for (const auto& [name, values] : model.record.curves) {
+    v1::Curve* curve = proto->add_curves();
+    curve->set_name(name);
+    curve->mutable_values()->Add(values.begin(), values.end());
+  }
 }
 
 grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context,

@@ -1,9 +1,11 @@
 #include <set>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
+#include "models/evaluation.h"
 #include "models/losses.h"
 #include "models/status_macros.h"
 #include "models/torch_status.h"
@@ -147,6 +149,54 @@ grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
     return absl::OkStatus();
   }();
   return status.ok() ? grpc::Status::OK : Fail("Estimate", status);
+}
+
+grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* context,
+                                                      const v1::DrawTestPairsRequest* request,
+                                                      v1::DrawTestPairsResponse* response) {
+  absl::Status status = [&]() -> absl::Status {
+    INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
+    const int64_t width = model->signal_dim() + model->measurement_dim();
+    if (request->count() < 1 || request->count() > 1000000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("count: ", request->count(), " must lie in [1, 1000000]"));
+    }
+    if (request->count() > limits_.tensors.max_elements / width) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "count: ", request->count(), " pairs exceed the message size limit"));
+    }
+    return GuardTorch("DrawTestPairs", [&]() -> absl::Status {
+      at::NoGradGuard no_grad;
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(request->seed());
+      const ProblemSpec& problem = model->record.problem;
+      std::unique_ptr<EmpiricalDataset> holdout;
+      const SignalSource* source = model->prior.get();
+      if (source == nullptr) {
+        // The tail the trainer held out for validation (trainer.cc), so the pairs were never
+        // trained on.
+        const std::string& name = problem.dataset->name;
+        absl::StatusOr<at::Tensor> samples = datasets_->Load(name);
+        if (!samples.ok()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("the dataset '", name, "' this model was trained on is gone: ",
+                           samples.status().message()));
+        }
+        const int64_t held = std::max<int64_t>(
+            1, std::min<int64_t>(model->record.training.validation_size, samples->size(0) / 5));
+        INVNET_ASSIGN_OR_RETURN(holdout,
+                                EmpiricalDataset::Create(samples->narrow(0, samples->size(0) - held, held)));
+        source = holdout.get();
+      }
+      TestSet pairs =
+          DrawTestSet(*source, *model->op, problem.noise_level, request->count(), gen);
+      response->set_model(model->name);
+      response->set_version(model->version);
+      EncodeTensor(pairs.x, response->mutable_signals());
+      EncodeTensor(pairs.y, response->mutable_measurements());
+      return absl::OkStatus();
+    });
+  }();
+  return status.ok() ? grpc::Status::OK : Fail("DrawTestPairs", status);
 }
 
 }  // namespace invnet::server

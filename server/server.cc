@@ -64,7 +64,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
 
   server->reconstruction_ =
-      std::make_unique<ReconstructionServiceImpl>(server->models_.get(), limits);
+      std::make_unique<ReconstructionServiceImpl>(server->models_.get(), server->datasets_.get(),
+                                                  limits);
   server->training_ = std::make_unique<TrainingServiceImpl>(server->jobs_.get());
   server->model_service_ = std::make_unique<ModelServiceImpl>(server->models_.get());
   server->dataset_service_ =

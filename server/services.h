@@ -25,17 +25,22 @@ struct ServiceLimits {
 
 class ReconstructionServiceImpl final : public v1::ReconstructionService::Service {
  public:
-  ReconstructionServiceImpl(const ModelRepository* models, ServiceLimits limits)
-      : models_(models), limits_(limits) {}
+  ReconstructionServiceImpl(const ModelRepository* models, const DatasetStore* datasets,
+                            ServiceLimits limits)
+      : models_(models), datasets_(datasets), limits_(limits) {}
   grpc::Status Reconstruct(grpc::ServerContext* context, const v1::ReconstructRequest* request,
                            v1::ReconstructResponse* response) override;
   grpc::Status Forward(grpc::ServerContext* context, const v1::ForwardRequest* request,
                        v1::ForwardResponse* response) override;
   grpc::Status Estimate(grpc::ServerContext* context, const v1::EstimateRequest* request,
                         v1::EstimateResponse* response) override;
+  grpc::Status DrawTestPairs(grpc::ServerContext* context,
+                             const v1::DrawTestPairsRequest* request,
+                             v1::DrawTestPairsResponse* response) override;
 
  private:
   const ModelRepository* models_;
+  const DatasetStore* datasets_;
   const ServiceLimits limits_;
 };
 

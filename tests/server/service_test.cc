@@ -210,6 +210,36 @@ TEST_P(ServiceTest, EstimateReturnsTheReferences) {
   EXPECT_EQ(only_map.map().values_size(), 14);
 }
 
+TEST_P(ServiceTest, DrawTestPairsIsSeededAndValidated) {
+  auto draw = [&](int64_t count, uint64_t seed, v1::DrawTestPairsResponse* response) {
+    v1::DrawTestPairsRequest request;
+    request.set_model("toy");
+    request.set_count(count);
+    request.set_seed(seed);
+    grpc::ClientContext context;
+    return reconstruction_->DrawTestPairs(&context, request, response);
+  };
+  v1::DrawTestPairsResponse a, b, c;
+  ASSERT_TRUE(draw(500, 1, &a).ok());
+  ASSERT_TRUE(draw(500, 1, &b).ok());
+  ASSERT_TRUE(draw(500, 2, &c).ok());
+  EXPECT_THAT(a.signals().shape(), ::testing::ElementsAre(500, 2));
+  EXPECT_THAT(a.measurements().shape(), ::testing::ElementsAre(500, 2));
+  EXPECT_EQ(a.signals().values(7), b.signals().values(7));
+  EXPECT_NE(a.signals().values(7), c.signals().values(7));
+  // The bimodal prior: first coordinates cluster around -1 and +1, y = A x + 0.2 eta.
+  double mean_abs = 0, residual = 0;
+  for (int i = 0; i < 500; ++i) {
+    const float x0 = a.signals().values(2 * i), x1 = a.signals().values(2 * i + 1);
+    mean_abs += std::abs(x0) / 500;
+    residual += std::pow(a.measurements().values(2 * i) - (0.9f * x0 + 0.2f * x1), 2) / 500;
+  }
+  EXPECT_NEAR(mean_abs, 1.0, 0.1);
+  EXPECT_NEAR(std::sqrt(residual), 0.2, 0.03);
+  ExpectCode(draw(0, 1, &a), grpc::INVALID_ARGUMENT, "count");
+  ExpectCode(draw(2000000, 1, &a), grpc::INVALID_ARGUMENT, "count");
+}
+
 TEST_P(ServiceTest, BadReconstructRequests) {
   v1::ReconstructRequest request;
   v1::ReconstructResponse response;
@@ -445,6 +475,11 @@ TEST_P(ServiceTest, WatchStreamsProgressToTheEnd) {
   EXPECT_EQ(v.job_id(), started.job().job_id());
   EXPECT_GT(v.metrics().at("val_mse"), 0.0);
   EXPECT_TRUE(v.problem().has_prior());
+  std::map<std::string, int> curve_sizes;
+  for (const v1::Curve& curve : v.curves()) curve_sizes[curve.name()] = curve.values_size();
+  EXPECT_GT(curve_sizes["loss"], 0);
+  EXPECT_EQ(curve_sizes["loss"], curve_sizes["step"]);
+  EXPECT_EQ(curve_sizes["val_mse"], 1);  // validation_every = 0: only the final one
   // Delete version 1, then the model.
   grpc::ClientContext d1;
   v1::DeleteModelRequest del;
@@ -516,6 +551,22 @@ TEST_P(ServiceTest, DatasetsUploadTrainAndRefuseBadStreams) {
   v1::TrainResponse started;
   ASSERT_TRUE(training_->Train(&train_context, train, &started).ok());
   EXPECT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  // Test pairs come from the held-out tail of the dataset: 300 samples keep the last 60
+  // (min(validation_size = 100, 300 / 5)), i.e. rows 40..99 of the (thrice uploaded) chunk.
+  v1::DrawTestPairsRequest draw;
+  draw.set_model(name + "-model");
+  draw.set_count(50);
+  v1::DrawTestPairsResponse pairs;
+  grpc::ClientContext draw_context;
+  ASSERT_TRUE(reconstruction_->DrawTestPairs(&draw_context, draw, &pairs).ok());
+  for (int i = 0; i < 50; ++i) {
+    bool found = false;
+    for (int row = 40; row < 100 && !found; ++row) {
+      found = pairs.signals().values(2 * i) == chunk.chunk().values(2 * row) &&
+              pairs.signals().values(2 * i + 1) == chunk.chunk().values(2 * row + 1);
+    }
+    EXPECT_TRUE(found) << "pair " << i << " is not from the held-out tail";
+  }
   v1::EstimateRequest estimate;
   estimate.set_model(name + "-model");
   *estimate.mutable_measurements() = Batch(2, 2);
