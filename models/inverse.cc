@@ -60,37 +60,35 @@ __attribute__((always_inline)) inline Vec<T> LoadVec(const T* p) {
   return v;
 }
 
-// One tile of y = x W^T + b: kRows rows starting at r by two vectors of columns starting at j0.
-// The 2 * kRows accumulators stay in registers for the whole reduction over `in`; each step
-// loads two vectors of W^T and broadcasts one x per row. Every output element is computed by
-// the same sequence of operations whatever the tile's height, so results do not depend on a
-// sample's batch-mates.
-template <typename T, int kRows>
+// One tile of y = x W^T + b: kRows rows starting at r by kVecs vectors of columns starting at
+// j0. The kRows * kVecs accumulators stay in registers for the whole reduction over `in`; each
+// step loads kVecs vectors of W^T and broadcasts one x per row. Several independent accumulators
+// hide the latency of the fused multiply-add chains. Every output element is computed by the
+// same sequence of operations whatever the tile's shape, so results do not depend on a sample's
+// batch-mates.
+template <typename T, int kRows, int kVecs>
 __attribute__((always_inline)) inline void DenseTile(const T* __restrict weight_t,
                                                      const T* __restrict bias, int64_t in,
                                                      int64_t out, const T* __restrict x,
                                                      int64_t r, int64_t j0, T* __restrict y) {
   constexpr int L = kLanes<T>;
-  Vec<T> acc0[kRows];
-  Vec<T> acc1[kRows];
-  const Vec<T> b0 = LoadVec(bias + j0);
-  const Vec<T> b1 = LoadVec(bias + j0 + L);
-  for (int a = 0; a < kRows; ++a) {
-    acc0[a] = b0;
-    acc1[a] = b1;
+  Vec<T> acc[kRows][kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    const Vec<T> b = LoadVec(bias + j0 + v * L);
+    for (int a = 0; a < kRows; ++a) acc[a][v] = b;
   }
   for (int64_t i = 0; i < in; ++i) {
-    const Vec<T> w0 = LoadVec(weight_t + i * out + j0);
-    const Vec<T> w1 = LoadVec(weight_t + i * out + j0 + L);
+    Vec<T> w[kVecs];
+    for (int v = 0; v < kVecs; ++v) w[v] = LoadVec(weight_t + i * out + j0 + v * L);
     for (int a = 0; a < kRows; ++a) {
       const T xv = x[(r + a) * in + i];
-      acc0[a] += xv * w0;
-      acc1[a] += xv * w1;
+      for (int v = 0; v < kVecs; ++v) acc[a][v] += xv * w[v];
     }
   }
   for (int a = 0; a < kRows; ++a) {
-    std::memcpy(y + (r + a) * out + j0, &acc0[a], sizeof(Vec<T>));
-    std::memcpy(y + (r + a) * out + j0 + L, &acc1[a], sizeof(Vec<T>));
+    for (int v = 0; v < kVecs; ++v) {
+      std::memcpy(y + (r + a) * out + j0 + v * L, &acc[a][v], sizeof(Vec<T>));
+    }
   }
 }
 
@@ -118,13 +116,16 @@ __attribute__((always_inline)) inline void DenseForwardImpl(const T* __restrict 
                                                             const T* __restrict bias, int64_t in,
                                                             int64_t out, const T* __restrict x,
                                                             int64_t rows, T* __restrict y) {
-  constexpr int kCols = 2 * kLanes<T>;
+  // Four rows by two vectors for batches; a single row gets eight vectors (where the layer is
+  // that wide), so its FMA chains are independent enough to run at full throughput.
   constexpr int kRows = 4;
+  constexpr int kCols = 2 * kLanes<T>;
+  constexpr int kWideCols = 8 * kLanes<T>;
   const int64_t full_cols = out / kCols * kCols;
   int64_t r = 0;
   for (; r + kRows <= rows; r += kRows) {
     for (int64_t j0 = 0; j0 < full_cols; j0 += kCols) {
-      DenseTile<T, kRows>(weight_t, bias, in, out, x, r, j0, y);
+      DenseTile<T, kRows, 2>(weight_t, bias, in, out, x, r, j0, y);
     }
     if (full_cols < out) {
       for (int64_t a = 0; a < kRows; ++a) {
@@ -133,9 +134,11 @@ __attribute__((always_inline)) inline void DenseForwardImpl(const T* __restrict 
     }
   }
   for (; r < rows; ++r) {
-    for (int64_t j0 = 0; j0 < full_cols; j0 += kCols) {
-      DenseTile<T, 1>(weight_t, bias, in, out, x, r, j0, y);
+    int64_t j0 = 0;
+    for (; j0 + kWideCols <= full_cols; j0 += kWideCols) {
+      DenseTile<T, 1, 8>(weight_t, bias, in, out, x, r, j0, y);
     }
+    for (; j0 < full_cols; j0 += kCols) DenseTile<T, 1, 2>(weight_t, bias, in, out, x, r, j0, y);
     if (full_cols < out) DenseRowRemainder(weight_t, bias, in, out, x, r, full_cols, y);
   }
 }

@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package invnet needs to build and test. Idempotent.
+#   scripts/install-deps.sh                          build and unit/e2e tests (also the image's
+#                                                    build stage)
+#   scripts/install-deps.sh --with-container-tools   plus buildah, podman and debootstrap for
+#                                                    the Docker smoke test on machines without
+#                                                    a Docker engine
 set -euo pipefail
 
 PACKAGES=(
@@ -11,6 +16,10 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   python3-grpcio python3-protobuf    # the Python interoperability test (stubs come from protoc)
 )
+
+if [ "${1:-}" = "--with-container-tools" ]; then
+  PACKAGES+=(buildah podman debootstrap)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
