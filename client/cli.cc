@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,9 +20,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/dense_tensor.h"
+#include "client/experiment.h"
 #include "client/format.h"
 #include "client/load_generator.h"
 #include "client/progress.h"
+#include "client/report.h"
 #include "client/tensor_io.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
@@ -214,6 +217,21 @@ class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
  private:
   std::string error_;
 };
+
+// A TrainRequest in protobuf text format from `path`.
+absl::StatusOr<v1::TrainRequest> ReadSpec(const std::string& path) {
+  if (path.empty()) return UsageError("--spec must name a file");
+  INVNET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  google::protobuf::TextFormat::Parser parser;
+  FirstErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  v1::TrainRequest request;
+  if (!parser.ParseFromString(text, &request)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a TrainRequest in text format: ", errors.error()));
+  }
+  return request;
+}
 
 absl::Status PrintJobOutcome(const v1::TrainingJob& job, Context& ctx) {
   const std::string state = JobStateName(job.state());
@@ -723,6 +741,45 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// experiment
+
+absl::Status RunExperiment(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_ASSIGN_OR_RETURN(ExperimentPlan plan, BuildExperimentPlan(inv));
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  ExperimentConfig& config = plan.config;
+  config.server = inv.flags.server;
+  std::vector<std::string> names;
+  for (v1::Loss loss : config.losses) names.push_back(ModelNameFor(config, loss));
+  *ctx.err << "experiment " << config.label << ": training " << names.size()
+           << " models, one per loss (" << absl::StrJoin(names, ", ") << ")\n";
+  absl::StatusOr<TrainingOutcome> outcome = [&] {
+    MultiJobProgress progress(ctx.err, ctx.interactive, names, ctx.columns);
+    return TrainAll(*client, config, &progress);
+  }();
+  if (!outcome.ok()) return outcome.status();
+  std::vector<std::string> failures;
+  for (const FailedTraining& f : outcome->failed) {
+    failures.push_back(absl::StrCat(f.model, " (job ", f.job_id, " ", f.error, ")"));
+  }
+  if (outcome->trained.empty()) {
+    return absl::AbortedError(
+        absl::StrCat("every training job failed: ", absl::StrJoin(failures, "; ")));
+  }
+  *ctx.err << "evaluating " << outcome->trained.size() << " models on " << config.test_pairs
+           << " held-out test pairs (seed " << config.seed << ")\n";
+  INVNET_ASSIGN_OR_RETURN(ExperimentData data, Evaluate(*client, config, *outcome));
+  INVNET_ASSIGN_OR_RETURN(ReportFiles report, WriteReport(data, plan.output_dir));
+  *ctx.out << config.label << ", " << data.x.rows()
+           << " held-out pairs: reconstruction MSE = mean ||x_hat - x||^2\n\n"
+           << report.table << "\nreport: " << report.report << "\n";
+  if (!failures.empty()) {
+    return absl::AbortedError(absl::StrCat("training failed for ", absl::StrJoin(failures, "; "),
+                                           " (the report covers the other models)"));
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
 // The table.
 
 absl::Status RunHelp(const Invocation& inv, const Operands& operands, Context& ctx) {
@@ -811,6 +868,26 @@ const std::vector<Command>& Commands() {
        "sends again when its answer arrives) or at a fixed total --rate. Prints requests/s,\n"
        "samples/s and latency p50/p90/p99/p99.9, like ghz or perf_analyzer.",
        RunBench},
+      {"experiment",
+       "",
+       0,
+       0,
+       "The paper's study: train one model per loss, compare them, write a report.",
+       {"preset", "spec", "name", "losses", "steps", "batch_size", "learning_rate", "seed",
+        "test_pairs", "output_dir"},
+       "Trains one model per loss (--losses; all four by default) on one problem (--preset,\n"
+       "bimodal2d by default, or --spec: a TrainRequest in text format without the loss, whose\n"
+       "model_name, if set, replaces --name's default) as concurrent jobs named NAME-LOSS,\n"
+       "resubmitting when the server is at its --max_jobs limit, with one progress line per\n"
+       "job. Then evaluates every model on the same --test_pairs held-out pairs (drawn by the\n"
+       "server from the first model's problem with --seed), next to the exact posterior mean,\n"
+       "MAP, Wiener and A^+ y (Gaussian-mixture priors only), and writes --output_dir:\n"
+       "report.md (tables, definitions, figures), results.csv and SVG figures (grids through\n"
+       "phi and phi^-1, samples and reconstructions or test signals, training curves).\n"
+       "Prints the results table and the report's path; exit 1 when a job failed (the report\n"
+       "then covers the others). Interrupting it leaves the jobs running on the server\n"
+       "(invnet jobs cancel JOB_ID stops them).",
+       RunExperiment},
       {"reconstruct",
        "",
        0,
@@ -996,7 +1073,8 @@ const std::vector<FlagInfo>& AllFlags() {
       {"service", "NAME",
        "Service to check, e.g. invnet.v1.ReconstructionService (default: the server)."},
       {"preset", "NAME",
-       "Named problem with its default architecture and schedule: bimodal2d, blur64."},
+       "Named problem with its default architecture and schedule: bimodal2d, blur64\n"
+       "(experiment: default bimodal2d unless --spec is given)."},
       {"spec", "FILE", "TrainRequest in protobuf text format; flags override its fields."},
       {"model", "NAME", "Model name: [a-z0-9][a-z0-9_-]{0,62}."},
       {"loss", "LOSS", "approximation, reconstruction, logdet or divergence."},
@@ -1006,7 +1084,9 @@ const std::vector<FlagInfo>& AllFlags() {
       {"steps", "N", "Optimiser steps (default: the preset's, else 3000)."},
       {"batch_size", "N", "Signals per step (default: the preset's, else 512)."},
       {"learning_rate", "LR", "Adam learning rate (default: the preset's, else 1e-3)."},
-      {"seed", "N", "Seed of the training data, noise and probes (default 0)."},
+      {"seed", "N",
+       "train: seed of the training data, noise and probes; experiment: seed of the\n"
+       "held-out test pairs (default 0)."},
       {"detach", "", "Print the job id and return at once instead of following the job."},
       {"version", "N", "Model version (default: the latest)."},
       {"all_versions", "", "models delete: delete every version of the model."},
@@ -1029,6 +1109,13 @@ const std::vector<FlagInfo>& AllFlags() {
        "bench: fixed total arrival rate; latency counts from the scheduled send time\n"
        "(default 0: closed loop)."},
       {"warmup", "SECONDS", "bench: time before measuring starts (default 1)."},
+      {"name", "NAME", "experiment: prefix of the model names, NAME-LOSS (default experiment)."},
+      {"losses", "LIST",
+       "experiment: comma-separated losses to train (default\n"
+       "approximation,logdet,divergence,reconstruction)."},
+      {"test_pairs", "N", "experiment: held-out test pairs to evaluate on (default 5000)."},
+      {"output_dir", "DIR",
+       "experiment: report directory (default ./invnet-report-<preset or spec name>)."},
   };
   return *flags;
 }
@@ -1065,15 +1152,7 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& inv) {
   const CliFlags& flags = inv.flags;
   v1::TrainRequest request;
   if (inv.has("spec")) {
-    if (flags.spec.empty()) return UsageError("--spec must name a file");
-    INVNET_ASSIGN_OR_RETURN(std::string text, ReadFileToString(flags.spec));
-    google::protobuf::TextFormat::Parser parser;
-    FirstErrorCollector errors;
-    parser.RecordErrorsTo(&errors);
-    if (!parser.ParseFromString(text, &request)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(flags.spec, ": not a TrainRequest in text format: ", errors.error()));
-    }
+    INVNET_ASSIGN_OR_RETURN(request, ReadSpec(flags.spec));
   }
   if (inv.has("preset")) {
     if (flags.preset.empty()) return UsageError("--preset must not be empty");
@@ -1126,6 +1205,78 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& inv) {
     request.mutable_problem()->set_dataset(flags.dataset);
   }
   return request;
+}
+
+absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& inv) {
+  const CliFlags& flags = inv.flags;
+  ExperimentPlan plan;
+  ExperimentConfig& config = plan.config;
+  v1::TrainRequest& base = config.base;
+  if (inv.has("spec")) {
+    INVNET_ASSIGN_OR_RETURN(base, ReadSpec(flags.spec));
+    if (base.training().loss() != v1::LOSS_UNSPECIFIED) {
+      return UsageError(absl::StrCat("--spec ", flags.spec,
+                                     " sets training.loss; an experiment trains one model per loss "
+                                     "(choose them with --losses)"));
+    }
+    config.label = std::filesystem::path(flags.spec).stem().string();
+  }
+  if (inv.has("preset")) {
+    if (flags.preset.empty()) return UsageError("--preset must not be empty");
+    base.set_preset(flags.preset);
+  } else if (!inv.has("spec")) {
+    base.set_preset("bimodal2d");
+  }
+  if (!inv.has("spec")) config.label = base.preset();
+  if (base.preset().empty() && !base.has_problem()) {
+    return UsageError(absl::StrCat("--spec ", flags.spec,
+                                   " has neither a preset nor a problem (or give --preset)"));
+  }
+  config.name_prefix = flags.name;
+  if (!inv.has("name") && !base.model_name().empty()) config.name_prefix = base.model_name();
+  base.clear_model_name();
+  // The longest model name is NAME-reconstruction; the server allows [a-z0-9][a-z0-9_-]{0,62}.
+  const std::string& prefix = config.name_prefix;
+  const bool valid_name =
+      !prefix.empty() && prefix.size() <= 48 &&
+      std::all_of(prefix.begin(), prefix.end(),
+                  [](char c) {
+                    return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '_';
+                  }) &&
+      (absl::ascii_islower(prefix[0]) || absl::ascii_isdigit(prefix[0]));
+  if (!valid_name) {
+    return UsageError(absl::StrCat("--name '", prefix,
+                                   "' must match [a-z0-9][a-z0-9_-]* and have at most 48 "
+                                   "characters (models are named NAME-LOSS)"));
+  }
+  absl::StatusOr<std::vector<v1::Loss>> losses = ParseLossList(flags.losses);
+  if (!losses.ok()) return UsageError(absl::StrCat("--losses: ", losses.status().message()));
+  config.losses = *std::move(losses);
+  v1::Training* training = base.mutable_training();
+  if (inv.has("steps")) {
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("steps", flags.steps, 1));
+    training->set_steps(flags.steps);
+  }
+  if (inv.has("batch_size")) {
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch_size", flags.batch_size, 1));
+    training->set_batch_size(flags.batch_size);
+  }
+  if (inv.has("learning_rate")) {
+    INVNET_RETURN_IF_ERROR(RequirePositive("learning_rate", flags.learning_rate));
+    training->set_learning_rate(flags.learning_rate);
+  }
+  if (flags.test_pairs < 1 || flags.test_pairs > 1000000) {
+    return UsageError(
+        absl::StrCat("--test_pairs must lie in [1, 1000000], got ", flags.test_pairs));
+  }
+  config.test_pairs = flags.test_pairs;
+  config.seed = flags.seed;
+  if (inv.has("output_dir") && flags.output_dir.empty()) {
+    return UsageError("--output_dir must not be empty");
+  }
+  plan.output_dir =
+      flags.output_dir.empty() ? absl::StrCat("invnet-report-", config.label) : flags.output_dir;
+  return plan;
 }
 
 absl::Status Run(const Invocation& inv, Context& ctx) {

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/client.h"
+#include "client/experiment.h"
 #include "invnet/v1/training_service.pb.h"
 
 namespace invnet::client::cli {
@@ -70,6 +71,11 @@ struct CliFlags {
   int64_t requests = 0;
   double rate = 0;
   double warmup = 1;
+  // experiment (also preset, spec, steps, batch_size, learning_rate, seed).
+  std::string name = "experiment";
+  std::string losses = "approximation,logdet,divergence,reconstruction";
+  int64_t test_pairs = 5000;
+  std::string output_dir;  // "" = ./invnet-report-<preset or spec name>
 };
 
 // One parsed command line.
@@ -97,6 +103,8 @@ struct Context {
   std::ostream* err = nullptr;  // progress, summaries, errors
   // `err` is a terminal: draw the live progress bar.
   bool interactive = false;
+  // The width of that terminal in columns (0: unknown).
+  int columns = 0;
 };
 
 // Documentation of one flag, for help text (and the binary's flag definitions).
@@ -131,6 +139,16 @@ int Main(const Invocation& invocation, Context& ctx);
 // first, then flag overrides). Usage errors for missing or bad flags; the file's error when
 // the spec cannot be read or parsed.
 absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& invocation);
+
+// Exposed for tests: what `invnet experiment` runs for these flags (without the server
+// address) and the report directory it writes. Usage errors for bad flags (unknown or repeated
+// loss, --test_pairs outside [1, 1e6], a name that cannot prefix a model name, a spec that sets
+// training.loss or has no problem); the file's error when the spec cannot be read or parsed.
+struct ExperimentPlan {
+  ExperimentConfig config;
+  std::string output_dir;
+};
+absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& invocation);
 
 }  // namespace invnet::client::cli
 

@@ -6,6 +6,7 @@
 // lists flags, not subcommands. Not linking absl::flags_parse / absl::flags_usage also keeps
 // absl's own --version flag out of the binary, so --version can mean the model version.
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -59,6 +60,10 @@ INVNET_CLI_FLAG(double, duration);
 INVNET_CLI_FLAG(int64_t, requests);
 INVNET_CLI_FLAG(double, rate);
 INVNET_CLI_FLAG(double, warmup);
+INVNET_CLI_FLAG(std::string, name);
+INVNET_CLI_FLAG(std::string, losses);
+INVNET_CLI_FLAG(int64_t, test_pairs);
+INVNET_CLI_FLAG(std::string, output_dir);
 
 namespace {
 
@@ -159,12 +164,23 @@ cli::CliFlags CollectFlags() {
   f.requests = absl::GetFlag(FLAGS_requests);
   f.rate = absl::GetFlag(FLAGS_rate);
   f.warmup = absl::GetFlag(FLAGS_warmup);
+  f.name = absl::GetFlag(FLAGS_name);
+  f.losses = absl::GetFlag(FLAGS_losses);
+  f.test_pairs = absl::GetFlag(FLAGS_test_pairs);
+  f.output_dir = absl::GetFlag(FLAGS_output_dir);
   return f;
 }
 
 bool StderrIsTerminal() {
   const char* term = std::getenv("TERM");
   return ::isatty(STDERR_FILENO) == 1 && (term == nullptr || absl::string_view(term) != "dumb");
+}
+
+// The terminal's width in columns, 0 when unknown.
+int StderrColumns() {
+  struct winsize size {};
+  if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  return 0;
 }
 
 }  // namespace
@@ -181,6 +197,7 @@ int main(int argc, char** argv) {
   ctx.out = &std::cout;
   ctx.err = &std::cerr;
   ctx.interactive = StderrIsTerminal();
+  if (ctx.interactive) ctx.columns = StderrColumns();
   const int code = cli::Main(invocation, ctx);
   std::cout.flush();
   return code;

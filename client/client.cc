@@ -89,6 +89,14 @@ absl::StatusOr<v1::EstimateResponse> InvnetClient::Estimate(
       });
 }
 
+absl::StatusOr<v1::DrawTestPairsResponse> InvnetClient::DrawTestPairs(
+    const v1::DrawTestPairsRequest& request) const {
+  return CallUnary<v1::DrawTestPairsResponse>(
+      options_.compute_timeout, [&](grpc::ClientContext* context, v1::DrawTestPairsResponse* out) {
+        return reconstruction_->DrawTestPairs(context, request, out);
+      });
+}
+
 absl::StatusOr<v1::TrainResponse> InvnetClient::Train(const v1::TrainRequest& request) const {
   return CallUnary<v1::TrainResponse>(options_.rpc_timeout,
                                       [&](grpc::ClientContext* context, v1::TrainResponse* out) {

@@ -84,6 +84,8 @@ class InvnetClient {
   absl::StatusOr<v1::ReconstructResponse> Reconstruct(const v1::ReconstructRequest& request) const;
   absl::StatusOr<v1::ForwardResponse> Forward(const v1::ForwardRequest& request) const;
   absl::StatusOr<v1::EstimateResponse> Estimate(const v1::EstimateRequest& request) const;
+  absl::StatusOr<v1::DrawTestPairsResponse> DrawTestPairs(
+      const v1::DrawTestPairsRequest& request) const;
 
   // TrainingService (deadline: rpc_timeout).
   absl::StatusOr<v1::TrainResponse> Train(const v1::TrainRequest& request) const;

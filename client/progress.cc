@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "client/format.h"
 
 namespace invnet::client {
@@ -63,6 +66,93 @@ void ProgressPrinter::Finish() {
     *out_ << "\n" << std::flush;
     line_open_ = false;
   }
+}
+
+std::string DescribeJobLine(const v1::TrainingJob& job) {
+  std::string text = absl::StrFormat("%-9s  %s", JobStateName(job.state()),
+                                     absl::StrCat(job.step(), "/", job.total_steps()));
+  if (job.step() > 0) absl::StrAppend(&text, "  loss ", FormatNumber(job.loss()));
+  if (job.has_last_validation()) {
+    absl::StrAppend(&text, "  val_mse ", FormatNumber(job.last_validation().mse()));
+  }
+  switch (job.state()) {
+    case v1::JOB_STATE_RUNNING:
+      if (job.eta_seconds() > 0) {
+        absl::StrAppend(&text, "  eta ", FormatDuration(job.eta_seconds()));
+      }
+      break;
+    case v1::JOB_STATE_SUCCEEDED:
+      absl::StrAppend(&text, "  took ", FormatDuration(job.elapsed_seconds()), " -> version ",
+                      job.published_version());
+      break;
+    case v1::JOB_STATE_FAILED:
+    case v1::JOB_STATE_CANCELLED:
+      if (!job.error().empty()) absl::StrAppend(&text, "  (", job.error(), ")");
+      break;
+    default:
+      break;
+  }
+  return text;
+}
+
+MultiJobProgress::MultiJobProgress(std::ostream* out, bool interactive,
+                                   std::vector<std::string> labels, int columns)
+    : out_(out),
+      interactive_(interactive),
+      labels_(std::move(labels)),
+      columns_(columns),
+      lines_(labels_.size()) {
+  for (const std::string& label : labels_) label_width_ = std::max(label_width_, label.size());
+  for (Line& line : lines_) line.text = "waiting";
+}
+
+void MultiJobProgress::SetWaiting(size_t index, const std::string& note) {
+  Line& line = lines_[index];
+  const std::string text = note.empty() ? "waiting" : absl::StrCat("waiting (", note, ")");
+  if (text == line.text) return;
+  line.text = text;
+  dirty_ = true;
+  if (!interactive_) Print(index);
+}
+
+void MultiJobProgress::Update(size_t index, const v1::TrainingJob& job) {
+  Line& line = lines_[index];
+  const std::string text = DescribeJobLine(job);
+  if (text != line.text) dirty_ = true;
+  line.text = text;
+  const int64_t decile = job.total_steps() > 0 ? job.step() * 10 / job.total_steps() : 0;
+  const int64_t validation_step = job.has_last_validation() ? job.last_validation().step() : -1;
+  const bool changed = !line.has_job || job.state() != line.state || decile != line.decile ||
+                       validation_step != line.validation_step;
+  line.has_job = true;
+  line.state = job.state();
+  line.decile = decile;
+  line.validation_step = validation_step;
+  if (!interactive_ && changed) Print(index);
+}
+
+void MultiJobProgress::Print(size_t index) {
+  *out_ << labels_[index] << ": " << lines_[index].text << "\n" << std::flush;
+}
+
+void MultiJobProgress::Flush() {
+  if (!interactive_ || !dirty_ || finished_) return;
+  // Back to the block's first line, then each line rewritten and cleared to its end.
+  if (drawn_) *out_ << "\x1b[" << lines_.size() << "A";
+  for (size_t i = 0; i < lines_.size(); ++i) {
+    std::string line = absl::StrFormat("%-*s  %s", label_width_, labels_[i], lines_[i].text);
+    if (columns_ > 1 && line.size() >= static_cast<size_t>(columns_)) line.resize(columns_ - 1);
+    *out_ << "\r" << line << "\x1b[K\n";
+  }
+  *out_ << std::flush;
+  drawn_ = true;
+  dirty_ = false;
+}
+
+void MultiJobProgress::Finish() {
+  if (finished_) return;
+  Flush();
+  finished_ = true;
 }
 
 }  // namespace invnet::client

@@ -14,6 +14,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgoogle-glog-dev
   libgtest-dev libgmock-dev
+  libexpat1-dev                      # tests only: parsing the report's SVG figures
   python3-grpcio python3-protobuf    # the Python interoperability test (stubs come from protoc)
 )
 

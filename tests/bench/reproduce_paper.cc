@@ -55,7 +55,8 @@ struct Row {
 };
 
 void PrintRow(const Row& r) {
-  std::printf("| %-38s | %8.4f | %6.3f | %7.4f | %7.4f | %8.4f | %5.3f | %7.1f | %7.1f |\n",
+  // %8.4g keeps the columns aligned for the pseudo-inverse's 1e14 of an ill-conditioned A.
+  std::printf("| %-38s | %8.4g | %6.4g | %7.4g | %7.4g | %8.4g | %5.3f | %7.1f | %7.1f |\n",
               r.label.c_str(), r.metrics.mse, r.metrics.mse_ratio_to_pm, r.metrics.rms_to_pm,
               r.metrics.rms_to_map, r.metrics.forward_error, r.metrics.converged_fraction,
               r.metrics.mean_iterations, r.train_seconds);

@@ -71,6 +71,10 @@ void SetFlag(CliFlags& f, const std::string& name, const std::string& v) {
           {"requests", [](CliFlags& f, const std::string& v) { f.requests = std::stoll(v); }},
           {"rate", [](CliFlags& f, const std::string& v) { f.rate = std::stod(v); }},
           {"warmup", [](CliFlags& f, const std::string& v) { f.warmup = std::stod(v); }},
+          {"name", [](CliFlags& f, const std::string& v) { f.name = v; }},
+          {"losses", [](CliFlags& f, const std::string& v) { f.losses = v; }},
+          {"test_pairs", [](CliFlags& f, const std::string& v) { f.test_pairs = std::stoll(v); }},
+          {"output_dir", [](CliFlags& f, const std::string& v) { f.output_dir = v; }},
       };
   auto it = setters->find(name);
   ASSERT_NE(it, setters->end()) << "no test setter for --" << name;

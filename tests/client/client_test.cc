@@ -110,6 +110,25 @@ TEST_F(ClientTest, DefaultDeadlinesPerMethod) {
   EXPECT_EQ(fake_.time_left("WatchTrainingJob"), absl::InfiniteDuration());
 }
 
+TEST_F(ClientTest, DrawTestPairsReturnsTheServersPairsWithTheComputeDeadline) {
+  v1::DrawTestPairsRequest request;
+  request.set_model("blur");
+  request.set_count(4);
+  request.set_seed(11);
+  absl::StatusOr<v1::DrawTestPairsResponse> pairs = client_.DrawTestPairs(request);
+  ASSERT_THAT(pairs, IsOk());
+  EXPECT_THAT(pairs->signals().shape(), ElementsAre(4, 3));
+  EXPECT_THAT(pairs->measurements().shape(), ElementsAre(4, 3));
+  EXPECT_EQ(pairs->signals().values(5), testing::FakeSignal(11, 1, 2));
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    EXPECT_EQ(fake_.state().draw.seed(), 11u);
+  }
+  EXPECT_GT(fake_.time_left("DrawTestPairs"), ClientOptions().compute_timeout - absl::Seconds(5));
+  request.set_model("nope");
+  EXPECT_THAT(client_.DrawTestPairs(request), StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST_F(ClientTest, ConfiguredDeadlinesAreApplied) {
   ClientOptions options;
   options.rpc_timeout = absl::Seconds(3);

@@ -1,5 +1,6 @@
 #include "tests/client/fake_server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -60,6 +61,43 @@ bool HasModel(FakeState& state, const std::string& name) ABSL_EXCLUSIVE_LOCKS_RE
   return false;
 }
 
+v1::Model* FindModel(FakeState& state, const std::string& name)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.mu) {
+  for (v1::Model& model : state.models) {
+    if (model.name() == name) return &model;
+  }
+  return nullptr;
+}
+
+const v1::ModelVersion* LatestVersion(FakeState& state, const std::string& name)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.mu) {
+  const v1::Model* model = FindModel(state, name);
+  if (model == nullptr || model->versions().empty()) return nullptr;
+  return &*model->versions().rbegin();
+}
+
+// (m, n) of an operator.
+std::pair<int64_t, int64_t> OperatorDims(const v1::Operator& op) {
+  switch (op.kind_case()) {
+    case v1::Operator::kIdentity:
+      return {op.identity().dim(), op.identity().dim()};
+    case v1::Operator::kDense:
+      if (op.dense().matrix().shape_size() == 2) {
+        return {op.dense().matrix().shape(0), op.dense().matrix().shape(1)};
+      }
+      return {0, 0};
+    case v1::Operator::kConvolution:
+      return {op.convolution().dim(), op.convolution().dim()};
+    case v1::Operator::KIND_NOT_SET:
+      break;
+  }
+  return {0, 0};
+}
+
+bool Unfinished(const v1::TrainingJob& job) {
+  return job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RUNNING;
+}
+
 Status CheckBatch(const v1::Tensor& tensor, const std::string& field) {
   int64_t count = 1;
   for (int64_t d : tensor.shape()) count *= d;
@@ -83,7 +121,9 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     if (!valid.ok()) return valid;
     response->set_model(request->model());
     response->set_version(request->version() == 0 ? 1 : request->version());
-    Scale(request->measurements(), 0.5f, response->mutable_reconstructions());
+    auto scale = state_.reconstruct_scale.find(request->model());
+    Scale(request->measurements(), scale == state_.reconstruct_scale.end() ? 0.5f : scale->second,
+          response->mutable_reconstructions());
     for (int64_t i = 0; i < request->measurements().shape(0); ++i) {
       response->add_iterations(i + 1);
       response->add_converged(i != 1);
@@ -112,6 +152,12 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     absl::MutexLock lock(&state_.mu);
     state_.estimate = *request;
     if (!HasModel(state_, request->model())) return NotFound("model " + request->model());
+    const v1::ModelVersion* latest = LatestVersion(state_, request->model());
+    if (latest != nullptr && latest->problem().has_dataset()) {
+      return Status(StatusCode::FAILED_PRECONDITION,
+                    "model '" + request->model() +
+                        "' was trained on a dataset, not a Gaussian-mixture prior");
+    }
     Status valid = CheckBatch(request->measurements(), "measurements");
     if (!valid.ok()) return valid;
     auto wants = [&](v1::Estimator e) {
@@ -138,6 +184,30 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     return Status::OK;
   }
 
+  Status DrawTestPairs(ServerContext* context, const v1::DrawTestPairsRequest* request,
+                       v1::DrawTestPairsResponse* response) override {
+    if (auto forced = Enter(state_, context, "DrawTestPairs")) return *forced;
+    absl::MutexLock lock(&state_.mu);
+    state_.draw = *request;
+    const v1::ModelVersion* latest = LatestVersion(state_, request->model());
+    if (latest == nullptr) return NotFound("model " + request->model());
+    if (request->count() < 1) return Status(StatusCode::INVALID_ARGUMENT, "count: must be >= 1");
+    const int64_t n = latest->architecture().dim(), m = latest->measurement_dim();
+    response->set_model(request->model());
+    response->set_version(latest->version());
+    v1::Tensor* x = response->mutable_signals();
+    v1::Tensor* y = response->mutable_measurements();
+    x->add_shape(request->count());
+    x->add_shape(n);
+    y->add_shape(request->count());
+    y->add_shape(m);
+    for (int64_t i = 0; i < request->count(); ++i) {
+      for (int64_t j = 0; j < n; ++j) x->add_values(FakeSignal(request->seed(), i, j));
+      for (int64_t k = 0; k < m; ++k) y->add_values(FakeSignal(request->seed() + 1, i, k));
+    }
+    return Status::OK;
+  }
+
  private:
   FakeState& state_;
 };
@@ -151,8 +221,27 @@ class FakeTraining final : public v1::TrainingService::Service {
     if (auto forced = Enter(state_, context, "Train")) return *forced;
     absl::MutexLock lock(&state_.mu);
     state_.train = *request;
-    *response->mutable_job() = MakeJob("job-1", request->model_name(), v1::JOB_STATE_QUEUED, 0,
-                                       request->training().steps());
+    if (!state_.simulate_training) {
+      state_.train_requests.push_back(*request);
+      *response->mutable_job() = MakeJob("job-1", request->model_name(), v1::JOB_STATE_QUEUED, 0,
+                                         request->training().steps());
+      return Status::OK;
+    }
+    const int running =
+        static_cast<int>(std::count_if(state_.jobs.begin(), state_.jobs.end(), Unfinished));
+    if (running >= state_.max_jobs) {
+      ++state_.train_refusals;
+      return Status(StatusCode::RESOURCE_EXHAUSTED, "the fake runs its maximum of jobs");
+    }
+    state_.train_requests.push_back(*request);
+    const int64_t steps = request->training().has_steps() ? request->training().steps() : 100;
+    v1::TrainingJob job = MakeJob(absl::StrCat("job-", ++simulated_), request->model_name(),
+                                  v1::JOB_STATE_RUNNING, 0, steps);
+    *job.mutable_problem() = request->problem();
+    *job.mutable_training() = request->training();
+    state_.jobs.push_back(job);
+    state_.most_running = std::max(state_.most_running, running + 1);
+    *response->mutable_job() = job;
     return Status::OK;
   }
 
@@ -200,6 +289,7 @@ class FakeTraining final : public v1::TrainingService::Service {
     std::vector<v1::TrainingJob> updates;
     {
       absl::MutexLock lock(&state_.mu);
+      if (state_.simulate_training) return SimulateJob(request->job_id(), writer);
       updates = state_.watch_updates;
     }
     if (updates.empty()) return NotFound("job " + request->job_id());
@@ -212,7 +302,96 @@ class FakeTraining final : public v1::TrainingService::Service {
   }
 
  private:
+  // Runs simulated job `job_id` to its end (see fake_server.h), streaming its progress.
+  Status SimulateJob(const std::string& job_id,
+                     grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_.mu) {
+    auto find = [&]() -> v1::TrainingJob* {
+      for (v1::TrainingJob& job : state_.jobs) {
+        if (job.job_id() == job_id) return &job;
+      }
+      return nullptr;
+    };
+    v1::TrainingJob* job = find();
+    if (job == nullptr) return NotFound("job " + job_id);
+    auto send = [&](const v1::TrainingJob& update) {
+      v1::WatchTrainingJobResponse message;
+      *message.mutable_job() = update;
+      state_.mu.Unlock();  // never write to the stream (or pause) under the lock
+      writer->Write(message);
+      absl::SleepFor(absl::Milliseconds(5));  // lets other jobs' watches interleave
+      state_.mu.Lock();
+    };
+    if (Unfinished(*job)) {
+      const int64_t total = job->total_steps();
+      v1::TrainingJob update = *job;
+      update.set_step(total / 2);
+      update.mutable_last_validation()->set_step(total / 2);
+      update.mutable_last_validation()->set_mse(0.3);
+      update.set_eta_seconds(1);
+      *job = update;
+      send(update);
+      job = find();
+      update = *job;
+      update.set_step(total);
+      *job = update;
+      send(update);
+      job = find();
+      const std::string model = job->model_name();
+      const bool fail = state_.failing_models.count(model) > 0;
+      if (fail) {
+        job->set_state(v1::JOB_STATE_FAILED);
+        job->set_error("simulated failure");
+      } else {
+        job->set_state(v1::JOB_STATE_SUCCEEDED);
+        job->set_published_version(Publish(*job));
+      }
+      job->set_elapsed_seconds(1.0);
+    }
+    send(*find());
+    return Status::OK;
+  }
+
+  // Adds the next version of the job's model to `models`; returns its number.
+  int64_t Publish(const v1::TrainingJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_.mu) {
+    v1::Model* model = FindModel(state_, job.model_name());
+    if (model == nullptr) {
+      state_.models.emplace_back();
+      model = &state_.models.back();
+      model->set_name(job.model_name());
+    }
+    v1::ModelVersion* v = model->add_versions();
+    v->set_name(job.model_name());
+    v->set_version(model->versions_size());
+    v->set_job_id(job.job_id());
+    *v->mutable_problem() = job.problem();
+    const auto [m, n] = OperatorDims(job.problem().operator_());
+    v->mutable_architecture()->set_dim(n);
+    v->set_measurement_dim(m);
+    *v->mutable_training() = job.training();
+    if (v->training().target_space() == v1::TARGET_SPACE_UNSPECIFIED) {
+      v->mutable_training()->set_target_space(v->training().loss() == v1::LOSS_DIVERGENCE || m != n
+                                                  ? v1::TARGET_SPACE_NORMAL
+                                                  : v1::TARGET_SPACE_MEASUREMENT);
+    }
+    const double k = static_cast<double>(simulated_published_++ + 1);
+    (*v->mutable_metrics())["train_seconds"] = k;
+    auto curve = [&](const std::string& name, std::vector<double> values) {
+      v1::Curve* c = v->add_curves();
+      c->set_name(name);
+      for (double value : values) c->add_values(value);
+    };
+    curve("step", {10, 20, 30, 40, 50, 60, 70, 80, 90, 100});
+    curve("loss", {1.0, 0.5, 0.4, 0.3, 0.25, 0.2, 0.2, 0.18, 0.17, 0.1 * k});
+    curve("val_step", {50, 100});
+    curve("val_mse", {0.3, 0.1 * k});
+    curve("val_forward_error", {0.2, 0.05 * k});
+    return v->version();
+  }
+
   FakeState& state_;
+  int simulated_ ABSL_GUARDED_BY(state_.mu) = 0;
+  int simulated_published_ ABSL_GUARDED_BY(state_.mu) = 0;
 };
 
 class FakeModels final : public v1::ModelService::Service {
@@ -396,6 +575,17 @@ absl::Duration FakeServer::time_left(const std::string& method) {
 void FakeServer::FailWith(grpc::Status status) {
   absl::MutexLock lock(&state_->mu);
   state_->fail_with = std::move(status);
+}
+
+float FakeSignal(uint64_t seed, int64_t row, int64_t col) {
+  // SplitMix64 of (seed, row, col): well spread, cheap, platform independent.
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(row) * 0xBF58476D1CE4E5B9ull +
+               static_cast<uint64_t>(col) * 0x94D049BB133111EBull + 0x2545F4914F6CDD1Dull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<float>(static_cast<double>(z >> 40) / static_cast<double>(1 << 24) * 4.0 -
+                            2.0);
 }
 
 v1::Model MakeModel(const std::string& name, int64_t versions, int64_t m, int64_t n) {

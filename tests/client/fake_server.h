@@ -7,11 +7,17 @@
 //
 // Default behaviour (each RPC first records its call and the deadline it arrived with, then
 // returns `fail_with` if that is set):
-//   Reconstruct  x = 0.5 * y; iterations[i] = i + 1; converged[i] = (i != 1);
-//                error_bound[i] = 1e-6 * (i + 1); NOT_FOUND unless the model is in `models`
+//   Reconstruct  x = s * y, s = reconstruct_scale[model] (default 0.5); iterations[i] = i + 1;
+//                converged[i] = (i != 1); error_bound[i] = 1e-6 * (i + 1); NOT_FOUND unless
+//                the model is in `models`
 //   Forward      2 * x;  Estimate  posterior_mean 0.5 y, posterior_std 1, map y, wiener 0.25 y,
-//                pseudo_inverse y (those asked for; all when none), map_objective[i] = i
-//   Train        job "job-1" QUEUED for the request's model; the request is recorded
+//                pseudo_inverse y (those asked for; all when none), map_objective[i] = i;
+//                FAILED_PRECONDITION when the model's latest version has a dataset problem
+//   DrawTestPairs  [count, n] signals x[i][j] = FakeSignal(seed, i, j) and [count, m]
+//                measurements y[i][k] = FakeSignal(seed + 1, i, k), n and m from the model's
+//                latest version; NOT_FOUND unless the model is in `models`
+//   Train        job "job-1" QUEUED for the request's model; the request is recorded (with
+//                `simulate_training`, see below)
 //   Get/Cancel   look up `jobs` (NOT_FOUND; Cancel of a finished job: FAILED_PRECONDITION)
 //   Watch        streams `watch_updates` (NOT_FOUND when empty)
 //   Models/Datasets  list, get and delete over `models` / `datasets`
@@ -27,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -54,6 +61,23 @@ struct FakeState {
       grpc::health::v1::HealthCheckResponse::SERVING;
   std::optional<grpc::Status> fail_with ABSL_GUARDED_BY(mu);
   bool block_until_cancelled ABSL_GUARDED_BY(mu) = false;
+  // Per model: the factor Reconstruct multiplies y by (0.5 when absent).
+  std::map<std::string, float> reconstruct_scale ABSL_GUARDED_BY(mu);
+
+  // Simulated training (off by default). Train gives every job its own id ("job-<k>") and the
+  // state RUNNING, and refuses with RESOURCE_EXHAUSTED while `max_jobs` simulated jobs are
+  // unfinished. Watching such a job streams two RUNNING updates (half way, with a validation;
+  // then done) and a final one: FAILED with "simulated failure" when the model is in
+  // `failing_models`, else SUCCEEDED after publishing the next version of the model into
+  // `models` (the request's problem, architecture dim n and measurement_dim m from its operator,
+  // training with the request's loss and its default target space, metrics train_seconds = k,
+  // and curves "step", "loss", "val_step", "val_mse", "val_forward_error"). The slot is freed
+  // before the final update is sent.
+  bool simulate_training ABSL_GUARDED_BY(mu) = false;
+  int max_jobs ABSL_GUARDED_BY(mu) = 2;
+  std::set<std::string> failing_models ABSL_GUARDED_BY(mu);
+  int train_refusals ABSL_GUARDED_BY(mu) = 0;  // Train calls answered RESOURCE_EXHAUSTED
+  int most_running ABSL_GUARDED_BY(mu) = 0;    // the most unfinished simulated jobs at once
 
   // Recordings: method names in call order, the time left until each method's last deadline
   // (absl::InfiniteDuration() when the call had none), and the last requests.
@@ -62,6 +86,8 @@ struct FakeState {
   v1::ReconstructRequest reconstruct ABSL_GUARDED_BY(mu);
   v1::EstimateRequest estimate ABSL_GUARDED_BY(mu);
   v1::TrainRequest train ABSL_GUARDED_BY(mu);
+  std::vector<v1::TrainRequest> train_requests ABSL_GUARDED_BY(mu);  // every accepted Train
+  v1::DrawTestPairsRequest draw ABSL_GUARDED_BY(mu);
   v1::DeleteModelRequest delete_model ABSL_GUARDED_BY(mu);
   std::vector<v1::UploadDatasetRequest> upload_messages ABSL_GUARDED_BY(mu);
 };
@@ -88,6 +114,9 @@ class FakeServer {
   std::unique_ptr<grpc::Server> server_;
   std::string target_;
 };
+
+// The fake's deterministic "random" values in [-2, 2) for DrawTestPairs.
+float FakeSignal(uint64_t seed, int64_t row, int64_t col);
 
 // A model with one version (measurement_dim m, dim n) as the fake lists it.
 v1::Model MakeModel(const std::string& name, int64_t versions, int64_t m, int64_t n);

@@ -87,5 +87,70 @@ TEST(ProgressPrinterTest, PlainPrintsOnStateChangesDecilesAndValidations) {
   EXPECT_THAT(out.str(), Not(HasSubstr("\r")));
 }
 
+TEST(DescribeJobLineTest, StateStepsLossValidationAndEta) {
+  v1::TrainingJob running = Job(v1::JOB_STATE_RUNNING, 1350, 3000);
+  running.mutable_last_validation()->set_mse(0.2412);
+  EXPECT_EQ(DescribeJobLine(running),
+            "running    1350/3000  loss 0.01235  val_mse 0.2412  eta 1m05s");
+  EXPECT_EQ(DescribeJobLine(Job(v1::JOB_STATE_QUEUED, 0, 10)), "queued     0/10");
+  v1::TrainingJob done = Job(v1::JOB_STATE_SUCCEEDED, 10, 10);
+  done.set_published_version(3);
+  EXPECT_EQ(DescribeJobLine(done), "succeeded  10/10  loss 0.01235  took 30s -> version 3");
+  v1::TrainingJob failed = Job(v1::JOB_STATE_FAILED, 5, 10);
+  failed.set_error("loss became NaN");
+  EXPECT_EQ(DescribeJobLine(failed), "failed     5/10  loss 0.01235  (loss became NaN)");
+}
+
+TEST(MultiJobProgressTest, InteractiveRedrawsTheBlockInPlace) {
+  std::ostringstream out;
+  {
+    MultiJobProgress progress(&out, /*interactive=*/true, {"exp-a", "exp-long"});
+    progress.SetWaiting(1, "server busy");
+    progress.Update(0, Job(v1::JOB_STATE_RUNNING, 10, 100));
+    progress.Flush();
+    progress.Flush();  // nothing changed: nothing drawn
+    progress.Update(1, Job(v1::JOB_STATE_RUNNING, 50, 100));
+    progress.Flush();
+  }  // the destructor finishes
+  const std::string text = out.str();
+  // First draw: two lines; second draw: cursor up two lines, then both lines again.
+  EXPECT_EQ(text,
+            "\rexp-a     running    10/100  loss 0.01235  eta 1m05s\x1b[K\n"
+            "\rexp-long  waiting (server busy)\x1b[K\n"
+            "\x1b[2A"
+            "\rexp-a     running    10/100  loss 0.01235  eta 1m05s\x1b[K\n"
+            "\rexp-long  running    50/100  loss 0.01235  eta 1m05s\x1b[K\n");
+}
+
+TEST(MultiJobProgressTest, InteractiveLinesNeverWrap) {
+  std::ostringstream out;
+  MultiJobProgress progress(&out, /*interactive=*/true, {"exp-a"}, /*columns=*/20);
+  progress.Update(0, Job(v1::JOB_STATE_RUNNING, 10, 100));
+  progress.Finish();
+  EXPECT_EQ(out.str(), "\rexp-a  running    1\x1b[K\n");  // 19 characters
+}
+
+TEST(MultiJobProgressTest, PlainPrintsLabelledLinesWhenSomethingHappens) {
+  std::ostringstream out;
+  MultiJobProgress progress(&out, /*interactive=*/false, {"exp-a", "exp-b"});
+  progress.SetWaiting(1, "server busy");
+  progress.SetWaiting(1, "server busy");  // no change: nothing
+  progress.Update(0, Job(v1::JOB_STATE_RUNNING, 1, 100));
+  progress.Update(0, Job(v1::JOB_STATE_RUNNING, 5, 100));  // same decile: nothing
+  progress.Update(1, Job(v1::JOB_STATE_QUEUED, 0, 100));
+  progress.Update(0, Job(v1::JOB_STATE_RUNNING, 20, 100));
+  progress.Update(0, Job(v1::JOB_STATE_SUCCEEDED, 100, 100));
+  progress.Flush();
+  progress.Finish();
+  const std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 5u) << out.str();
+  EXPECT_EQ(lines[0], "exp-b: waiting (server busy)");
+  EXPECT_EQ(lines[1], "exp-a: running    1/100  loss 0.01235  eta 1m05s");
+  EXPECT_EQ(lines[2], "exp-b: queued     0/100");
+  EXPECT_THAT(lines[3], HasSubstr("exp-a: running    20/100"));
+  EXPECT_THAT(lines[4], HasSubstr("exp-a: succeeded"));
+  EXPECT_THAT(out.str(), Not(HasSubstr("\x1b")));
+}
+
 }  // namespace
 }  // namespace invnet::client

@@ -5,10 +5,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -16,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/xml.h"
 
 namespace invnet {
 namespace {
@@ -223,6 +226,72 @@ TEST_F(CliE2eTest, KilledDuringTrainingLosesNothingAndPublishesNothingHalfDone) 
             0);
   EXPECT_EQ(ReadCsv(Path("after.csv")), ReadCsv(Path("before.csv")));
   EXPECT_TRUE(fs::is_empty(Path("repo/tmp")));
+}
+
+// `invnet experiment` on a tiny bimodal2d schedule: two losses trained concurrently, evaluated
+// on the same pairs, and a report folder with a table, a CSV and figures that parse.
+TEST_F(CliE2eTest, ExperimentWritesAReportWithTablesAndFigures) {
+  const std::string spec = Path("tiny.spec");
+  std::ofstream(spec) << "preset: \"bimodal2d\"\n"
+                      << "architecture { num_blocks: 2 hidden_width: 16 }\n"
+                      << "training { steps: 100 batch_size: 128 validation_every: 50 "
+                      << "validation_size: 200 }\n";
+  const std::string report = Path("report");
+  CommandResult run = Cli({"experiment", "--spec=" + spec, "--losses=approximation,divergence",
+                           "--test_pairs=500", "--output_dir=" + report});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_THAT(run.out, HasSubstr("report: " + report + "/report.md"));
+  EXPECT_THAT(run.err, HasSubstr("experiment-divergence: succeeded"));
+
+  std::ifstream md_file(report + "/report.md");
+  std::stringstream md;
+  md << md_file.rdbuf();
+  EXPECT_THAT(md.str(), HasSubstr("| exact posterior mean "));
+  EXPECT_THAT(md.str(), HasSubstr("| divergence regularised "));
+  for (const char* figure : {"grids.svg", "samples.svg", "curves.svg"}) {
+    SCOPED_TRACE(figure);
+    EXPECT_THAT(md.str(), HasSubstr(absl::StrCat("](", figure, ")")));
+    std::ifstream in(report + "/" + figure);
+    std::stringstream svg;
+    svg << in.rdbuf();
+    absl::StatusOr<testing::XmlElement> root = testing::ParseXml(svg.str());
+    ASSERT_TRUE(root.ok()) << root.status();
+    EXPECT_EQ(root->name, "svg");
+  }
+
+  // results.csv: the four references and the two networks, with sane numbers.
+  std::ifstream csv(report + "/results.csv");
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_TRUE(absl::StartsWith(line, "estimator,key,kind,model,version,target_space,mse,"));
+  std::map<std::string, std::vector<std::string>> rows;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> cells = absl::StrSplit(line, ',');
+    ASSERT_GE(cells.size(), 14u) << line;
+    rows[cells[1]] = cells;
+  }
+  ASSERT_EQ(rows.size(), 6u);
+  auto number = [&rows](const std::string& key, int column) {
+    double v = NAN;
+    EXPECT_TRUE(absl::SimpleAtod(rows[key][column], &v)) << key << " column " << column;
+    return v;
+  };
+  EXPECT_NEAR(number("posterior_mean", 7), 1.0, 1e-9);  // mse_ratio_to_pm
+  EXPECT_EQ(rows["divergence"][5], "normal");
+  EXPECT_EQ(rows["approximation"][5], "measurement");
+  for (const char* key : {"approximation", "divergence"}) {
+    EXPECT_GT(number(key, 6), 0);                     // mse
+    EXPECT_GT(number(key, 7), 0.9);                   // no better than the Bayes risk
+    EXPECT_GT(number(key, 10), 0);                    // forward error
+    EXPECT_NEAR(number(key, 11), 1.0, 0.01);          // converged fraction
+    EXPECT_GT(number(key, 13), 0);                    // train seconds
+  }
+  // The MAP-like network beats the unregularised one already after 100 steps.
+  EXPECT_LT(number("divergence", 6), number("approximation", 6));
+
+  CommandResult models = Cli({"models", "list"});
+  EXPECT_THAT(models.out, HasSubstr("experiment-approximation"));
+  EXPECT_THAT(models.out, HasSubstr("experiment-divergence"));
 }
 
 }  // namespace

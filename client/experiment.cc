@@ -1,0 +1,537 @@
+#include "client/experiment.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "client/format.h"
+#include "client/linear_operator.h"
+#include "models/status_macros.h"
+
+namespace invnet::client {
+namespace {
+
+// At most this many float values per Reconstruct/Forward/Estimate call (16 MiB), so large test
+// sets stay far below the message limits.
+constexpr int64_t kValuesPerCall = int64_t{1} << 22;
+// The regular grids of the 2-D figures.
+constexpr int64_t kGridLines = 15;
+constexpr int64_t kGridPointsPerLine = 40;
+
+// ---------------------------------------------------------------------------------------------
+// Training.
+
+// One submitted job, shared between the main thread and its watcher.
+struct WatchedJob {
+  size_t index = 0;  // into config.losses
+  std::string job_id;
+  std::thread watcher;
+  // Guarded by Shared::mu.
+  std::optional<v1::TrainingJob> latest;
+  bool changed = false;
+  bool done = false;
+  absl::Status watch_status;
+  // Main thread only.
+  bool joined = false;
+};
+
+struct Shared {
+  absl::Mutex mu;
+  absl::CondVar cv;
+};
+
+void StartWatcher(const InvnetClient& client, Shared* shared, WatchedJob* job) {
+  job->watcher = std::thread([&client, shared, job] {
+    absl::StatusOr<v1::TrainingJob> last =
+        client.WatchTrainingJob(job->job_id, [shared, job](const v1::TrainingJob& update) {
+          absl::MutexLock lock(&shared->mu);
+          job->latest = update;
+          job->changed = true;
+          shared->cv.SignalAll();
+        });
+    absl::MutexLock lock(&shared->mu);
+    if (last.ok()) {
+      job->latest = *last;
+    } else {
+      job->watch_status = last.status();
+    }
+    job->changed = true;
+    job->done = true;
+    shared->cv.SignalAll();
+  });
+}
+
+bool Finished(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation helpers.
+
+DenseTensor Rows(const DenseTensor& m, int64_t begin, int64_t count) {
+  DenseTensor out = DenseTensor::Matrix(count, m.cols());
+  std::copy(m.values.begin() + begin * m.cols(), m.values.begin() + (begin + count) * m.cols(),
+            out.values.begin());
+  return out;
+}
+
+void AppendRows(const DenseTensor& part, DenseTensor* all) {
+  if (all->shape.empty()) {
+    *all = part;
+    return;
+  }
+  all->shape[0] += part.rows();
+  all->values.insert(all->values.end(), part.values.begin(), part.values.end());
+}
+
+int64_t RowsPerCall(int64_t cols) { return std::max<int64_t>(1, kValuesPerCall / cols); }
+
+// A response tensor, checked to be [rows, cols].
+absl::StatusOr<DenseTensor> Expect(const v1::Tensor& proto, int64_t rows, int64_t cols,
+                                   absl::string_view field) {
+  INVNET_ASSIGN_OR_RETURN(DenseTensor t, DenseTensor::FromProto(proto, field));
+  if (!t.is_matrix() || t.rows() != rows || t.cols() != cols) {
+    return absl::InvalidArgumentError(absl::StrCat("the server's ", field, " has shape ",
+                                                   ShapeToString(t.shape), ", expected [", rows,
+                                                   ", ", cols, "]"));
+  }
+  return t;
+}
+
+struct Reconstruction {
+  DenseTensor x;
+  std::vector<int64_t> iterations;
+  std::vector<bool> converged;
+};
+
+absl::StatusOr<Reconstruction> ReconstructAll(const InvnetClient& client, const TrainedModel& m,
+                                              int64_t n, const DenseTensor& y) {
+  Reconstruction out;
+  const int64_t step = RowsPerCall(std::max(y.cols(), n));
+  for (int64_t begin = 0; begin < y.rows(); begin += step) {
+    const int64_t count = std::min(step, y.rows() - begin);
+    v1::ReconstructRequest request;
+    request.set_model(m.model);
+    request.set_version(m.version);
+    Rows(y, begin, count).ToProto(request.mutable_measurements());
+    absl::StatusOr<v1::ReconstructResponse> response = client.Reconstruct(request);
+    if (!response.ok()) {
+      return absl::Status(response.status().code(),
+                          absl::StrCat("reconstruct with model ", m.model, " version ", m.version,
+                                       ": ", response.status().message()));
+    }
+    INVNET_ASSIGN_OR_RETURN(DenseTensor part,
+                            Expect(response->reconstructions(), count, n, "reconstructions"));
+    if (response->iterations_size() != count || response->converged_size() != count) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model ", m.model, ": the server returned ", response->iterations_size(),
+                       " iteration counts and ", response->converged_size(),
+                       " convergence flags for ", count, " samples"));
+    }
+    AppendRows(part, &out.x);
+    out.iterations.insert(out.iterations.end(), response->iterations().begin(),
+                          response->iterations().end());
+    out.converged.insert(out.converged.end(), response->converged().begin(),
+                         response->converged().end());
+  }
+  return out;
+}
+
+absl::StatusOr<DenseTensor> ForwardAll(const InvnetClient& client, const TrainedModel& m,
+                                       const DenseTensor& x) {
+  DenseTensor out;
+  const int64_t step = RowsPerCall(x.cols());
+  for (int64_t begin = 0; begin < x.rows(); begin += step) {
+    const int64_t count = std::min(step, x.rows() - begin);
+    v1::ForwardRequest request;
+    request.set_model(m.model);
+    request.set_version(m.version);
+    Rows(x, begin, count).ToProto(request.mutable_signals());
+    absl::StatusOr<v1::ForwardResponse> response = client.Forward(request);
+    if (!response.ok()) {
+      return absl::Status(response.status().code(),
+                          absl::StrCat("forward with model ", m.model, " version ", m.version, ": ",
+                                       response.status().message()));
+    }
+    INVNET_ASSIGN_OR_RETURN(DenseTensor part,
+                            Expect(response->outputs(), count, x.cols(), "outputs"));
+    AppendRows(part, &out);
+  }
+  return out;
+}
+
+// The exact references on `y`. FAILED_PRECONDITION from the server is returned as it is (the
+// caller turns it into "not available").
+absl::StatusOr<ReferenceResults> EstimateAll(const InvnetClient& client, const TrainedModel& m,
+                                             int64_t n, const DenseTensor& y, bool with_wiener) {
+  ReferenceResults out;
+  const int64_t step = RowsPerCall(std::max(y.cols(), n));
+  for (int64_t begin = 0; begin < y.rows(); begin += step) {
+    const int64_t count = std::min(step, y.rows() - begin);
+    v1::EstimateRequest request;
+    request.set_model(m.model);
+    request.set_version(m.version);
+    request.add_estimators(v1::ESTIMATOR_POSTERIOR_MEAN);
+    request.add_estimators(v1::ESTIMATOR_MAP);
+    request.add_estimators(v1::ESTIMATOR_PSEUDO_INVERSE);
+    if (with_wiener) request.add_estimators(v1::ESTIMATOR_WIENER);
+    Rows(y, begin, count).ToProto(request.mutable_measurements());
+    INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse response, client.Estimate(request));
+    INVNET_ASSIGN_OR_RETURN(DenseTensor pm,
+                            Expect(response.posterior_mean(), count, n, "posterior_mean"));
+    INVNET_ASSIGN_OR_RETURN(DenseTensor map, Expect(response.map(), count, n, "map"));
+    INVNET_ASSIGN_OR_RETURN(DenseTensor pinv,
+                            Expect(response.pseudo_inverse(), count, n, "pseudo_inverse"));
+    AppendRows(pm, &out.posterior_mean);
+    AppendRows(map, &out.map);
+    AppendRows(pinv, &out.pseudo_inverse);
+    if (with_wiener) {
+      INVNET_ASSIGN_OR_RETURN(DenseTensor wiener, Expect(response.wiener(), count, n, "wiener"));
+      AppendRows(wiener, &out.wiener);
+    }
+  }
+  out.available = true;
+  return out;
+}
+
+// A robust bounding interval of column `col`: the 0.5% and 99.5% quantiles, widened by 10%.
+std::pair<double, double> ColumnExtent(const DenseTensor& m, int64_t col) {
+  std::vector<float> values;
+  values.reserve(static_cast<size_t>(m.rows()));
+  for (int64_t r = 0; r < m.rows(); ++r) values.push_back(m.at(r, col));
+  std::sort(values.begin(), values.end());
+  const size_t last = values.size() - 1;
+  double lo = values[static_cast<size_t>(0.005 * static_cast<double>(last))];
+  double hi = values[static_cast<size_t>(0.995 * static_cast<double>(last) + 0.5)];
+  if (!(hi > lo)) {
+    lo -= 0.5;
+    hi += 0.5;
+  }
+  const double pad = 0.1 * (hi - lo);
+  return {lo - pad, hi + pad};
+}
+
+Grid GridOver(const DenseTensor& samples) {
+  const auto [x_lo, x_hi] = ColumnExtent(samples, 0);
+  const auto [y_lo, y_hi] = ColumnExtent(samples, 1);
+  return MakeGrid(x_lo, x_hi, y_lo, y_hi, kGridLines, kGridPointsPerLine);
+}
+
+absl::StatusOr<v1::ModelVersion> Describe(const InvnetClient& client, const TrainedModel& m) {
+  v1::GetModelRequest request;
+  request.set_name(m.model);
+  INVNET_ASSIGN_OR_RETURN(v1::GetModelResponse response, client.GetModel(request));
+  for (const v1::ModelVersion& version : response.model().versions()) {
+    if (version.version() == m.version) return version;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("model ", m.model, " has no version ", m.version, " (deleted meanwhile?)"));
+}
+
+}  // namespace
+
+const std::vector<LossInfo>& ExperimentLosses() {
+  // Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
+  static const auto* losses = new std::vector<LossInfo>{
+      {v1::LOSS_APPROXIMATION, "approximation", "approximation training", "approximation",
+       "#E69F00"},
+      {v1::LOSS_LOG_DET, "logdet", "log-det regularised", "log-det", "#0072B2"},
+      {v1::LOSS_DIVERGENCE, "divergence", "divergence regularised", "divergence", "#CC79A7"},
+      {v1::LOSS_RECONSTRUCTION, "reconstruction", "reconstruction training", "reconstruction",
+       "#009E73"},
+  };
+  return *losses;
+}
+
+const LossInfo& InfoFor(v1::Loss loss) {
+  for (const LossInfo& info : ExperimentLosses()) {
+    if (info.loss == loss) return info;
+  }
+  return ExperimentLosses().front();  // unreachable for the four losses
+}
+
+absl::StatusOr<std::vector<v1::Loss>> ParseLossList(absl::string_view list) {
+  std::vector<v1::Loss> losses;
+  for (absl::string_view word : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    const std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(word));
+    const LossInfo* found = nullptr;
+    for (const LossInfo& info : ExperimentLosses()) {
+      if (name == info.key || (name == "log_det" && info.loss == v1::LOSS_LOG_DET)) found = &info;
+    }
+    if (found == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", word, "' is not one of approximation, reconstruction, logdet, divergence"));
+    }
+    if (std::find(losses.begin(), losses.end(), found->loss) != losses.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("'", word, "' is listed twice"));
+    }
+    losses.push_back(found->loss);
+  }
+  if (losses.empty()) return absl::InvalidArgumentError("no loss given");
+  return losses;
+}
+
+std::string ModelNameFor(const ExperimentConfig& config, v1::Loss loss) {
+  return absl::StrCat(config.name_prefix, "-", InfoFor(loss).key);
+}
+
+Grid MakeGrid(double x_lo, double x_hi, double y_lo, double y_hi, int64_t lines,
+              int64_t points_per_line) {
+  Grid grid;
+  grid.lines = lines;
+  grid.points_per_line = points_per_line;
+  grid.points = DenseTensor::Matrix(2 * lines * points_per_line, 2);
+  auto at = [](double lo, double hi, int64_t i, int64_t count) {
+    return lo + (hi - lo) * static_cast<double>(i) / static_cast<double>(count - 1);
+  };
+  int64_t row = 0;
+  for (int64_t k = 0; k < lines; ++k) {  // along the first coordinate
+    for (int64_t j = 0; j < points_per_line; ++j, ++row) {
+      grid.points.at(row, 0) = static_cast<float>(at(x_lo, x_hi, j, points_per_line));
+      grid.points.at(row, 1) = static_cast<float>(at(y_lo, y_hi, k, lines));
+    }
+  }
+  for (int64_t k = 0; k < lines; ++k) {  // along the second coordinate
+    for (int64_t j = 0; j < points_per_line; ++j, ++row) {
+      grid.points.at(row, 0) = static_cast<float>(at(x_lo, x_hi, k, lines));
+      grid.points.at(row, 1) = static_cast<float>(at(y_lo, y_hi, j, points_per_line));
+    }
+  }
+  return grid;
+}
+
+absl::StatusOr<TrainingOutcome> TrainAll(const InvnetClient& client, const ExperimentConfig& config,
+                                         MultiJobProgress* progress) {
+  const size_t total = config.losses.size();
+  Shared shared;
+  std::vector<std::unique_ptr<WatchedJob>> jobs;
+  std::vector<std::optional<v1::TrainingJob>> finals(total);
+  size_t next = 0;       // the next loss to submit
+  size_t running = 0;    // submitted, watcher not joined yet
+  bool refused = false;  // the server answered RESOURCE_EXHAUSTED and no slot has freed since
+  absl::Time retry_at = absl::InfinitePast();
+  absl::Status fatal;
+
+  // Shows what the watchers saw; joins the watchers of finished jobs and returns how many.
+  auto collect = [&]() {
+    size_t finished = 0;
+    for (auto& job : jobs) {
+      bool done;
+      {
+        absl::MutexLock lock(&shared.mu);
+        if (job->changed && job->latest.has_value()) progress->Update(job->index, *job->latest);
+        job->changed = false;
+        done = job->done;
+      }
+      if (!done || job->joined) continue;
+      job->watcher.join();
+      job->joined = true;
+      --running;
+      ++finished;
+      finals[job->index] = job->latest;
+      if (!job->watch_status.ok() && fatal.ok()) {
+        fatal = absl::Status(job->watch_status.code(),
+                             absl::StrCat("watching the training of ",
+                                          ModelNameFor(config, config.losses[job->index]), ": ",
+                                          job->watch_status.message()));
+      }
+    }
+    return finished;
+  };
+
+  while (true) {
+    if (collect() > 0 || absl::Now() >= retry_at) refused = false;
+    while (fatal.ok() && !refused && next < total) {
+      v1::TrainRequest request = config.base;
+      request.set_model_name(ModelNameFor(config, config.losses[next]));
+      request.mutable_training()->set_loss(config.losses[next]);
+      absl::StatusOr<v1::TrainResponse> response = client.Train(request);
+      if (response.status().code() == absl::StatusCode::kResourceExhausted) {
+        // Again when one of ours finishes, or after retry_interval when none of ours runs.
+        refused = true;
+        retry_at = running > 0 ? absl::InfiniteFuture() : absl::Now() + config.retry_interval;
+        for (size_t i = next; i < total; ++i) {
+          progress->SetWaiting(i, "the server is at its job limit");
+        }
+        break;
+      }
+      if (!response.ok()) {
+        fatal = absl::Status(
+            response.status().code(),
+            absl::StrCat("train ", request.model_name(), ": ", response.status().message()));
+        break;
+      }
+      auto job = std::make_unique<WatchedJob>();
+      job->index = next;
+      job->job_id = response->job().job_id();
+      progress->Update(next, response->job());
+      StartWatcher(client, &shared, job.get());
+      jobs.push_back(std::move(job));
+      ++running;
+      ++next;
+    }
+    progress->Flush();
+    if (!fatal.ok() || (next == total && running == 0)) break;
+
+    // Sleep until a watcher reports something or it is time to ask the server again.
+    const absl::Time deadline = std::min(retry_at, absl::Now() + absl::Seconds(1));
+    absl::MutexLock lock(&shared.mu);
+    auto something_new = [&]() {
+      for (const auto& job : jobs) {
+        if (job->changed) return true;
+      }
+      return false;
+    };
+    while (!something_new() && absl::Now() < deadline) {
+      shared.cv.WaitWithDeadline(&shared.mu, deadline);
+    }
+  }
+
+  if (!fatal.ok()) {
+    // Cancel what we started; each watcher ends when its job does.
+    for (auto& job : jobs) {
+      if (job->joined) continue;
+      v1::CancelTrainingJobRequest cancel;
+      cancel.set_job_id(job->job_id);
+      (void)client.CancelTrainingJob(cancel);
+    }
+    for (auto& job : jobs) {
+      if (!job->joined) job->watcher.join();
+      job->joined = true;
+    }
+    progress->Finish();
+    return fatal;
+  }
+  progress->Finish();
+
+  TrainingOutcome outcome;
+  for (size_t i = 0; i < total; ++i) {
+    const std::string model = ModelNameFor(config, config.losses[i]);
+    const v1::TrainingJob& job = *finals[i];
+    if (job.state() == v1::JOB_STATE_SUCCEEDED) {
+      outcome.trained.push_back({config.losses[i], model, job.published_version(), job.job_id()});
+      continue;
+    }
+    std::string error = JobStateName(job.state());
+    if (!Finished(job.state())) absl::StrAppend(&error, " (the watch ended before the job did)");
+    if (!job.error().empty()) absl::StrAppend(&error, ": ", job.error());
+    outcome.failed.push_back({config.losses[i], model, job.job_id(), error});
+  }
+  return outcome;
+}
+
+absl::StatusOr<ExperimentData> Evaluate(const InvnetClient& client, const ExperimentConfig& config,
+                                        const TrainingOutcome& outcome) {
+  if (outcome.trained.empty()) {
+    return absl::InvalidArgumentError("no trained model to evaluate");
+  }
+  ExperimentData data;
+  data.config = config;
+  data.failed = outcome.failed;
+  const TrainedModel& first = outcome.trained.front();
+  INVNET_ASSIGN_OR_RETURN(data.problem_source, Describe(client, first));
+  data.n = data.problem_source.architecture().dim();
+  data.m = data.problem_source.measurement_dim();
+  absl::StatusOr<ClientOperator> op =
+      ClientOperator::Create(data.problem_source.problem().operator_());
+  if (!op.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", first.model, ": cannot apply its operator here: ", op.status().message()));
+  }
+  if (op->input_dim() != data.n || op->output_dim() != data.m) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", first.model, ": its operator maps R^", op->input_dim(), " -> R^",
+                     op->output_dim(), " but the model reports n = ", data.n, ", m = ", data.m));
+  }
+
+  // The test pairs every model is evaluated on.
+  v1::DrawTestPairsRequest draw;
+  draw.set_model(first.model);
+  draw.set_version(first.version);
+  draw.set_count(config.test_pairs);
+  draw.set_seed(config.seed);
+  absl::StatusOr<v1::DrawTestPairsResponse> pairs = client.DrawTestPairs(draw);
+  if (!pairs.ok()) {
+    return absl::Status(pairs.status().code(),
+                        absl::StrCat("drawing test pairs from model ", first.model, ": ",
+                                     pairs.status().message()));
+  }
+  INVNET_ASSIGN_OR_RETURN(data.x, Expect(pairs->signals(), config.test_pairs, data.n, "signals"));
+  INVNET_ASSIGN_OR_RETURN(data.y,
+                          Expect(pairs->measurements(), config.test_pairs, data.m, "measurements"));
+  if (data.n == 2) data.x_grid = GridOver(data.x);
+  if (data.m == 2 && data.n == 2) data.y_grid = GridOver(data.y);
+
+  // The exact references (Gaussian-mixture priors only).
+  absl::StatusOr<ReferenceResults> refs = EstimateAll(client, first, data.n, data.y, true);
+  if (refs.ok()) {
+    data.references = *std::move(refs);
+    if (data.y_grid.has_value()) {
+      INVNET_ASSIGN_OR_RETURN(ReferenceResults grid_refs,
+                              EstimateAll(client, first, data.n, data.y_grid->points, false));
+      data.references.posterior_mean_grid = std::move(grid_refs.posterior_mean);
+      data.references.map_grid = std::move(grid_refs.map);
+      data.references.pseudo_inverse_grid = std::move(grid_refs.pseudo_inverse);
+    }
+  } else if (refs.status().code() == absl::StatusCode::kFailedPrecondition) {
+    data.references.available = false;
+    data.references.unavailable_reason = std::string(refs.status().message());
+  } else {
+    return absl::Status(refs.status().code(), absl::StrCat("estimate with model ", first.model,
+                                                           ": ", refs.status().message()));
+  }
+
+  if (data.x_grid.has_value()) {
+    if (data.m == 2) {
+      INVNET_ASSIGN_OR_RETURN(data.exact_forward_grid, op->Apply(data.x_grid->points));
+    }
+    INVNET_ASSIGN_OR_RETURN(data.exact_normal_grid, op->Normal(data.x_grid->points));
+  }
+  INVNET_ASSIGN_OR_RETURN(DenseTensor ax, op->Apply(data.x));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor atax, op->Adjoint(ax));
+
+  for (const TrainedModel& trained : outcome.trained) {
+    ModelResult result;
+    result.trained = trained;
+    if (&trained == &first) {
+      result.description = data.problem_source;
+    } else {
+      INVNET_ASSIGN_OR_RETURN(result.description, Describe(client, trained));
+    }
+    INVNET_ASSIGN_OR_RETURN(Reconstruction rec, ReconstructAll(client, trained, data.n, data.y));
+    result.reconstructions = std::move(rec.x);
+    result.iterations = std::move(rec.iterations);
+    result.converged = std::move(rec.converged);
+    INVNET_ASSIGN_OR_RETURN(result.forward, ForwardAll(client, trained, data.x));
+    const bool normal = result.description.training().target_space() == v1::TARGET_SPACE_NORMAL;
+    if (!normal && data.m != data.n) {
+      return absl::InvalidArgumentError(absl::StrCat("model ", trained.model,
+                                                     " is in measurement space but m = ", data.m,
+                                                     " != n = ", data.n));
+    }
+    result.forward_target = normal ? atax : ax;
+    if (data.x_grid.has_value()) {
+      INVNET_ASSIGN_OR_RETURN(result.forward_grid_image,
+                              ForwardAll(client, trained, data.x_grid->points));
+    }
+    if (data.y_grid.has_value()) {
+      INVNET_ASSIGN_OR_RETURN(Reconstruction grid,
+                              ReconstructAll(client, trained, data.n, data.y_grid->points));
+      result.inverse_grid_image = std::move(grid.x);
+    }
+    data.models.push_back(std::move(result));
+  }
+  return data;
+}
+
+}  // namespace invnet::client

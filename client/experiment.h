@@ -1,0 +1,172 @@
+#ifndef INVNET_CLIENT_EXPERIMENT_H_
+#define INVNET_CLIENT_EXPERIMENT_H_
+
+// `invnet experiment`: the paper's study (method.md section 5) as a client-side procedure that
+// uses only the server's RPCs.
+//
+//   1. TrainAll: one training job per loss, named <prefix>-<loss>, submitted concurrently. The
+//      server runs at most its --max_jobs jobs; a Train answered RESOURCE_EXHAUSTED is submitted
+//      again when one of ours finishes (or, when the slots are held by someone else's jobs,
+//      every ExperimentConfig::retry_interval). Every job is watched to its end.
+//   2. Evaluate: the SAME held-out pairs for every model (DrawTestPairs on the first trained
+//      model with the configured seed), each model's Reconstruct and Forward on them, the exact
+//      references (Estimate: posterior mean, MAP, Wiener, A^+ y; a FAILED_PRECONDITION answer,
+//      as for dataset problems, means "not available", not an error), the forward targets A x or
+//      A^T A x computed here from the model's problem (client/linear_operator.h), and for 2-D
+//      problems the images of regular grids under phi, phi^-1 and the exact maps.
+//   3. client/report.h turns the ExperimentData into report.md, results.csv and SVG figures.
+//
+// Thread-safety: TrainAll starts one watcher thread per running job and joins them all before
+// it returns; the MultiJobProgress it is given is used only from the calling thread. Everything
+// else is plain data and functions of their arguments.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "client/dense_tensor.h"
+#include "client/progress.h"
+#include "invnet/v1/model.pb.h"
+#include "invnet/v1/training_service.pb.h"
+
+namespace invnet::client {
+
+// What the report calls each loss, and its colour in every figure.
+struct LossInfo {
+  v1::Loss loss;
+  const char* key;          // the --losses word and the model-name suffix: "logdet"
+  const char* label;        // "log-det regularised"
+  const char* short_label;  // "log-det", for panel titles
+  const char* color;        // "#0072B2"
+};
+// The four losses in the report's order: approximation, logdet, divergence, reconstruction.
+const std::vector<LossInfo>& ExperimentLosses();
+// Precondition: `loss` is one of the four.
+const LossInfo& InfoFor(v1::Loss loss);
+// "a,b" -> losses, in the order given. INVALID_ARGUMENT naming the bad word for an unknown loss
+// (approximation, reconstruction, logdet or log_det, divergence), a repeated one or an empty
+// list.
+absl::StatusOr<std::vector<v1::Loss>> ParseLossList(absl::string_view list);
+
+struct ExperimentConfig {
+  // The problem, architecture and schedule of every model: preset and/or problem, overrides.
+  // model_name and training.loss are set per job by TrainAll.
+  v1::TrainRequest base;
+  // Names the problem in titles and file names: the preset, or the spec file's name.
+  std::string label = "bimodal2d";
+  // Models are named <name_prefix>-<loss key>.
+  std::string name_prefix = "experiment";
+  std::vector<v1::Loss> losses;
+  // Held-out pairs, and the seed DrawTestPairs draws them with.
+  int64_t test_pairs = 5000;
+  uint64_t seed = 0;
+  // The server's address, for the report.
+  std::string server;
+  // How often to retry a Train refused with RESOURCE_EXHAUSTED while none of our jobs runs.
+  absl::Duration retry_interval = absl::Seconds(1);
+};
+
+std::string ModelNameFor(const ExperimentConfig& config, v1::Loss loss);
+
+struct TrainedModel {
+  v1::Loss loss = v1::LOSS_UNSPECIFIED;
+  std::string model;
+  int64_t version = 0;
+  std::string job_id;
+};
+
+struct FailedTraining {
+  v1::Loss loss = v1::LOSS_UNSPECIFIED;
+  std::string model;
+  std::string job_id;
+  std::string error;  // "failed: loss became NaN at step 10"
+};
+
+struct TrainingOutcome {
+  std::vector<TrainedModel> trained;  // in config.losses order
+  std::vector<FailedTraining> failed;
+};
+
+// Trains one model per config.losses (see the file comment), showing progress on `progress`
+// (one line per loss, in order; labels are the model names). A job that ends FAILED or
+// CANCELLED is listed in `failed`; the others go on. Errors: a Train refused with anything but
+// RESOURCE_EXHAUSTED, or a watch that fails (the server went away), returned after cancelling
+// the jobs this call started and waiting for their watchers; the message names the model.
+absl::StatusOr<TrainingOutcome> TrainAll(const InvnetClient& client, const ExperimentConfig& config,
+                                         MultiJobProgress* progress);
+
+// A regular grid of 2-D points drawn as 2 * lines polylines of `points_per_line` points each:
+// rows [k * points_per_line, (k + 1) * points_per_line) of `points` are line k; the first
+// `lines` lines run along the first coordinate (second coordinate constant), the rest along
+// the second.
+struct Grid {
+  int64_t lines = 0;
+  int64_t points_per_line = 0;
+  DenseTensor points;  // [2 * lines * points_per_line, 2]
+};
+// The grid over [x_lo, x_hi] x [y_lo, y_hi]. Precondition: lines >= 2, points_per_line >= 2.
+Grid MakeGrid(double x_lo, double x_hi, double y_lo, double y_hi, int64_t lines,
+              int64_t points_per_line);
+
+struct ModelResult {
+  TrainedModel trained;
+  // GetModel's description of the evaluated version (problem, training incl. target_space,
+  // metrics incl. train_seconds, curves).
+  v1::ModelVersion description;
+  // On the test pairs: Reconstruct(y) with its per-sample diagnostics, Forward(x), and the
+  // exact map phi approximates: A x (measurement space) or A^T A x (normal space).
+  DenseTensor reconstructions;
+  std::vector<int64_t> iterations;
+  std::vector<bool> converged;
+  DenseTensor forward;
+  DenseTensor forward_target;
+  // 2-D problems: phi(x_grid) (n = 2) and phi^-1(y_grid) (m = 2); empty otherwise.
+  DenseTensor forward_grid_image;
+  DenseTensor inverse_grid_image;
+};
+
+struct ReferenceResults {
+  bool available = false;
+  // Why not (the server's FAILED_PRECONDITION message), when not available.
+  std::string unavailable_reason;
+  DenseTensor posterior_mean, map, wiener, pseudo_inverse;  // [N, n] on the test pairs
+  // On y_grid (m = 2 and n = 2): the exact maps y -> PM, MAP and A^+ y.
+  DenseTensor posterior_mean_grid, map_grid, pseudo_inverse_grid;
+};
+
+struct ExperimentData {
+  ExperimentConfig config;
+  // The first model's description: the problem every model shares.
+  v1::ModelVersion problem_source;
+  int64_t n = 0;  // signal dimension
+  int64_t m = 0;  // measurement dimension
+  // The test pairs, [N, n] and [N, m].
+  DenseTensor x;
+  DenseTensor y;
+  // 2-D problems (n = 2 / m = 2): the grids and the exact forward maps on x_grid (A x_grid when
+  // m = 2; A^T A x_grid).
+  std::optional<Grid> x_grid;
+  std::optional<Grid> y_grid;
+  DenseTensor exact_forward_grid;
+  DenseTensor exact_normal_grid;
+  std::vector<ModelResult> models;  // in config.losses order
+  ReferenceResults references;
+  std::vector<FailedTraining> failed;
+};
+
+// Gathers everything the report needs (see the file comment). Errors: INVALID_ARGUMENT when
+// outcome.trained is empty; the server's error of any RPC except Estimate's
+// FAILED_PRECONDITION; INVALID_ARGUMENT for an answer of the wrong shape or a problem whose
+// operator cannot be applied here.
+absl::StatusOr<ExperimentData> Evaluate(const InvnetClient& client, const ExperimentConfig& config,
+                                        const TrainingOutcome& outcome);
+
+}  // namespace invnet::client
+
+#endif  // INVNET_CLIENT_EXPERIMENT_H_

@@ -1,0 +1,93 @@
+#ifndef INVNET_CLIENT_REPORT_H_
+#define INVNET_CLIENT_REPORT_H_
+
+// The experiment report: numbers and figures from an ExperimentData (client/experiment.h),
+// written as a folder that opens in any browser or Markdown viewer:
+//
+//   report.md     the problem, the results table, how each number is defined, and every figure
+//                 embedded by a relative link with a caption saying what to look at
+//   results.csv   the table's numbers at full precision, one row per estimator
+//   grids.svg     (n = 2) a regular grid through each phi and the exact forward maps, and a grid
+//                 of measurements through each phi^-1 and the exact PM and MAP maps
+//   samples.svg   (n = 2) test signals, measurements and every estimator's reconstructions
+//   signals.svg   (n > 2) a few test signals with their measurement and reconstructions
+//   curves.svg    training loss and validation MSE against the step, per loss
+//
+// Every loss has one colour in every figure (ExperimentLosses()). Pure functions of their
+// arguments except WriteReport, which writes files (thread-safe for distinct directories).
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/experiment.h"
+
+namespace invnet::client {
+
+constexpr double kNotApplicable = std::numeric_limits<double>::quiet_NaN();
+
+// One row of the results: a reference estimator or a trained network. Metrics that do not
+// apply (a reference's forward error, ratios without references) are NaN.
+struct ResultRow {
+  std::string label;  // "exact posterior mean", "log-det regularised"
+  std::string key;    // "posterior_mean", "map", "wiener", "pseudo_inverse", or the loss key
+  bool network = false;
+  std::string model;  // networks: name and version
+  int64_t version = 0;
+  std::string target_space;  // networks: "measurement" or "normal"
+  // mean ||x_hat - x||^2 over the test pairs.
+  double mse = kNotApplicable;
+  // mse / the posterior mean's mse.
+  double mse_ratio_to_pm = kNotApplicable;
+  // sqrt(mean ||x_hat - x_PM||^2) and sqrt(mean ||x_hat - x_MAP||^2).
+  double rms_to_pm = kNotApplicable;
+  double rms_to_map = kNotApplicable;
+  // Networks: sqrt(mean ||phi(x) - t||^2), t = A x (measurement space) or A^T A x (normal).
+  double forward_error = kNotApplicable;
+  double converged_fraction = kNotApplicable;
+  double mean_iterations = kNotApplicable;
+  // metrics["train_seconds"] of the model version.
+  double train_seconds = kNotApplicable;
+};
+
+// The rows: the references (when available: posterior mean, MAP, Wiener, A^+ y), then the
+// networks in the experiment's order.
+std::vector<ResultRow> ComputeResults(const ExperimentData& data);
+
+// mean over rows of ||a_i - b_i||^2. Precondition: equal shapes.
+double MeanSquaredDistance(const DenseTensor& a, const DenseTensor& b);
+
+// The results as an aligned Markdown table (header, separator, one line per row), the table of
+// report.md and of the command's output.
+std::string ResultsMarkdownTable(const std::vector<ResultRow>& rows);
+// The results as CSV with a header line; full precision (%.9g), empty cells for NaN.
+std::string ResultsCsv(const std::vector<ResultRow>& rows);
+
+// The figures as SVG documents. The 2-D sheets expect data.n == 2 (GridSheet also draws the
+// inverse sections only when data.y_grid is set); SignalsSheet shows up to `count` test pairs.
+std::string GridSheet(const ExperimentData& data);
+std::string SamplesSheet(const ExperimentData& data, int64_t max_points);
+std::string CurvesSheet(const ExperimentData& data);
+std::string SignalsSheet(const ExperimentData& data, int64_t count);
+
+// Scatter panels plot the first min(N, kMaxScatterPoints) test pairs.
+constexpr int64_t kMaxScatterPoints = 500;
+// The signal sheet shows this many test pairs.
+constexpr int64_t kSignalPanels = 4;
+
+struct ReportFiles {
+  std::string directory;
+  std::string report;              // <directory>/report.md
+  std::vector<std::string> files;  // every file written, report.md first
+  std::string table;               // ResultsMarkdownTable of the rows
+};
+
+// Creates `directory` (and its parents) when missing and writes the report into it, each file
+// atomically (replacing an earlier report's files of the same names). Errors from the file
+// system (PERMISSION_DENIED, NOT_FOUND, ...), with the path in the message.
+absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& data, const std::string& directory);
+
+}  // namespace invnet::client
+
+#endif  // INVNET_CLIENT_REPORT_H_

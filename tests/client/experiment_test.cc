@@ -1,0 +1,599 @@
+// `invnet experiment` against the fake server: the training schedule (concurrent jobs, retry
+// on RESOURCE_EXHAUSTED), the evaluation on shared test pairs, and the report's numbers and
+// figures checked against what the fake's RPCs returned.
+
+#include "client/experiment.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "client/cli.h"
+#include "client/report.h"
+#include "client/tensor_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/fake_server.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/xml.h"
+
+namespace invnet::client {
+namespace {
+
+using ::invnet::client::testing::FakeServer;
+using ::invnet::client::testing::FakeState;
+using ::invnet::client::testing::MakeJob;
+using ::invnet::testing::IsOk;
+using ::invnet::testing::ParseXml;
+using ::invnet::testing::StatusIs;
+using ::invnet::testing::XmlElement;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::UnorderedElementsAreArray;
+
+// The bimodal2d problem written out, as a spec file would.
+constexpr char kSpec[] = R"pb(
+  problem {
+    operator {
+      dense {
+        matrix {
+          shape: [ 2, 2 ]
+          values: [ 0.9, 0.2, 0.1, 0.5 ]
+        }
+      }
+    }
+    noise_level: 0.2
+    prior {
+      weights: [ 0.5, 0.5 ]
+      means {
+        shape: [ 2, 2 ]
+        values: [ -1, 0, 1, 0 ]
+      }
+      covariances {
+        shape: [ 2, 2, 2 ]
+        values: [ 0.09, 0, 0, 0.09, 0.09, 0, 0, 0.09 ]
+      }
+    }
+  }
+  architecture { num_blocks: 2 hidden_width: 16 }
+  training { steps: 100 batch_size: 128 }
+)pb";
+
+// A 3-D dataset problem: no exact references.
+constexpr char kDatasetSpec[] = R"pb(
+  problem {
+    operator { identity { dim: 3 } }
+    noise_level: 0.1
+    dataset: "digits"
+  }
+  training { steps: 50 }
+)pb";
+
+const float kScale[] = {1.0f, 0.6f, 0.5f, 0.45f};  // Reconstruct's factor per loss, in order
+const char* const kKeys[] = {"approximation", "logdet", "divergence", "reconstruction"};
+
+// Reference values computed here, independently of client/report.cc.
+double MeanSquared(const DenseTensor& a, const DenseTensor& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.values.size(); ++i) sum += std::pow(a.values[i] - b.values[i], 2);
+  return sum / static_cast<double>(a.rows());
+}
+
+DenseTensor Scaled(const DenseTensor& t, float factor) {
+  DenseTensor out = t;
+  for (float& v : out.values) v *= factor;
+  return out;
+}
+
+// results.csv as key -> column -> value.
+std::map<std::string, std::map<std::string, std::string>> ReadResults(const std::string& path) {
+  std::map<std::string, std::map<std::string, std::string>> rows;
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  EXPECT_THAT(text, IsOk());
+  if (!text.ok()) return rows;
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n', absl::SkipEmpty());
+  const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
+  for (size_t i = 1; i < lines.size(); ++i) {
+    // The estimator label may be quoted (it may hold a comma): split the rest from its end.
+    std::string line = lines[i];
+    std::string label;
+    if (line[0] == '"') {
+      const size_t end = line.find('"', 1);
+      label = line.substr(1, end - 1);
+      line = line.substr(end + 1);
+    } else {
+      label = line.substr(0, line.find(','));
+      line = line.substr(label.size());
+    }
+    std::vector<std::string> cells = absl::StrSplit(line, ',');
+    cells[0] = label;
+    EXPECT_EQ(cells.size(), header.size()) << lines[i];
+    std::map<std::string, std::string> row;
+    for (size_t c = 0; c < header.size() && c < cells.size(); ++c) row[header[c]] = cells[c];
+    rows[row["key"]] = row;
+  }
+  return rows;
+}
+
+double Number(const std::map<std::string, std::string>& row, const std::string& column) {
+  double v = NAN;
+  auto it = row.find(column);
+  if (it == row.end() || !absl::SimpleAtod(it->second, &v)) {
+    ADD_FAILURE() << "no number in column " << column;
+  }
+  return v;
+}
+
+std::set<std::string> PanelIds(const XmlElement& root) {
+  std::set<std::string> ids;
+  for (const XmlElement* e : root.WithAttribute("data-panel")) ids.insert(e->Attr("data-panel"));
+  return ids;
+}
+
+class ExperimentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "/experiment_test_XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().simulate_training = true;
+    fake_.state().max_jobs = 2;
+    for (int i = 0; i < 4; ++i) {
+      fake_.state().reconstruct_scale[absl::StrCat("experiment-", kKeys[i])] = kScale[i];
+    }
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+  std::string WriteSpec(const std::string& name, const std::string& text) const {
+    std::ofstream(Path(name)) << text;
+    return Path(name);
+  }
+
+  // `invnet experiment <flags>` against the fake; returns the exit code.
+  int Run(const std::vector<std::pair<std::string, std::string>>& flags, bool interactive = false) {
+    cli::Invocation inv;
+    inv.args = {"experiment"};
+    for (const auto& [name, value] : flags) {
+      inv.specified.insert(name);
+      cli::CliFlags& f = inv.flags;
+      if (name == "spec") f.spec = value;
+      if (name == "preset") f.preset = value;
+      if (name == "losses") f.losses = value;
+      if (name == "name") f.name = value;
+      if (name == "output_dir") f.output_dir = value;
+      if (name == "test_pairs") f.test_pairs = std::stoll(value);
+      if (name == "seed") f.seed = std::stoull(value);
+      if (name == "steps") f.steps = std::stoll(value);
+    }
+    out_.str("");
+    err_.str("");
+    cli::Context ctx;
+    ctx.out = &out_;
+    ctx.err = &err_;
+    ctx.interactive = interactive;
+    ctx.connect =
+        [this](const std::string&,
+               const ClientOptions& options) -> absl::StatusOr<std::unique_ptr<InvnetClient>> {
+      return std::make_unique<InvnetClient>(fake_.InProcessChannel(), options);
+    };
+    return cli::Main(inv, ctx);
+  }
+
+  std::string ReadText(const std::string& path) {
+    absl::StatusOr<std::string> text = ReadFileToString(path);
+    EXPECT_THAT(text, IsOk());
+    return text.ok() ? *text : "";
+  }
+
+  FakeServer fake_;
+  std::string dir_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+};
+
+TEST_F(ExperimentTest, ReportMatchesWhatTheServerAnswered) {
+  const std::string report_dir = Path("report");
+  ASSERT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
+                 {"test_pairs", "40"},
+                 {"seed", "7"},
+                 {"output_dir", report_dir}}),
+            0)
+      << err_.str();
+
+  // Four jobs, at most two at a time: the others were refused and submitted again.
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    const FakeState& s = fake_.state();
+    ASSERT_EQ(s.train_requests.size(), 4u);
+    std::vector<std::string> names;
+    for (const v1::TrainRequest& r : s.train_requests) {
+      names.push_back(r.model_name());
+      EXPECT_EQ(r.training().steps(), 100);
+      EXPECT_EQ(r.architecture().num_blocks(), 2);
+      EXPECT_TRUE(r.problem().has_prior());
+      EXPECT_EQ(r.model_name(), absl::StrCat("experiment-", InfoFor(r.training().loss()).key));
+    }
+    EXPECT_THAT(names, ElementsAre("experiment-approximation", "experiment-logdet",
+                                   "experiment-divergence", "experiment-reconstruction"));
+    EXPECT_GE(s.train_refusals, 1);
+    EXPECT_EQ(s.most_running, 2);
+    // The test pairs come from the first model, with the seed asked for.
+    EXPECT_EQ(s.draw.model(), "experiment-approximation");
+    EXPECT_EQ(s.draw.count(), 40);
+    EXPECT_EQ(s.draw.seed(), 7u);
+  }
+
+  // What the fake answered, fetched again here.
+  InvnetClient client(fake_.InProcessChannel());
+  v1::DrawTestPairsRequest draw;
+  draw.set_model("experiment-approximation");
+  draw.set_count(40);
+  draw.set_seed(7);
+  absl::StatusOr<v1::DrawTestPairsResponse> pairs = client.DrawTestPairs(draw);
+  ASSERT_THAT(pairs, IsOk());
+  const DenseTensor x = *DenseTensor::FromProto(pairs->signals(), "x");
+  const DenseTensor y = *DenseTensor::FromProto(pairs->measurements(), "y");
+  const DenseTensor pm = Scaled(y, 0.5f), map = y;
+  const double pm_mse = MeanSquared(pm, x);
+  // A x and A^T A x for A = [[0.9, 0.2], [0.1, 0.5]], and phi(x) = 2 x (the fake's Forward).
+  DenseTensor ax = x, atax = x, phi = Scaled(x, 2);
+  for (int64_t i = 0; i < x.rows(); ++i) {
+    const double a = 0.9 * x.at(i, 0) + 0.2 * x.at(i, 1), b = 0.1 * x.at(i, 0) + 0.5 * x.at(i, 1);
+    ax.at(i, 0) = static_cast<float>(a);
+    ax.at(i, 1) = static_cast<float>(b);
+    atax.at(i, 0) = static_cast<float>(0.9 * a + 0.1 * b);
+    atax.at(i, 1) = static_cast<float>(0.2 * a + 0.5 * b);
+  }
+
+  auto results = ReadResults(report_dir + "/results.csv");
+  ASSERT_EQ(results.size(), 8u);
+  const std::string md = ReadText(report_dir + "/report.md");
+  auto row_of = [&md](const std::string& label) {
+    for (absl::string_view line : absl::StrSplit(md, '\n')) {
+      if (absl::StartsWith(line, absl::StrCat("| ", label, " "))) return std::string(line);
+    }
+    ADD_FAILURE() << "no table row for " << label;
+    return std::string();
+  };
+  auto expect_near = [](double actual, double expected) {
+    EXPECT_NEAR(actual, expected, 1e-6 * std::max(1.0, std::abs(expected)));
+  };
+
+  struct Reference {
+    const char* key;
+    const char* label;
+    DenseTensor estimate;
+  };
+  for (const Reference& r :
+       {Reference{"posterior_mean", "exact posterior mean", pm}, Reference{"map", "exact MAP", map},
+        Reference{"wiener", "Wiener (Tikhonov)", Scaled(y, 0.25f)},
+        Reference{"pseudo_inverse", "A⁺y (pseudo-inverse)", y}}) {
+    SCOPED_TRACE(r.key);
+    const double mse = MeanSquared(r.estimate, x);
+    expect_near(Number(results[r.key], "mse"), mse);
+    expect_near(Number(results[r.key], "mse_ratio_to_pm"), mse / pm_mse);
+    expect_near(Number(results[r.key], "rms_to_pm"), std::sqrt(MeanSquared(r.estimate, pm)));
+    expect_near(Number(results[r.key], "rms_to_map"), std::sqrt(MeanSquared(r.estimate, map)));
+    EXPECT_EQ(results[r.key]["kind"], "reference");
+    EXPECT_EQ(results[r.key]["forward_error"], "");
+    EXPECT_THAT(row_of(r.label), HasSubstr(absl::StrFormat(" %.4f |", mse)));
+  }
+
+  std::map<std::string, double> train_seconds;
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    for (const v1::Model& m : fake_.state().models) {
+      train_seconds[m.name()] = m.versions(0).metrics().at("train_seconds");
+    }
+  }
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE(kKeys[i]);
+    const auto& row = results[kKeys[i]];
+    const DenseTensor x_hat = Scaled(y, kScale[i]);
+    const double mse = MeanSquared(x_hat, x);
+    const bool normal = std::string(kKeys[i]) == "divergence";
+    const double forward = std::sqrt(MeanSquared(phi, normal ? atax : ax));
+    expect_near(Number(row, "mse"), mse);
+    expect_near(Number(row, "mse_ratio_to_pm"), mse / pm_mse);
+    expect_near(Number(row, "rms_to_pm"), std::sqrt(MeanSquared(x_hat, pm)));
+    expect_near(Number(row, "rms_to_map"), std::sqrt(MeanSquared(x_hat, map)));
+    expect_near(Number(row, "forward_error"), forward);
+    // The fake answers iterations i + 1 and converged i != 1 for a batch of 40.
+    expect_near(Number(row, "converged_fraction"), 39.0 / 40.0);
+    expect_near(Number(row, "mean_iterations"), 20.5);
+    const std::string model = absl::StrCat("experiment-", kKeys[i]);
+    expect_near(Number(row, "train_seconds"), train_seconds.at(model));
+    EXPECT_EQ(row.at("model"), model);
+    EXPECT_EQ(row.at("version"), "1");
+    EXPECT_EQ(row.at("target_space"), normal ? "normal" : "measurement");
+    const std::string line = row_of(InfoFor(ParseLossList(kKeys[i])->front()).label);
+    EXPECT_THAT(line, HasSubstr(absl::StrFormat(" %.4f |", mse)));
+    EXPECT_THAT(line, HasSubstr(absl::StrFormat(" %.3f |", mse / pm_mse)));
+    EXPECT_THAT(line, HasSubstr(absl::StrFormat(" %.4f |", forward)));
+    EXPECT_THAT(line, HasSubstr(" 97.5% |"));
+    EXPECT_THAT(line, HasSubstr(" 20.5 |"));
+  }
+
+  // The command printed the same table and where the report is.
+  EXPECT_THAT(out_.str(), HasSubstr(row_of("exact posterior mean")));
+  EXPECT_THAT(out_.str(), HasSubstr("report: " + report_dir + "/report.md\n"));
+  // report.md links every figure it has, and the figures parse.
+  for (const char* figure : {"grids.svg", "samples.svg", "curves.svg"}) {
+    EXPECT_THAT(md, HasSubstr(absl::StrCat("](", figure, ")"))) << figure;
+    EXPECT_THAT(ParseXml(ReadText(report_dir + "/" + figure)), IsOk()) << figure;
+  }
+  EXPECT_THAT(md, Not(HasSubstr("signals.svg")));
+  EXPECT_THAT(md, HasSubstr("](results.csv)"));
+  EXPECT_THAT(md, Not(HasSubstr("No exact references")));
+}
+
+TEST_F(ExperimentTest, FiguresHaveAPanelPerLossAndEveryPlottedSample) {
+  const std::string report_dir = Path("figures");
+  ASSERT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
+                 {"test_pairs", "60"},
+                 {"output_dir", report_dir}}),
+            0)
+      << err_.str();
+
+  absl::StatusOr<XmlElement> grids = ParseXml(ReadText(report_dir + "/grids.svg"));
+  ASSERT_THAT(grids, IsOk());
+  std::vector<std::string> expected = {"forward-grid", "forward-exact-a", "forward-exact-ata",
+                                       "inverse-grid", "inverse-pm",      "inverse-map",
+                                       "inverse-pinv"};
+  for (const char* key : kKeys) {
+    expected.push_back(absl::StrCat("forward-", key));
+    expected.push_back(absl::StrCat("inverse-", key));
+  }
+  EXPECT_THAT(PanelIds(*grids), UnorderedElementsAreArray(expected));
+  for (const XmlElement* panel : grids->WithAttribute("data-panel")) {
+    // 15 + 15 grid lines, each one polyline.
+    EXPECT_EQ(panel->Count("polyline"), 30) << panel->Attr("data-panel");
+  }
+
+  absl::StatusOr<XmlElement> samples = ParseXml(ReadText(report_dir + "/samples.svg"));
+  ASSERT_THAT(samples, IsOk());
+  expected = {"samples-x", "samples-y", "samples-pm", "samples-map"};
+  for (const char* key : kKeys) expected.push_back(absl::StrCat("samples-", key));
+  EXPECT_THAT(PanelIds(*samples), UnorderedElementsAreArray(expected));
+  for (const XmlElement* panel : samples->WithAttribute("data-panel")) {
+    EXPECT_EQ(panel->Count("circle"), 60) << panel->Attr("data-panel");
+    EXPECT_EQ(panel->Attr("data-points"), "60");
+  }
+  EXPECT_EQ(samples->Count("circle"), 60 * 8);  // no circle outside the scatter panels
+
+  absl::StatusOr<XmlElement> curves = ParseXml(ReadText(report_dir + "/curves.svg"));
+  ASSERT_THAT(curves, IsOk());
+  EXPECT_THAT(PanelIds(*curves),
+              UnorderedElementsAreArray({"curve-loss", "curve-val-mse", "curve-val-forward"}));
+  for (const XmlElement* panel : curves->WithAttribute("data-panel")) {
+    std::set<std::string> series;
+    for (const XmlElement* s : panel->WithAttribute("data-series")) {
+      series.insert(s->Attr("data-series"));
+    }
+    for (const char* key : kKeys) EXPECT_EQ(series.count(key), 1u) << panel->Attr("data-panel");
+    // The Bayes risk as a reference level in the validation MSE panel only.
+    EXPECT_EQ(series.count("posterior-mean"), panel->Attr("data-panel") == "curve-val-mse")
+        << panel->Attr("data-panel");
+  }
+  // Every figure has a title, a legend with each loss, and labelled axes.
+  for (const XmlElement* root : {&*grids, &*samples, &*curves}) {
+    EXPECT_EQ(root->Count("title"), 1);
+    std::multiset<std::string> texts;
+    for (const XmlElement* t : root->FindAll("text")) texts.insert(t->text);
+    for (const LossInfo& info : ExperimentLosses()) {
+      EXPECT_EQ(texts.count(info.label), 1u + (root == &*samples ? 1 : 0)) << info.label;
+    }
+  }
+}
+
+TEST_F(ExperimentTest, DatasetProblemsHaveNoReferenceRowsAndShowSignals) {
+  const std::string report_dir = Path("dataset");
+  ASSERT_EQ(Run({{"spec", WriteSpec("digits.spec", kDatasetSpec)},
+                 {"losses", "approximation, divergence"},
+                 {"test_pairs", "3"},
+                 {"output_dir", report_dir}}),
+            0)
+      << err_.str();
+  auto results = ReadResults(report_dir + "/results.csv");
+  EXPECT_EQ(results.size(), 2u);
+  EXPECT_EQ(results.count("posterior_mean"), 0u);
+  EXPECT_EQ(results["approximation"]["mse_ratio_to_pm"], "");
+  const std::string md = ReadText(report_dir + "/report.md");
+  EXPECT_THAT(md, HasSubstr("**No exact references**"));
+  EXPECT_THAT(md, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(md, HasSubstr("trained on a dataset"));
+  EXPECT_THAT(md, Not(HasSubstr("| x PM")));
+  EXPECT_THAT(md, Not(HasSubstr("grids.svg")));
+  EXPECT_THAT(md, HasSubstr("](signals.svg)"));
+  absl::StatusOr<XmlElement> signals = ParseXml(ReadText(report_dir + "/signals.svg"));
+  ASSERT_THAT(signals, IsOk());
+  EXPECT_THAT(PanelIds(*signals), UnorderedElementsAreArray({"signal-0", "signal-1", "signal-2"}));
+  for (const XmlElement* panel : signals->WithAttribute("data-panel")) {
+    std::set<std::string> series;
+    for (const XmlElement* s : panel->WithAttribute("data-series")) {
+      series.insert(s->Attr("data-series"));
+    }
+    EXPECT_THAT(series,
+                UnorderedElementsAreArray({"truth", "measurement", "approximation", "divergence"}));
+  }
+  EXPECT_FALSE(std::ifstream(report_dir + "/grids.svg").good());
+  // The default label and the first model: the spec file's name.
+  absl::MutexLock lock(&fake_.state().mu);
+  EXPECT_EQ(fake_.state().draw.model(), "experiment-approximation");
+  EXPECT_THAT(md, HasSubstr("# invnet experiment: digits"));
+}
+
+TEST_F(ExperimentTest, AFailedJobIsReportedAndTheOthersEvaluated) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().failing_models = {"experiment-logdet"};
+  }
+  const std::string report_dir = Path("partial");
+  EXPECT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
+                 {"test_pairs", "10"},
+                 {"output_dir", report_dir}}),
+            1);
+  EXPECT_THAT(err_.str(), HasSubstr("training failed for experiment-logdet"));
+  EXPECT_THAT(err_.str(), HasSubstr("simulated failure"));
+  auto results = ReadResults(report_dir + "/results.csv");
+  EXPECT_EQ(results.count("logdet"), 0u);
+  EXPECT_EQ(results.count("divergence"), 1u);
+  EXPECT_THAT(ReadText(report_dir + "/report.md"), HasSubstr("**Training failed**"));
+}
+
+TEST_F(ExperimentTest, EveryJobFailingIsAnErrorWithoutAReport) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().failing_models = {"x-approximation"};
+  }
+  EXPECT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
+                 {"name", "x"},
+                 {"losses", "approximation"},
+                 {"output_dir", Path("none")}}),
+            1);
+  EXPECT_THAT(err_.str(), HasSubstr("ABORTED: every training job failed: x-approximation"));
+  EXPECT_FALSE(std::ifstream(Path("none") + "/report.md").good());
+}
+
+TEST_F(ExperimentTest, InteractiveProgressRedrawsOneLinePerJob) {
+  ASSERT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
+                 {"losses", "logdet,reconstruction"},
+                 {"test_pairs", "5"},
+                 {"output_dir", Path("tty")}},
+                /*interactive=*/true),
+            0)
+      << err_.str();
+  const std::string err = err_.str();
+  EXPECT_THAT(err, HasSubstr("\x1b[2A"));  // back up over the two lines
+  EXPECT_THAT(err, HasSubstr("experiment-logdet          succeeded"));
+  EXPECT_THAT(err, HasSubstr("experiment-reconstruction  succeeded"));
+}
+
+TEST_F(ExperimentTest, UsageErrorsExitTwoWithoutCallingTheServer) {
+  const std::string spec = WriteSpec("toy.spec", kSpec);
+  const std::string with_loss = WriteSpec("loss.spec",
+                                          "preset: \"bimodal2d\"\n"
+                                          "training { loss: LOSS_LOG_DET }\n");
+  const std::string empty = WriteSpec("empty.spec", "training { steps: 10 }\n");
+  const std::vector<std::vector<std::pair<std::string, std::string>>> cases = {
+      {{"losses", "magic"}}, {{"losses", "logdet,log_det"}},   {{"losses", ""}},
+      {{"test_pairs", "0"}}, {{"test_pairs", "2000000"}},      {{"name", "Upper"}},
+      {{"name", "-dash"}},   {{"name", std::string(49, 'a')}}, {{"spec", with_loss}},
+      {{"spec", empty}},     {{"spec", spec}, {"steps", "0"}}, {{"output_dir", ""}},
+      {{"preset", ""}},
+  };
+  for (const auto& flags : cases) {
+    SCOPED_TRACE(flags.front().first + "=" + flags.front().second);
+    EXPECT_EQ(Run(flags), 2);
+    EXPECT_THAT(err_.str(), HasSubstr("Run 'invnet experiment --help'"));
+  }
+  EXPECT_THAT(fake_.calls(), IsEmpty());
+}
+
+TEST(ExperimentPlanTest, DefaultsAndOverrides) {
+  cli::Invocation inv;
+  inv.args = {"experiment"};
+  absl::StatusOr<cli::ExperimentPlan> plan = cli::BuildExperimentPlan(inv);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->config.base.preset(), "bimodal2d");
+  EXPECT_EQ(plan->config.label, "bimodal2d");
+  EXPECT_EQ(plan->output_dir, "invnet-report-bimodal2d");
+  EXPECT_EQ(plan->config.name_prefix, "experiment");
+  EXPECT_THAT(plan->config.losses, ElementsAre(v1::LOSS_APPROXIMATION, v1::LOSS_LOG_DET,
+                                               v1::LOSS_DIVERGENCE, v1::LOSS_RECONSTRUCTION));
+  EXPECT_EQ(plan->config.test_pairs, 5000);
+  EXPECT_EQ(plan->config.seed, 0u);
+  EXPECT_FALSE(plan->config.base.training().has_steps());
+
+  inv.flags.preset = "blur64";
+  inv.flags.losses = "divergence,approximation";
+  inv.flags.name = "run2";
+  inv.flags.steps = 10;
+  inv.specified = {"preset", "losses", "name", "steps"};
+  plan = cli::BuildExperimentPlan(inv);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->output_dir, "invnet-report-blur64");
+  EXPECT_THAT(plan->config.losses, ElementsAre(v1::LOSS_DIVERGENCE, v1::LOSS_APPROXIMATION));
+  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE), "run2-divergence");
+  EXPECT_EQ(plan->config.base.training().steps(), 10);
+}
+
+TEST(ParseLossListTest, NamesOrderAndErrors) {
+  EXPECT_THAT(*ParseLossList("reconstruction, LOG_DET ,approximation"),
+              ElementsAre(v1::LOSS_RECONSTRUCTION, v1::LOSS_LOG_DET, v1::LOSS_APPROXIMATION));
+  EXPECT_THAT(ParseLossList("divergence,bogus"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'bogus'")));
+  EXPECT_THAT(ParseLossList("divergence,divergence"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+  EXPECT_THAT(ParseLossList(" , "), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// When the server's slots are held by someone else's job, TrainAll asks again every
+// retry_interval until one frees up.
+TEST(TrainAllTest, RetriesWhileTheServerIsBusyWithOtherJobs) {
+  FakeServer fake;
+  {
+    absl::MutexLock lock(&fake.state().mu);
+    fake.state().simulate_training = true;
+    fake.state().max_jobs = 1;
+    fake.state().jobs = {MakeJob("foreign", "other", v1::JOB_STATE_RUNNING, 5, 10)};
+  }
+  std::thread finisher([&fake] {
+    absl::SleepFor(absl::Milliseconds(200));
+    absl::MutexLock lock(&fake.state().mu);
+    fake.state().jobs[0].set_state(v1::JOB_STATE_SUCCEEDED);
+  });
+  InvnetClient client(fake.InProcessChannel());
+  ExperimentConfig config;
+  config.base.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(2);
+  config.losses = {v1::LOSS_APPROXIMATION, v1::LOSS_RECONSTRUCTION};
+  config.retry_interval = absl::Milliseconds(20);
+  std::ostringstream err;
+  MultiJobProgress progress(&err, false, {"experiment-approximation", "experiment-reconstruction"});
+  absl::StatusOr<TrainingOutcome> outcome = TrainAll(client, config, &progress);
+  finisher.join();
+  ASSERT_THAT(outcome, IsOk());
+  ASSERT_EQ(outcome->trained.size(), 2u);
+  EXPECT_EQ(outcome->trained[0].model, "experiment-approximation");
+  EXPECT_EQ(outcome->trained[1].model, "experiment-reconstruction");
+  EXPECT_EQ(outcome->trained[1].version, 1);
+  EXPECT_THAT(outcome->failed, IsEmpty());
+  absl::MutexLock lock(&fake.state().mu);
+  EXPECT_GE(fake.state().train_refusals, 3);  // ~10 retries in 200 ms, plus one per job
+  EXPECT_EQ(fake.state().most_running, 1);
+  EXPECT_THAT(err.str(),
+              HasSubstr("experiment-approximation: waiting (the server is at its job limit)"));
+}
+
+// A Train refused for another reason than RESOURCE_EXHAUSTED stops the experiment.
+TEST(TrainAllTest, AnotherTrainErrorStopsTheExperiment) {
+  FakeServer fake;
+  InvnetClient client(fake.InProcessChannel());
+  ExperimentConfig config;
+  config.losses = {v1::LOSS_APPROXIMATION};
+  fake.FailWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "problem: no operator"));
+  std::ostringstream err;
+  MultiJobProgress progress(&err, false, {"experiment-approximation"});
+  EXPECT_THAT(TrainAll(client, config, &progress),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("train experiment-approximation: problem: no operator")));
+}
+
+}  // namespace
+}  // namespace invnet::client
