@@ -1094,7 +1094,8 @@ const std::vector<FlagInfo>& AllFlags() {
       {"output", "FILE", "Output matrix, .npy or .csv (default: CSV on stdout)."},
       {"tolerance", "TOL", "Solver tolerance on each block's error bound (default 1e-5)."},
       {"max_iterations", "N", "Solver iterations per block and sample (default 1000)."},
-      {"anderson", "", "Use Anderson acceleration in the fixed-point solver."},
+      {"anderson", "", "Anderson acceleration in the fixed-point solver (default on; --anderson=false\n"
+       "for the plain iteration)."},
       {"anderson_memory", "K", "Anderson memory, 1..8 (default 5)."},
       {"estimators", "LIST",
        "Comma-separated: posterior_mean, posterior_std, map, wiener, pseudo_inverse\n"

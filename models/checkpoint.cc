@@ -132,8 +132,11 @@ absl::StatusOr<TrainingSpec> GetTraining(const ArchiveReader& r) {
   INVNET_ASSIGN_OR_RETURN(t.steps, r.GetInt("training.steps"));
   INVNET_ASSIGN_OR_RETURN(t.batch_size, r.GetInt("training.batch_size"));
   INVNET_ASSIGN_OR_RETURN(t.learning_rate, r.GetDouble("training.learning_rate"));
-  INVNET_ASSIGN_OR_RETURN(int64_t cosine, r.GetInt("training.cosine_decay"));
-  t.cosine_decay = cosine != 0;
+  // Added after the first checkpoints were written; absent means the default schedule.
+  if (r.Has("training.cosine_decay")) {
+    INVNET_ASSIGN_OR_RETURN(int64_t cosine, r.GetInt("training.cosine_decay"));
+    t.cosine_decay = cosine != 0;
+  }
   INVNET_ASSIGN_OR_RETURN(t.warmup_steps, r.GetInt("training.warmup_steps"));
   INVNET_ASSIGN_OR_RETURN(t.grad_clip_norm, r.GetDouble("training.grad_clip_norm"));
   INVNET_ASSIGN_OR_RETURN(int64_t seed, r.GetInt("training.seed"));

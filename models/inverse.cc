@@ -92,33 +92,54 @@ __attribute__((always_inline)) inline void DenseTile(const T* __restrict weight_
   }
 }
 
-// Columns [j_begin, out) of row r, for what is left after the full tiles (and for narrow layers
-// such as a block's output layer).
+// Sum of a vector's lanes, in a fixed order.
 template <typename T>
-__attribute__((always_inline)) inline void DenseRowRemainder(const T* __restrict weight_t,
-                                                             const T* __restrict bias, int64_t in,
-                                                             int64_t out, const T* __restrict x,
-                                                             int64_t r, int64_t j_begin,
-                                                             T* __restrict y) {
-  T* __restrict yr = y + r * out;
-  const T* __restrict xr = x + r * in;
-  for (int64_t j = j_begin; j < out; ++j) yr[j] = bias[j];
-  for (int64_t i = 0; i < in; ++i) {
-    const T xi = xr[i];
-    const T* __restrict w = weight_t + i * out;
-    for (int64_t j = j_begin; j < out; ++j) yr[j] += xi * w[j];
+__attribute__((always_inline)) inline T LaneSum(const Vec<T>& v) {
+  T lanes[kLanes<T>];
+  std::memcpy(lanes, &v, sizeof(v));
+  T sum = lanes[0];
+  for (int l = 1; l < kLanes<T>; ++l) sum += lanes[l];
+  return sum;
+}
+
+// Columns [j_begin, out) of rows [r, r + kRows): each output a dot product of an input row with
+// a weight row, vectorised along `in`. This serves what the column tiles leave over, above all
+// narrow layers such as a block's output layer (out = n, often 2), where an axpy over the
+// outputs would be a long serial chain of scalar multiply-adds.
+template <typename T, int kRows>
+__attribute__((always_inline)) inline void DenseDots(const T* __restrict weight,
+                                                     const T* __restrict bias, int64_t in,
+                                                     int64_t out, const T* __restrict x,
+                                                     int64_t r, int64_t j_begin,
+                                                     T* __restrict y) {
+  constexpr int L = kLanes<T>;
+  const int64_t full_in = in / L * L;
+  for (int64_t j = j_begin; j < out; ++j) {
+    const T* __restrict w = weight + j * in;
+    Vec<T> acc[kRows] = {};
+    for (int64_t i = 0; i < full_in; i += L) {
+      const Vec<T> wv = LoadVec(w + i);
+      for (int a = 0; a < kRows; ++a) acc[a] += LoadVec(x + (r + a) * in + i) * wv;
+    }
+    for (int a = 0; a < kRows; ++a) {
+      T sum = LaneSum<T>(acc[a]);
+      for (int64_t i = full_in; i < in; ++i) sum += x[(r + a) * in + i] * w[i];
+      y[(r + a) * out + j] = bias[j] + sum;
+    }
   }
 }
 
-// y[rows, out] = x[rows, in] W^T + b, with W^T stored as weight_t[in, out].
+// y[rows, out] = x[rows, in] W^T + b.
 template <typename T>
 __attribute__((always_inline)) inline void DenseForwardImpl(const T* __restrict weight_t,
+                                                            const T* __restrict weight,
                                                             const T* __restrict bias, int64_t in,
                                                             int64_t out, const T* __restrict x,
                                                             int64_t rows, T* __restrict y) {
-  // Four rows by two vectors for batches; a single row gets eight vectors (where the layer is
-  // that wide), so its FMA chains are independent enough to run at full throughput.
-  constexpr int kRows = 4;
+  // Six rows by two vectors of columns for batches (12 accumulators: the most that leave
+  // registers for the weights); a single row gets eight vectors where the layer is that wide,
+  // so its FMA chains are independent enough to run at full throughput.
+  constexpr int kRows = 6;
   constexpr int kCols = 2 * kLanes<T>;
   constexpr int kWideCols = 8 * kLanes<T>;
   const int64_t full_cols = out / kCols * kCols;
@@ -127,11 +148,7 @@ __attribute__((always_inline)) inline void DenseForwardImpl(const T* __restrict 
     for (int64_t j0 = 0; j0 < full_cols; j0 += kCols) {
       DenseTile<T, kRows, 2>(weight_t, bias, in, out, x, r, j0, y);
     }
-    if (full_cols < out) {
-      for (int64_t a = 0; a < kRows; ++a) {
-        DenseRowRemainder(weight_t, bias, in, out, x, r + a, full_cols, y);
-      }
-    }
+    if (full_cols < out) DenseDots<T, kRows>(weight, bias, in, out, x, r, full_cols, y);
   }
   for (; r < rows; ++r) {
     int64_t j0 = 0;
@@ -139,30 +156,48 @@ __attribute__((always_inline)) inline void DenseForwardImpl(const T* __restrict 
       DenseTile<T, 1, 8>(weight_t, bias, in, out, x, r, j0, y);
     }
     for (; j0 < full_cols; j0 += kCols) DenseTile<T, 1, 2>(weight_t, bias, in, out, x, r, j0, y);
-    if (full_cols < out) DenseRowRemainder(weight_t, bias, in, out, x, r, full_cols, y);
+    if (full_cols < out) DenseDots<T, 1>(weight, bias, in, out, x, r, full_cols, y);
   }
 }
 
 template <typename T>
-__attribute__((target("avx2,fma"))) void DenseForwardAvx2(const T* weight_t, const T* bias,
-                                                          int64_t in, int64_t out, const T* x,
-                                                          int64_t rows, T* y) {
-  DenseForwardImpl(weight_t, bias, in, out, x, rows, y);
+__attribute__((target("avx2,fma"))) void DenseForwardAvx2(const T* weight_t, const T* weight,
+                                                          const T* bias, int64_t in, int64_t out,
+                                                          const T* x, int64_t rows, T* y) {
+  DenseForwardImpl(weight_t, weight, bias, in, out, x, rows, y);
 }
 
 template <typename T>
-void DenseForwardBaseline(const T* weight_t, const T* bias, int64_t in, int64_t out, const T* x,
-                          int64_t rows, T* y) {
-  DenseForwardImpl(weight_t, bias, in, out, x, rows, y);
+void DenseForwardBaseline(const T* weight_t, const T* weight, const T* bias, int64_t in,
+                          int64_t out, const T* x, int64_t rows, T* y) {
+  DenseForwardImpl(weight_t, weight, bias, in, out, x, rows, y);
 }
 
+// Layers at least this large (in * out), applied to at least kBlasMinRows rows, go to the BLAS
+// (OpenBLAS through LibTorch): its packed, cache-blocked GEMM beats the register tiles above
+// once the weights no longer fit in L1, e.g. 2.5x on the 256-wide blur64 network. Small layers
+// and few rows stay on the tiles, which have no call overhead.
+constexpr int64_t kBlasMinWork = 128 * 128;
+constexpr int64_t kBlasMinRows = 8;
+
 template <typename T>
-void DenseForward(const T* weight_t, const T* bias, int64_t in, int64_t out, const T* x,
-                  int64_t rows, T* y) {
+void DenseForward(const FrozenIResNet::DenseLayer<T>& layer, const T* x, int64_t rows, T* y) {
+  if (rows >= kBlasMinRows && layer.in * layer.out >= kBlasMinWork) {
+    const auto dtype = std::is_same<T, float>::value ? at::kFloat : at::kDouble;
+    at::Tensor out = at::from_blob(y, {rows, layer.out}, dtype);
+    at::addmm_out(out,
+                  at::from_blob(const_cast<T*>(layer.bias.data()), {layer.out}, dtype),
+                  at::from_blob(const_cast<T*>(x), {rows, layer.in}, dtype),
+                  at::from_blob(const_cast<T*>(layer.weight_t.data()), {layer.in, layer.out},
+                                dtype));
+    return;
+  }
   if (HasAvx2Fma()) {
-    DenseForwardAvx2(weight_t, bias, in, out, x, rows, y);
+    DenseForwardAvx2(layer.weight_t.data(), layer.weight.data(), layer.bias.data(), layer.in,
+                     layer.out, x, rows, y);
   } else {
-    DenseForwardBaseline(weight_t, bias, in, out, x, rows, y);
+    DenseForwardBaseline(layer.weight_t.data(), layer.weight.data(), layer.bias.data(), layer.in,
+                         layer.out, x, rows, y);
   }
 }
 
@@ -234,7 +269,7 @@ void EvaluateResidual(const FrozenIResNet::Block<T>& block, Activation activatio
     const auto& layer = block[l];
     const bool last = l + 1 == block.size();
     T* dst = last ? out : (l % 2 == 0 ? scratch.a.data() : scratch.b.data());
-    DenseForward(layer.weight_t.data(), layer.bias.data(), layer.in, layer.out, h, rows, dst);
+    DenseForward(layer, h, rows, dst);
     if (!last) ActivateInPlace(activation, dst, rows * layer.out);
     h = dst;
   }
@@ -413,17 +448,20 @@ absl::StatusOr<std::shared_ptr<const FrozenIResNet>> FrozenIResNet::Create(
           Block<float> b32;
           Block<double> b64;
           for (const auto& layer : block) {
+            at::Tensor w = layer.weight.contiguous().to(at::kDouble);
             at::Tensor wt = layer.weight.t().contiguous().to(at::kDouble);
             at::Tensor bias = layer.bias.contiguous().to(at::kDouble);
             DenseLayer<double> d;
             d.out = layer.weight.size(0);
             d.in = layer.weight.size(1);
             d.weight_t.assign(wt.data_ptr<double>(), wt.data_ptr<double>() + wt.numel());
+            d.weight.assign(w.data_ptr<double>(), w.data_ptr<double>() + w.numel());
             d.bias.assign(bias.data_ptr<double>(), bias.data_ptr<double>() + bias.numel());
             DenseLayer<float> f;
             f.in = d.in;
             f.out = d.out;
             f.weight_t.assign(d.weight_t.begin(), d.weight_t.end());
+            f.weight.assign(d.weight.begin(), d.weight.end());
             f.bias.assign(d.bias.begin(), d.bias.end());
             b32.push_back(std::move(f));
             b64.push_back(std::move(d));
@@ -444,10 +482,13 @@ const std::vector<FrozenIResNet::Block<double>>& FrozenIResNet::blocks<double>()
   return blocks_f64_;
 }
 
-int64_t FrozenIResNet::ChunkSize(const InverseOptions& options) const {
+int64_t FrozenIResNet::ChunkSize(const InverseOptions& options, int64_t batch) const {
   if (options.chunk_size > 0) return options.chunk_size;
-  // Keep a chunk's hidden activations (two buffers) within a few hundred KiB of cache.
-  return std::clamp<int64_t>(16384 / std::max(hidden_width_, dim_), 8, 1024);
+  // Keep a chunk's hidden activations (two buffers) within about 0.5 MiB of cache, but give every
+  // thread work: no fewer chunks than threads.
+  const int64_t by_cache = std::clamp<int64_t>(65536 / std::max(hidden_width_, dim_), 8, 1024);
+  const int64_t threads = std::max(1, at::get_num_threads());
+  return std::max<int64_t>(1, std::min(by_cache, (batch + threads - 1) / threads));
 }
 
 template <typename T>
@@ -573,7 +614,7 @@ absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in
   double* bound_data = result.error_bound.data_ptr<double>();
   double* resid_data = result.forward_residual.data_ptr<double>();
 
-  const int64_t chunk = ChunkSize(options);
+  const int64_t chunk = ChunkSize(options, batch);
   const int64_t num_chunks = (batch + chunk - 1) / chunk;
   std::atomic<bool> stopped{false};
   at::parallel_for(0, num_chunks, 1, [&](int64_t begin, int64_t end) {
@@ -611,7 +652,7 @@ absl::StatusOr<at::Tensor> FrozenIResNet::Forward(const at::Tensor& x_in) const 
     at::Tensor x = x_in.contiguous();
     at::Tensor out = at::empty_like(x);
     const int64_t batch = x.size(0);
-    const int64_t chunk = ChunkSize(InverseOptions());
+    const int64_t chunk = ChunkSize(InverseOptions(), batch);
     const int64_t num_chunks = (batch + chunk - 1) / chunk;
     at::parallel_for(0, num_chunks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {

@@ -38,10 +38,11 @@ struct InverseOptions {
   double tolerance = 1e-5;
   // Cap on fixed-point iterations (evaluations of g_k) per block and sample.
   int64_t max_iterations = 1000;
-  // Anderson acceleration (type II, with restart when the residual grows).
-  bool anderson = false;
+  // Anderson acceleration (type II, with restart when the residual grows). On by default: on
+  // the trained networks of the benchmark it cuts iterations 1.4-2.6x for the same tolerance.
+  bool anderson = true;
   int64_t anderson_memory = 5;  // effective memory is min(anderson_memory, dim)
-  // Samples per work chunk; 0 picks one from the network's width.
+  // Samples per work chunk; 0 picks one from the network's width, the batch and the threads.
   int64_t chunk_size = 0;
   // Polled between iterations (from worker threads, so it must be thread-safe); when it returns
   // true the solve stops and Inverse returns CANCELLED.
@@ -93,7 +94,8 @@ class FrozenIResNet {
   struct DenseLayer {
     int64_t in = 0;
     int64_t out = 0;
-    std::vector<T> weight_t;  // [in, out]: transposed, so the kernel's inner loop is contiguous
+    std::vector<T> weight_t;  // [in, out]: transposed, for the tiles over many output columns
+    std::vector<T> weight;    // [out, in]: rows, for dot products in narrow layers (out small)
     std::vector<T> bias;      // [out]
   };
   template <typename T>
@@ -113,7 +115,7 @@ class FrozenIResNet {
   template <typename T>
   absl::StatusOr<InverseResult> InverseTyped(const at::Tensor& y,
                                              const InverseOptions& options) const;
-  int64_t ChunkSize(const InverseOptions& options) const;
+  int64_t ChunkSize(const InverseOptions& options, int64_t batch) const;
 
   int64_t dim_ = 0;
   int64_t hidden_width_ = 0;

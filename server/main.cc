@@ -18,6 +18,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "models/blas_setup.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, address, "0.0.0.0:50051", "host:port to listen on (port 0: any free port)");
@@ -31,11 +32,14 @@ ABSL_FLAG(bool, reflection, true, "enable gRPC server reflection");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "time in-flight calls get to finish on shutdown");
 
 int main(int argc, char** argv) {
+  // First: may re-execute the program with a better OpenBLAS kernel (models/blas_setup.h).
+  const std::string blas = invnet::EnsureOptimizedBlas(argv);
   absl::SetProgramUsageMessage(
       "serves and trains invertible residual networks over gRPC (see README.md)");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  LOG(INFO) << blas;
 
   // Block the shutdown signals before any thread starts, so every thread inherits the mask and
   // only the sigwait below receives them.

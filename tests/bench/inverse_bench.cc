@@ -45,6 +45,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "models/activation.h"
+#include "models/blas_setup.h"
 #include "models/checkpoint.h"
 #include "models/inverse.h"
 #include "models/iresnet.h"
@@ -366,6 +367,7 @@ int Main() {
 }  // namespace invnet
 
 int main(int argc, char** argv) {
+  std::printf("%s\n", invnet::EnsureOptimizedBlas(argv).c_str());
   absl::ParseCommandLine(argc, argv);
   return invnet::Main();
 }

@@ -19,6 +19,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "models/blas_setup.h"
 #include "models/checkpoint.h"
 #include "models/estimators.h"
 #include "models/evaluation.h"
@@ -213,6 +214,7 @@ int Main() {
 }  // namespace invnet
 
 int main(int argc, char** argv) {
+  std::printf("%s\n", invnet::EnsureOptimizedBlas(argv).c_str());
   absl::ParseCommandLine(argc, argv);
   return invnet::Main();
 }

@@ -46,6 +46,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "models/blas_setup.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -398,6 +399,7 @@ int Main() {
 }  // namespace invnet
 
 int main(int argc, char** argv) {
+  std::printf("%s\n", invnet::EnsureOptimizedBlas(argv).c_str());
   absl::ParseCommandLine(argc, argv);
   return invnet::Main();
 }
