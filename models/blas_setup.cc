@@ -43,7 +43,13 @@ std::string EnsureOptimizedBlas(char** argv) {
     return absl::StrCat("BLAS: OpenBLAS ", current);
   }
   setenv("OPENBLAS_CORETYPE", wanted, /*overwrite=*/1);
-  execv("/proc/self/exe", argv);
+  // The binary's real path, not /proc/self/exe: the process keeps its name (ps, pgrep).
+  char path[4096];
+  const ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (length > 0) {
+    path[length] = '\0';
+    execv(path, argv);
+  }
   // Only reached when the re-execution failed: carry on with the generic kernels.
   return absl::StrCat("BLAS: OpenBLAS ", current, " (could not switch to ", wanted, ")");
 }

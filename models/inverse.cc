@@ -19,9 +19,23 @@
 namespace invnet {
 namespace {
 
+// Runs body(begin, end) over [0, count): on the calling thread when there is a single item (a
+// small request; entering a parallel region from many request threads at once would only make
+// them contend), otherwise spread over LibTorch's intra-op threads.
+template <typename F>
+void ForEachChunk(int64_t count, const F& body) {
+  if (count <= 1) {
+    body(0, count);
+    return;
+  }
+  at::parallel_for(0, count, 1, body);
+}
+
 // A sample whose residual has not improved for this many iterations has reached the rounding
 // floor of its precision; iterating on cannot meet the tolerance, so it stops unconverged.
 constexpr int64_t kStallWindow = 30;
+// Rounds of the solve between two calls of InverseOptions::should_stop.
+constexpr int64_t kStopPollRounds = 32;
 
 // ---------------------------------------------------------------------------------------------
 // Kernels. Each is compiled twice, for AVX2 + FMA and for baseline x86-64, and the AVX2 version
@@ -539,8 +553,11 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
     std::fill(since_best.begin(), since_best.end(), 0);
     if (anderson) anderson->Reset();
 
-    while (num_active > 0) {
-      if (options.should_stop && options.should_stop()) {
+    for (int64_t round = 0; num_active > 0; ++round) {
+      // Asking is not free (a gRPC ServerContext takes a lock), so every 32nd round: a round
+      // costs microseconds for small chunks and the whole chunk's work for large ones.
+      if (options.should_stop && round % kStopPollRounds == kStopPollRounds - 1 &&
+          options.should_stop()) {
         return absl::CancelledError("inverse: stopped on request");
       }
       for (int64_t a = 0; a < num_active; ++a) {
@@ -617,7 +634,7 @@ absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in
   const int64_t chunk = ChunkSize(options, batch);
   const int64_t num_chunks = (batch + chunk - 1) / chunk;
   std::atomic<bool> stopped{false};
-  at::parallel_for(0, num_chunks, 1, [&](int64_t begin, int64_t end) {
+  ForEachChunk(num_chunks, [&](int64_t begin, int64_t end) {
     std::vector<T> image;
     for (int64_t c = begin; c < end && !stopped.load(std::memory_order_relaxed); ++c) {
       const int64_t first = c * chunk;
@@ -654,7 +671,7 @@ absl::StatusOr<at::Tensor> FrozenIResNet::Forward(const at::Tensor& x_in) const 
     const int64_t batch = x.size(0);
     const int64_t chunk = ChunkSize(InverseOptions(), batch);
     const int64_t num_chunks = (batch + chunk - 1) / chunk;
-    at::parallel_for(0, num_chunks, 1, [&](int64_t begin, int64_t end) {
+    ForEachChunk(num_chunks, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         const int64_t first = c * chunk;
         const int64_t rows = std::min(chunk, batch - first);

@@ -44,8 +44,8 @@ struct InverseOptions {
   int64_t anderson_memory = 5;  // effective memory is min(anderson_memory, dim)
   // Samples per work chunk; 0 picks one from the network's width, the batch and the threads.
   int64_t chunk_size = 0;
-  // Polled between iterations (from worker threads, so it must be thread-safe); when it returns
-  // true the solve stops and Inverse returns CANCELLED.
+  // Polled every few iterations (from worker threads, so it must be thread-safe); when it
+  // returns true the solve stops and Inverse returns CANCELLED.
   std::function<bool()> should_stop;
 };
 

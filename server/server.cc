@@ -77,6 +77,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // gRPC's defaults (1 to 2 polling threads) made concurrent clients queue behind a few threads
+  // that it kept creating and destroying: with 16 clients, batch 1, 1,650 requests/s and a p90
+  // of 12 ms; with 4 to 8, 3,200 requests/s and 4 ms (2-core machine, client on the same cores).
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 8);
   builder.RegisterService(server->reconstruction_.get());
   builder.RegisterService(server->training_.get());
   builder.RegisterService(server->model_service_.get());
