@@ -48,7 +48,9 @@ if [ "$ENGINE" = docker ]; then
   SIZE=$(docker image inspect "$IMAGE" --format '{{.Size}}')
 else
   ensure_base_images
-  buildah "${STORAGE[@]}" bud --pull=never --isolation=chroot --layers=false \
+  # Docker format: the OCI image format has no HEALTHCHECK. --layers caches the stages between
+  # runs on the same machine.
+  buildah "${STORAGE[@]}" bud --pull=never --isolation=chroot --layers --format=docker \
     -f docker/Dockerfile -t "$IMAGE" . > "$WORK/build.log" 2>&1 \
     || { tail -50 "$WORK/build.log"; exit 1; }
   SIZE=$(buildah "${STORAGE[@]}" inspect --type image --format '{{.Size}}' "$IMAGE" 2>/dev/null \
@@ -67,7 +69,11 @@ start_server() {
     # The image's ENTRYPOINT, exactly as the image says (exec form), plus the port for this run.
     mapfile -t ENTRYPOINT < <(buildah "${STORAGE[@]}" inspect --format \
       '{{range .OCIv1.Config.Entrypoint}}{{println .}}{{end}}' "$CONTAINER" | sed '/^$/d')
+    # A shell records the server's exit code on the volume: buildah itself sometimes crashes
+    # while cleaning up after the command (a buildah 1.28 bug), so its own status is no proof.
+    rm -f "$VOLUME/.server-exit-code"
     buildah "${STORAGE[@]}" run --isolation=chroot -v "$VOLUME:/var/lib/invnet" "$CONTAINER" -- \
+      /bin/sh -c '"$@"; echo $? > /var/lib/invnet/.server-exit-code' sh \
       "${ENTRYPOINT[@]}" --address="127.0.0.1:$PORT" >> "$WORK/server.log" 2>&1 &
     SERVER_PID=$!
   fi
@@ -92,10 +98,11 @@ stop_server() {  # SIGTERM; prints the server's exit code
       fi
     done
     kill -TERM "$pid"
-    local code=0
-    wait "$SERVER_PID" || code=$?
-    echo "$code"
-    buildah "${STORAGE[@]}" rm "$CONTAINER" > /dev/null
+    wait "$SERVER_PID" || true
+    local deadline=$((SECONDS + 60))
+    until [ -s "$VOLUME/.server-exit-code" ] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
+    cat "$VOLUME/.server-exit-code" 2> /dev/null || echo "none"
+    buildah "${STORAGE[@]}" rm "$CONTAINER" > /dev/null 2>&1 || true
   fi
 }
 cleanup() {
