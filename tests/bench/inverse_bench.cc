@@ -71,7 +71,7 @@ ABSL_FLAG(int64_t, max_batch, 100000, "skip configurations with a larger batch")
 ABSL_FLAG(double, min_seconds, 1.0, "minimum measured time per engine and configuration");
 ABSL_FLAG(int64_t, baseline_iterations, 50, "fixed iterations per block of the baseline");
 ABSL_FLAG(double, tolerance, 1e-5, "invnet solver tolerance (absolute, per block)");
-ABSL_FLAG(bool, anderson, false, "invnet: Anderson acceleration");
+ABSL_FLAG(bool, anderson, true, "invnet: Anderson acceleration");
 ABSL_FLAG(double, reference_tolerance, 1e-10, "tolerance of the float64 reference solve");
 ABSL_FLAG(bool, saturated, true, "also run the saturated (sigma = c) networks");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the benchmark inputs");
