@@ -29,6 +29,13 @@ ABSL_FLAG(int, torch_threads, 0, "LibTorch threads per request and per job (0: a
 ABSL_FLAG(int, max_jobs, 2, "training jobs that may run at once");
 ABSL_FLAG(int64_t, max_dataset_mb, 1024, "largest uploaded dataset, in MiB");
 ABSL_FLAG(bool, reflection, true, "enable gRPC server reflection");
+ABSL_FLAG(int64_t, batch_max_rows, 1024,
+          "merge concurrent Reconstruct requests for one model into batches of up to this many "
+          "rows (1: no merging)");
+ABSL_FLAG(int64_t, batch_max_delay_us, 0,
+          "how long a Reconstruct request may wait for others to merge with (0: never waits)");
+ABSL_FLAG(int64_t, max_queued_requests, 1024,
+          "Reconstruct requests queued or running beyond which new ones get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "time in-flight calls get to finish on shutdown");
 
 int main(int argc, char** argv) {
@@ -57,6 +64,9 @@ int main(int argc, char** argv) {
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_jobs);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_mb) << 20;
   options.reflection = absl::GetFlag(FLAGS_reflection);
+  options.batching.max_batch_rows = absl::GetFlag(FLAGS_batch_max_rows);
+  options.batching.max_delay = absl::Microseconds(absl::GetFlag(FLAGS_batch_max_delay_us));
+  options.batching.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   options.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
 
   auto server = invnet::server::Server::Start(options);

@@ -51,7 +51,6 @@ grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     INVNET_ASSIGN_OR_RETURN(InverseOptions options, DecodeSolver(request->solver()));
-    options.should_stop = StopWhenAbandoned(context);
     INVNET_ASSIGN_OR_RETURN(at::Tensor y, DecodeBatch(request->measurements(),
                                                       model->measurement_dim(), "measurements",
                                                       limits_.tensors));
@@ -60,19 +59,18 @@ grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context
                                   at::NoGradGuard no_grad;
                                   return TargetFor(*model->op, model->target_space(), y);
                                 }));
-    absl::StatusOr<InverseResult> result = model->network->Inverse(target, options);
-    if (!result.ok() && result.status().code() == absl::StatusCode::kCancelled) {
-      return absl::CancelledError("reconstruct: the client cancelled or its deadline passed");
-    }
-    INVNET_RETURN_IF_ERROR(result.status());
+    // `model` holds the network alive while the batcher solves with it.
+    INVNET_ASSIGN_OR_RETURN(InverseResult result,
+                            batcher_.Solve(*model->network, target, options,
+                                           StopWhenAbandoned(context)));
     response->set_model(model->name);
     response->set_version(model->version);
-    EncodeTensor(result->x, response->mutable_reconstructions());
-    const int64_t batch = result->x.size(0);
-    const int64_t* iterations = result->iterations.data_ptr<int64_t>();
-    const bool* converged = result->converged.data_ptr<bool>();
-    const double* bound = result->error_bound.data_ptr<double>();
-    const double* residual = result->forward_residual.data_ptr<double>();
+    EncodeTensor(result.x, response->mutable_reconstructions());
+    const int64_t batch = result.x.size(0);
+    const int64_t* iterations = result.iterations.data_ptr<int64_t>();
+    const bool* converged = result.converged.data_ptr<bool>();
+    const double* bound = result.error_bound.data_ptr<double>();
+    const double* residual = result.forward_residual.data_ptr<double>();
     response->mutable_iterations()->Add(iterations, iterations + batch);
     response->mutable_converged()->Add(converged, converged + batch);
     response->mutable_error_bound()->Add(bound, bound + batch);

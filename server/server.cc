@@ -36,6 +36,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (options.max_concurrent_jobs < 0 || options.torch_threads < 0) {
     return absl::InvalidArgumentError("max_concurrent_jobs and torch_threads must be >= 0");
   }
+  INVNET_RETURN_IF_ERROR(ValidateBatcherOptions(options.batching));
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
   const int threads = options.torch_threads > 0
@@ -65,7 +66,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
   server->reconstruction_ =
       std::make_unique<ReconstructionServiceImpl>(server->models_.get(), server->datasets_.get(),
-                                                  limits);
+                                                  limits, options.batching);
   server->training_ = std::make_unique<TrainingServiceImpl>(server->jobs_.get());
   server->model_service_ = std::make_unique<ModelServiceImpl>(server->models_.get());
   server->dataset_service_ =

@@ -24,6 +24,7 @@
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
 #include "server/model_repository.h"
+#include "server/reconstruct_batcher.h"
 #include "server/services.h"
 
 namespace invnet::server {
@@ -40,6 +41,9 @@ struct ServerOptions {
   int max_concurrent_jobs = 2;
   int64_t max_dataset_bytes = int64_t{1} << 30;
   bool reflection = true;
+  // Dynamic batching of concurrent Reconstruct requests and the bound on queued requests
+  // (server/reconstruct_batcher.h).
+  BatcherOptions batching;
   // How long Shutdown lets in-flight calls finish before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(10);
 };

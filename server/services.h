@@ -13,6 +13,7 @@
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
 #include "server/model_repository.h"
+#include "server/reconstruct_batcher.h"
 #include "server/tensor_codec.h"
 
 namespace invnet::server {
@@ -26,8 +27,8 @@ struct ServiceLimits {
 class ReconstructionServiceImpl final : public v1::ReconstructionService::Service {
  public:
   ReconstructionServiceImpl(const ModelRepository* models, const DatasetStore* datasets,
-                            ServiceLimits limits)
-      : models_(models), datasets_(datasets), limits_(limits) {}
+                            ServiceLimits limits, BatcherOptions batching = {})
+      : models_(models), datasets_(datasets), limits_(limits), batcher_(batching) {}
   grpc::Status Reconstruct(grpc::ServerContext* context, const v1::ReconstructRequest* request,
                            v1::ReconstructResponse* response) override;
   grpc::Status Forward(grpc::ServerContext* context, const v1::ForwardRequest* request,
@@ -42,6 +43,7 @@ class ReconstructionServiceImpl final : public v1::ReconstructionService::Servic
   const ModelRepository* models_;
   const DatasetStore* datasets_;
   const ServiceLimits limits_;
+  ReconstructBatcher batcher_;  // merges concurrent Reconstruct requests per model
 };
 
 class TrainingServiceImpl final : public v1::TrainingService::Service {

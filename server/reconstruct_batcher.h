@@ -1,0 +1,112 @@
+#ifndef INVNET_SERVER_RECONSTRUCT_BATCHER_H_
+#define INVNET_SERVER_RECONSTRUCT_BATCHER_H_
+
+// Dynamic batching of Reconstruct requests: concurrent requests for the same network, dtype
+// and solver options are merged into one inverse solve, and the results are split back.
+//
+// There is no batching thread. The first request of a group becomes its leader: it waits at
+// most max_delay for company (by default not at all), takes the requests queued by then (up to
+// max_batch_rows rows), solves them as one batch and hands each follower its rows. Requests
+// that arrive while a leader is solving queue up, and one of them leads the next batch as soon
+// as the solve ends. So with the default max_delay = 0 a lone client pays no added latency (its
+// request leads at once), and under load the requests that would have waited for a core
+// anyway share one solve.
+//
+// Merging changes no result beyond float rounding: every sample stops on its own (per-sample
+// stopping and per-sample Anderson state, models/inverse.h).
+//
+// The queue is bounded: a request that finds max_queued_requests requests queued or being
+// solved is refused at once with RESOURCE_EXHAUSTED instead of waiting behind them.
+//
+// Cancellation: a queued request whose client gives up leaves the queue and returns CANCELLED;
+// a merged solve stops early only when every request in it was cancelled (the others still
+// want their rows), and the cancelled ones return CANCELLED when it ends.
+//
+// Thread safety: all methods may be called from any thread.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "models/inverse.h"
+
+namespace invnet::server {
+
+struct BatcherOptions {
+  // Largest merged batch, in rows; a request at least this large is solved on its own.
+  // 1 turns batching off.
+  int64_t max_batch_rows = 1024;
+  // How long a leader waits for more requests before it solves (0: it never waits).
+  absl::Duration max_delay = absl::ZeroDuration();
+  // Requests queued or being solved, across all models, beyond which new ones are refused.
+  int64_t max_queued_requests = 1024;
+};
+
+// OK, or INVALID_ARGUMENT naming the bad option.
+absl::Status ValidateBatcherOptions(const BatcherOptions& options);
+
+class ReconstructBatcher {
+ public:
+  explicit ReconstructBatcher(BatcherOptions options) : options_(options) {}
+
+  // network->Inverse(target, options) for target [rows, dim], possibly solved together with
+  // other callers' rows. options.should_stop is ignored; `cancelled` (polled, thread-safe)
+  // says that this caller's client gave up. The network must stay alive during the call
+  // (callers hold its shared_ptr). Codes: Inverse's, CANCELLED, RESOURCE_EXHAUSTED (queue
+  // full).
+  absl::StatusOr<InverseResult> Solve(const FrozenIResNet& network, const at::Tensor& target,
+                                      const InverseOptions& options,
+                                      std::function<bool()> cancelled);
+
+  // Largest merged batch solved so far, in requests (for tests and diagnostics).
+  int64_t largest_merge() const;
+
+ private:
+  // One caller's request; it lives on the caller's stack until `done`.
+  struct Request {
+    const at::Tensor* target = nullptr;  // [rows, dim]
+    int64_t rows = 0;
+    std::function<bool()> cancelled;
+    bool lead = false;   // this caller leads the group's next batch
+    bool taken = false;  // a leader took it into a batch: it can no longer leave
+    bool done = false;   // `result` is final
+    absl::StatusOr<InverseResult> result = absl::UnknownError("not solved");
+  };
+  // Requests merge only when everything that shapes their solve is equal.
+  using Key = std::tuple<const FrozenIResNet*, int /*dtype*/, double /*tolerance*/,
+                         int64_t /*max_iterations*/, bool /*anderson*/, int64_t /*memory*/>;
+  struct Group {
+    std::deque<Request*> pending;  // queued, not yet taken; the leader is the front
+    int64_t pending_rows = 0;
+    bool leader_active = false;
+  };
+
+  // Leads one batch of `group` (mu_ held on entry and exit): waits up to max_delay for rows,
+  // takes the queued requests that fit, solves them unlocked, completes them, and hands the
+  // lead to the next queued request.
+  void LeadBatch(const Key& key, Group& group, const FrozenIResNet& network,
+                 const InverseOptions& options) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Solves the requests as one batch and sets each one's result (no lock needed: until they
+  // are marked done, only the leader touches taken requests).
+  static void SolveMerged(const FrozenIResNet& network, InverseOptions options,
+                          const std::vector<Request*>& batch);
+
+  const BatcherOptions options_;
+  mutable absl::Mutex mu_;
+  std::map<Key, Group> groups_ ABSL_GUARDED_BY(mu_);
+  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t largest_merge_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace invnet::server
+
+#endif  // INVNET_SERVER_RECONSTRUCT_BATCHER_H_
