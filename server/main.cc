@@ -34,6 +34,9 @@ ABSL_FLAG(int64_t, batch_max_rows, 1024,
           "rows (1: no merging)");
 ABSL_FLAG(int64_t, batch_max_delay_us, 0,
           "how long a Reconstruct request may wait for others to merge with (0: never waits)");
+ABSL_FLAG(int, batch_concurrent_solves, 0,
+          "Reconstruct solves per model at once; requests beyond them queue and are merged "
+          "(0: the number of cores)");
 ABSL_FLAG(int64_t, max_queued_requests, 1024,
           "Reconstruct requests queued or running beyond which new ones get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "time in-flight calls get to finish on shutdown");
@@ -66,6 +69,7 @@ int main(int argc, char** argv) {
   options.reflection = absl::GetFlag(FLAGS_reflection);
   options.batching.max_batch_rows = absl::GetFlag(FLAGS_batch_max_rows);
   options.batching.max_delay = absl::Microseconds(absl::GetFlag(FLAGS_batch_max_delay_us));
+  options.batching.max_concurrent_solves = absl::GetFlag(FLAGS_batch_concurrent_solves);
   options.batching.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   options.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
 

@@ -4,13 +4,13 @@
 // Dynamic batching of Reconstruct requests: concurrent requests for the same network, dtype
 // and solver options are merged into one inverse solve, and the results are split back.
 //
-// There is no batching thread. The first request of a group becomes its leader: it waits at
-// most max_delay for company (by default not at all), takes the requests queued by then (up to
-// max_batch_rows rows), solves them as one batch and hands each follower its rows. Requests
-// that arrive while a leader is solving queue up, and one of them leads the next batch as soon
-// as the solve ends. So with the default max_delay = 0 a lone client pays no added latency (its
-// request leads at once), and under load the requests that would have waited for a core
-// anyway share one solve.
+// There is no batching thread. Up to max_concurrent_solves requests per group solve at once,
+// each as its own leader, so a lone client pays nothing (its request leads at once) and idle
+// cores are never left waiting for company. A request that finds every solve slot taken queues;
+// when a leader finishes it passes its slot to the oldest queued request, which takes the
+// queued requests of its group (up to max_batch_rows rows) and solves them as one batch. So
+// requests are merged exactly when they would otherwise have waited for a core. With
+// max_delay > 0 a leader also waits up to that long for a full batch.
 //
 // Merging changes no result beyond float rounding: every sample stops on its own (per-sample
 // stopping and per-sample Anderson state, models/inverse.h).
@@ -49,6 +49,8 @@ struct BatcherOptions {
   absl::Duration max_delay = absl::ZeroDuration();
   // Requests queued or being solved, across all models, beyond which new ones are refused.
   int64_t max_queued_requests = 1024;
+  // Batches of one group solved at the same time (0: the machine's hardware threads).
+  int max_concurrent_solves = 0;
 };
 
 // OK, or INVALID_ARGUMENT naming the bad option.
@@ -56,7 +58,7 @@ absl::Status ValidateBatcherOptions(const BatcherOptions& options);
 
 class ReconstructBatcher {
  public:
-  explicit ReconstructBatcher(BatcherOptions options) : options_(options) {}
+  explicit ReconstructBatcher(BatcherOptions options);
 
   // network->Inverse(target, options) for target [rows, dim], possibly solved together with
   // other callers' rows. options.should_stop is ignored; `cancelled` (polled, thread-safe)
@@ -76,8 +78,8 @@ class ReconstructBatcher {
     const at::Tensor* target = nullptr;  // [rows, dim]
     int64_t rows = 0;
     std::function<bool()> cancelled;
-    bool lead = false;   // this caller leads the group's next batch
-    bool taken = false;  // a leader took it into a batch: it can no longer leave
+    bool lead = false;   // this caller leads a batch: it holds one of the group's solve slots
+    bool taken = false;  // it leads or a leader took it into a batch: it can no longer leave
     bool done = false;   // `result` is final
     absl::StatusOr<InverseResult> result = absl::UnknownError("not solved");
   };
@@ -85,15 +87,16 @@ class ReconstructBatcher {
   using Key = std::tuple<const FrozenIResNet*, int /*dtype*/, double /*tolerance*/,
                          int64_t /*max_iterations*/, bool /*anderson*/, int64_t /*memory*/>;
   struct Group {
-    std::deque<Request*> pending;  // queued, not yet taken; the leader is the front
+    std::deque<Request*> pending;  // queued, not yet taken
     int64_t pending_rows = 0;
-    bool leader_active = false;
+    int leaders = 0;  // batches being solved (or about to be); pending is empty unless all
+                      // slots are taken
   };
 
   // Leads one batch of `group` (mu_ held on entry and exit): waits up to max_delay for rows,
-  // takes the queued requests that fit, solves them unlocked, completes them, and hands the
-  // lead to the next queued request.
-  void LeadBatch(const Key& key, Group& group, const FrozenIResNet& network,
+  // takes `leader` and the queued requests that fit, solves them unlocked, completes them, and
+  // passes the solve slot to the oldest queued request.
+  void LeadBatch(const Key& key, Group& group, Request& leader, const FrozenIResNet& network,
                  const InverseOptions& options) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Solves the requests as one batch and sets each one's result (no lock needed: until they
   // are marked done, only the leader touches taken requests).
@@ -101,6 +104,7 @@ class ReconstructBatcher {
                           const std::vector<Request*>& batch);
 
   const BatcherOptions options_;
+  const int max_concurrent_solves_;
   mutable absl::Mutex mu_;
   std::map<Key, Group> groups_ ABSL_GUARDED_BY(mu_);
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;

@@ -41,6 +41,7 @@ class BatcherTest : public ::testing::Test {
 TEST_F(BatcherTest, ConcurrentRequestsMergeAndEachGetsItsOwnRows) {
   BatcherOptions options;
   options.max_delay = absl::Milliseconds(50);  // make merging certain, not left to timing
+  options.max_concurrent_solves = 1;
   ReconstructBatcher batcher(options);
   constexpr int kCallers = 12;
   std::vector<absl::StatusOr<InverseResult>> results(kCallers, absl::UnknownError("unset"));
@@ -76,10 +77,26 @@ TEST_F(BatcherTest, WithoutDelayALoneRequestIsSolvedAtOnce) {
   EXPECT_EQ(batcher.largest_merge(), 1);
 }
 
+TEST_F(BatcherTest, RequestsOnlyQueueWhenEverySolveSlotIsBusy) {
+  BatcherOptions options;
+  options.max_delay = absl::Milliseconds(300);  // each leader holds its slot this long
+  options.max_concurrent_solves = 3;
+  ReconstructBatcher batcher(options);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      EXPECT_TRUE(batcher.Solve(*network_, Target(i, 1), InverseOptions{}, nullptr).ok());
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(batcher.largest_merge(), 1) << "three slots, three requests: nobody queued";
+}
+
 TEST_F(BatcherTest, AFullQueueRefusesAtOnce) {
   BatcherOptions options;
   options.max_queued_requests = 2;
   options.max_delay = absl::Milliseconds(400);  // the leader holds the queue this long
+  options.max_concurrent_solves = 1;
   ReconstructBatcher batcher(options);
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
@@ -104,6 +121,7 @@ TEST_F(BatcherTest, AFullQueueRefusesAtOnce) {
 TEST_F(BatcherTest, AQueuedRequestWhoseClientGaveUpLeavesTheQueue) {
   BatcherOptions options;
   options.max_delay = absl::Milliseconds(500);
+  options.max_concurrent_solves = 1;
   ReconstructBatcher batcher(options);
   absl::StatusOr<InverseResult> leader = absl::UnknownError("unset");
   std::thread first([&] {
@@ -161,6 +179,9 @@ TEST(BatcherOptionsTest, BadOptionsNameTheFlag) {
   BatcherOptions bad_delay;
   bad_delay.max_delay = absl::Seconds(5);
   EXPECT_THAT(ValidateBatcherOptions(bad_delay).message(), HasSubstr("batch_max_delay"));
+  BatcherOptions bad_solves;
+  bad_solves.max_concurrent_solves = -1;
+  EXPECT_THAT(ValidateBatcherOptions(bad_solves).message(), HasSubstr("batch_concurrent_solves"));
   BatcherOptions bad_queue;
   bad_queue.max_queued_requests = 0;
   EXPECT_THAT(ValidateBatcherOptions(bad_queue).message(), HasSubstr("max_queued_requests"));
