@@ -37,16 +37,23 @@ absl::StatusOr<std::pair<at::Tensor, absl::Time>> ReadDataset(const std::string&
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const std::string& root) {
+absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const std::string& root,
+                                                                  bool read_only) {
   const std::string dir = root + "/datasets";
-  INVNET_RETURN_IF_ERROR(MakeDirectories(dir));
+  if (!read_only) INVNET_RETURN_IF_ERROR(MakeDirectories(dir));
   std::unique_ptr<DatasetStore> store(new DatasetStore(dir));
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string file = entry.path().filename().string();
     if (!absl::EndsWith(file, kSuffix)) {
       // A temporary file of an interrupted write: never visible as a dataset.
-      if (absl::StrContains(file, ".tmp-")) RemoveTree(entry.path().string());
+      if (absl::StrContains(file, ".tmp-")) {
+        if (read_only) {
+          store->leftovers_.push_back(absl::StrCat("datasets/", file));
+        } else {
+          RemoveTree(entry.path().string());
+        }
+      }
       continue;
     }
     const std::string name = file.substr(0, file.size() - sizeof(kSuffix) + 1);

@@ -34,8 +34,11 @@ class DatasetStore {
  public:
   // Opens <root>/datasets (creating it) and indexes every dataset; damaged files are skipped and
   // described in load_problems().
-  static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(const std::string& root);
+  // With read_only nothing on disk changes: temporary files are listed in leftovers().
+  static absl::StatusOr<std::unique_ptr<DatasetStore>> Open(const std::string& root,
+                                                            bool read_only = false);
   const std::vector<std::string>& load_problems() const { return load_problems_; }
+  const std::vector<std::string>& leftovers() const { return leftovers_; }
 
   // Reserves `name` for an upload in progress: ALREADY_EXISTS when it is taken or being
   // uploaded. Every successful Reserve is followed by exactly one Save or Release.
@@ -56,6 +59,7 @@ class DatasetStore {
 
   const std::string dir_;
   std::vector<std::string> load_problems_;
+  std::vector<std::string> leftovers_;
   mutable absl::Mutex mu_;
   std::map<std::string, DatasetInfo> datasets_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> reserved_ ABSL_GUARDED_BY(mu_);

@@ -73,13 +73,19 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const std::string
                                                               DatasetStore* datasets,
                                                               const JobManagerOptions& options) {
   const std::string dir = root + "/jobs";
-  INVNET_RETURN_IF_ERROR(MakeDirectories(dir));
+  if (!options.read_only) INVNET_RETURN_IF_ERROR(MakeDirectories(dir));
   std::unique_ptr<JobManager> manager(new JobManager(dir, models, datasets, options));
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string file = entry.path().filename().string();
     if (!absl::EndsWith(file, kSuffix)) {
-      if (absl::StrContains(file, ".tmp-")) RemoveTree(entry.path().string());
+      if (absl::StrContains(file, ".tmp-")) {
+        if (options.read_only) {
+          manager->leftovers_.push_back(absl::StrCat("jobs/", file));
+        } else {
+          RemoveTree(entry.path().string());
+        }
+      }
       continue;
     }
     v1::TrainingJob record;
@@ -94,7 +100,11 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const std::string
           "jobs/", file, ": ", serialized.ok() ? "unreadable record" : serialized.status().ToString()));
       continue;
     }
-    if (!IsFinished(record.state())) {
+    if (!IsFinished(record.state()) && options.read_only) {
+      manager->leftovers_.push_back(absl::StrCat(
+          "jobs/", file, ": job ", record.job_id(),
+          " was running when the server stopped (it shows as FAILED at the next start)"));
+    } else if (!IsFinished(record.state())) {
       record.set_state(v1::JOB_STATE_FAILED);
       record.set_error("server restarted while the job was running; nothing was published");
       SetTime(absl::Now(), record.mutable_finished());

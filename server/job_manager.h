@@ -40,6 +40,10 @@ struct JobManagerOptions {
   absl::Duration persist_interval = absl::Seconds(2);
   absl::Duration progress_interval = absl::Milliseconds(200);
   TensorLimits limits;
+  // For invnet-server --check_repository: change nothing on disk. Records of jobs that were
+  // running are listed in leftovers() instead of being marked FAILED (the checker then only
+  // reads the manager; it never submits jobs).
+  bool read_only = false;
 };
 
 struct JobSnapshot {
@@ -58,6 +62,8 @@ class JobManager {
   ~JobManager();  // Shutdown()
 
   const std::vector<std::string>& load_problems() const { return load_problems_; }
+  // Temporary files and interrupted jobs left on disk (read_only Create only).
+  const std::vector<std::string>& leftovers() const { return leftovers_; }
 
   // Validates the request completely, then starts the job and returns its record at once.
   // INVALID_ARGUMENT (bad request), NOT_FOUND (unknown dataset), RESOURCE_EXHAUSTED (too many
@@ -93,6 +99,7 @@ class JobManager {
   DatasetStore* const datasets_;
   const JobManagerOptions options_;
   std::vector<std::string> load_problems_;
+  std::vector<std::string> leftovers_;
 
   mutable absl::Mutex mu_;
   mutable absl::CondVar changed_;

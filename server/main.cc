@@ -19,6 +19,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "models/blas_setup.h"
+#include "server/repository_check.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, address, "0.0.0.0:50051", "host:port to listen on (port 0: any free port)");
@@ -39,6 +40,9 @@ ABSL_FLAG(int, batch_concurrent_solves, 0,
           "(0: the number of cores)");
 ABSL_FLAG(int64_t, max_queued_requests, 1024,
           "Reconstruct requests queued or running beyond which new ones get RESOURCE_EXHAUSTED");
+ABSL_FLAG(bool, check_repository, false,
+          "check --repository offline (every checkpoint verified and re-certified, every dataset "
+          "and job record read; nothing changed), print a report and exit: 0 healthy, 2 damaged");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "time in-flight calls get to finish on shutdown");
 
 int main(int argc, char** argv) {
@@ -50,6 +54,18 @@ int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   LOG(INFO) << blas;
+
+  if (absl::GetFlag(FLAGS_check_repository)) {
+    const std::string root = absl::GetFlag(FLAGS_repository);
+    absl::StatusOr<invnet::server::RepositoryReport> report =
+        invnet::server::CheckRepository(root);
+    if (!report.ok()) {
+      std::cerr << "invnet-server: " << report.status() << std::endl;
+      return 1;
+    }
+    std::cout << invnet::server::FormatRepositoryReport(root, *report);
+    return report->healthy() ? 0 : 2;
+  }
 
   // Block the shutdown signals before any thread starts, so every thread inherits the mask and
   // only the sigwait below receives them.

@@ -43,18 +43,31 @@ absl::Status MakeDirectories(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Open(const std::string& root) {
-  for (const char* area : {"models", "tmp", "trash"}) {
-    INVNET_RETURN_IF_ERROR(MakeDirectories(absl::StrCat(root, "/", area)));
+absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Open(const std::string& root,
+                                                                        bool read_only) {
+  if (read_only) {
+    std::error_code ec;
+    if (!fs::is_directory(absl::StrCat(root, "/models"), ec)) {
+      return absl::NotFoundError(absl::StrCat("repository: ", root, " has no models/ directory"));
+    }
+  } else {
+    for (const char* area : {"models", "tmp", "trash"}) {
+      INVNET_RETURN_IF_ERROR(MakeDirectories(absl::StrCat(root, "/", area)));
+    }
   }
+  std::unique_ptr<ModelRepository> repo(new ModelRepository(root));
   // Leftovers of a crash: unfinished publications and deletions.
   for (const char* area : {"tmp", "trash"}) {
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(absl::StrCat(root, "/", area), ec)) {
-      RemoveTree(entry.path().string());
+      if (read_only) {
+        repo->leftovers_.push_back(
+            absl::StrCat(area, "/", entry.path().filename().string()));
+      } else {
+        RemoveTree(entry.path().string());
+      }
     }
   }
-  std::unique_ptr<ModelRepository> repo(new ModelRepository(root));
   repo->LoadAll();
   return repo;
 }

@@ -34,11 +34,17 @@ class ModelRepository {
   // Opens the repository at `root` (creating its directories), clears tmp/ and trash/, and
   // loads every model version. A version that fails to load is skipped and described in
   // load_problems(); the rest serve. INTERNAL/PERMISSION_DENIED when the root is unusable.
-  static absl::StatusOr<std::unique_ptr<ModelRepository>> Open(const std::string& root);
+  // With read_only (invnet-server --check_repository) nothing on disk changes: a missing
+  // models/ directory is NOT_FOUND and the leftovers in tmp/ and trash/ are listed in
+  // leftovers() instead of removed.
+  static absl::StatusOr<std::unique_ptr<ModelRepository>> Open(const std::string& root,
+                                                               bool read_only = false);
 
   const std::string& root() const { return root_; }
   // "models/foo/3: DATA_LOSS: ..." for every entry skipped at Open.
   const std::vector<std::string>& load_problems() const { return load_problems_; }
+  // "tmp/123-...": what an interrupted publication or deletion left (read_only Open only).
+  const std::vector<std::string>& leftovers() const { return leftovers_; }
 
   // version 0 = the latest. NOT_FOUND naming the model or version.
   absl::StatusOr<std::shared_ptr<const HostedModel>> Get(const std::string& name,
@@ -68,6 +74,7 @@ class ModelRepository {
 
   const std::string root_;
   std::vector<std::string> load_problems_;
+  std::vector<std::string> leftovers_;
   mutable absl::Mutex mu_;
   // name -> version -> model
   std::map<std::string, std::map<int64_t, std::shared_ptr<const HostedModel>>> models_

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <ATen/ATen.h>
 
@@ -16,6 +17,7 @@
 #include "models/presets.h"
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
+#include "server/repository_check.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::server {
@@ -170,6 +172,63 @@ TEST_F(RepositoryTest, JobsInterruptedByARestartShowAsFailed) {
   ASSERT_OK_AND_ASSIGN(auto jobs, JobManager::Create(root_, repo.get(), store.get(), {}));
   EXPECT_EQ(jobs->Get("job-interrupted")->state(), v1::JOB_STATE_FAILED);
   EXPECT_EQ(repo->num_versions(), 0);
+}
+
+// Every file under `root`, with its size: what the checker must leave as it found it.
+std::map<std::string, uintmax_t> Snapshot(const std::string& root) {
+  std::map<std::string, uintmax_t> files;
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    files[entry.path().string()] = entry.is_regular_file() ? entry.file_size() : 0;
+  }
+  return files;
+}
+
+TEST_F(RepositoryTest, TheOfflineCheckReportsDamageAndLeftoversAndChangesNothing) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto repo, ModelRepository::Open(root_));
+    ASSERT_OK(repo->Publish("good", MakeCheckpointWithSeed(1)).status());
+    ASSERT_OK(repo->Publish("damaged", MakeCheckpointWithSeed(2)).status());
+    ASSERT_OK_AND_ASSIGN(auto store, DatasetStore::Open(root_));
+    ASSERT_OK(store->Reserve("samples"));
+    ASSERT_OK(store->Save("samples", at::randn({20, 2})).status());
+  }
+  ASSERT_OK_AND_ASSIGN(RepositoryReport clean, CheckRepository(root_));
+  EXPECT_TRUE(clean.healthy());
+  EXPECT_EQ(clean.model_versions, 2);
+  EXPECT_EQ(clean.datasets, 1);
+  EXPECT_THAT(FormatRepositoryReport(root_, clean), HasSubstr("OK: nothing damaged"));
+
+  const std::string damaged = root_ + "/models/damaged/1/model.ckpt";
+  std::string bytes = ReadFileToString(damaged).value();
+  bytes[bytes.size() / 3] ^= 0x01;
+  ASSERT_OK(WriteFileAtomically(damaged, bytes));
+  std::ofstream(root_ + "/datasets/broken.dataset") << "truncated";
+  fs::create_directories(root_ + "/tmp/half-published");
+  std::ofstream(root_ + "/datasets/e.dataset.tmp-1-0") << "interrupted write";
+  fs::create_directories(root_ + "/jobs");
+  v1::TrainingJob running;
+  running.set_job_id("job-running");
+  running.set_state(v1::JOB_STATE_RUNNING);
+  ArchiveWriter writer("invnet.job");
+  writer.PutString("job", running.SerializeAsString());
+  ASSERT_OK(WriteFileAtomically(root_ + "/jobs/job-running.job", writer.Finish()));
+  const auto before = Snapshot(root_);
+
+  ASSERT_OK_AND_ASSIGN(RepositoryReport report, CheckRepository(root_));
+  EXPECT_FALSE(report.healthy());
+  EXPECT_EQ(report.model_versions, 1);
+  EXPECT_EQ(report.datasets, 1);
+  EXPECT_EQ(report.jobs, 1);
+  const std::string text = FormatRepositoryReport(root_, report);
+  EXPECT_THAT(text, HasSubstr("DAMAGED   models/damaged/1: DATA_LOSS"));
+  EXPECT_THAT(text, HasSubstr("DAMAGED   datasets/broken.dataset"));
+  EXPECT_THAT(text, HasSubstr("LEFTOVER  tmp/half-published"));
+  EXPECT_THAT(text, HasSubstr("LEFTOVER  datasets/e.dataset.tmp-1-0"));
+  EXPECT_THAT(text, HasSubstr("LEFTOVER  jobs/job-running.job: job job-running was running"));
+  EXPECT_THAT(text, HasSubstr("DAMAGED: 2 entries"));
+  EXPECT_EQ(Snapshot(root_), before) << "the check wrote, moved or removed something";
+
+  EXPECT_THAT(CheckRepository(root_ + "/nothing-here"), StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace
