@@ -121,6 +121,9 @@ absl::Status Authorizer::CheckHeader(absl::optional<absl::string_view> authoriza
         "<token>')");
   }
   absl::string_view value = absl::StripAsciiWhitespace(*authorization);
+  if (absl::EqualsIgnoreCase(value, "bearer")) {
+    return absl::UnauthenticatedError("authorization: the bearer token is empty");
+  }
   // The scheme name is case-insensitive (RFC 6750, RFC 7235).
   constexpr absl::string_view kScheme = "bearer ";
   if (!absl::StartsWithIgnoreCase(value, kScheme)) {
