@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -49,7 +50,8 @@ struct Command {
   CommandFn run;
 };
 
-const char* const kGlobalFlags[] = {"server", "timeout"};
+const char* const kGlobalFlags[] = {"server",        "timeout",      "tls",       "tls_ca_file",
+                                    "tls_cert_file", "tls_key_file", "token_file"};
 const char* const kGroups[] = {"jobs", "models", "datasets"};
 
 // ---------------------------------------------------------------------------------------------
@@ -65,6 +67,23 @@ absl::StatusOr<std::unique_ptr<InvnetClient>> ConnectFor(const Invocation& inv, 
     }
     const absl::Duration timeout = seconds == 0 ? absl::InfiniteDuration() : absl::Seconds(seconds);
     options.rpc_timeout = options.compute_timeout = options.upload_timeout = timeout;
+  }
+  options.use_tls = inv.flags.tls;
+  for (const char* flag : {"tls_ca_file", "tls_cert_file", "tls_key_file"}) {
+    if (inv.has(flag) && !inv.flags.tls) {
+      return UsageError(absl::StrCat("--", flag, " needs --tls"));
+    }
+  }
+  if (inv.has("tls_cert_file") != inv.has("tls_key_file")) {
+    return UsageError("--tls_cert_file and --tls_key_file go together (mutual TLS)");
+  }
+  options.tls_ca_file = inv.flags.tls_ca_file;
+  options.tls_cert_file = inv.flags.tls_cert_file;
+  options.tls_key_file = inv.flags.tls_key_file;
+  options.token_file = inv.flags.token_file;
+  if (!inv.has("token_file")) {
+    const char* from_environment = std::getenv("INVNET_TOKEN_FILE");
+    if (from_environment != nullptr) options.token_file = from_environment;
   }
   if (!ctx.connect) return absl::InternalError("no way to connect (Context::connect is empty)");
   return ctx.connect(inv.flags.server, options);
@@ -1066,6 +1085,16 @@ std::string HelpHint(const std::vector<std::string>& args) {
 const std::vector<FlagInfo>& AllFlags() {
   static const auto* flags = new std::vector<FlagInfo>{
       {"server", "HOST:PORT", "Server address (default localhost:50051)."},
+      {"tls", "", "Connect with TLS (default: plaintext), verifying the server's certificate."},
+      {"tls_ca_file", "FILE",
+       "PEM CA certificates to verify the server with (default: the system's). Needs --tls."},
+      {"tls_cert_file", "FILE",
+       "PEM client certificate, for servers that require mutual TLS. Needs --tls and\n"
+       "--tls_key_file."},
+      {"tls_key_file", "FILE", "PEM private key of --tls_cert_file."},
+      {"token_file", "FILE",
+       "File holding a bearer token, sent with every call (default: the file named by\n"
+       "$INVNET_TOKEN_FILE, if set)."},
       {"timeout", "SECONDS",
        "Deadline of each call except watching a job; 0 = none.\n"
        "Default: 30 s for management calls, 10 min for reconstruct/forward/estimate,\n"

@@ -35,6 +35,11 @@ struct CliFlags {
   // Global.
   std::string server = "localhost:50051";
   double timeout = 0;  // seconds, 0 = none; applied only when given
+  bool tls = false;
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string token_file;  // "" = $INVNET_TOKEN_FILE, if set
   // health
   std::string service;
   // train. Numeric values are sent only when given; otherwise the preset (or the server's

@@ -31,6 +31,11 @@ namespace cli = invnet::client::cli;
 
 INVNET_CLI_FLAG(std::string, server);
 INVNET_CLI_FLAG(double, timeout);
+INVNET_CLI_FLAG(bool, tls);
+INVNET_CLI_FLAG(std::string, tls_ca_file);
+INVNET_CLI_FLAG(std::string, tls_cert_file);
+INVNET_CLI_FLAG(std::string, tls_key_file);
+INVNET_CLI_FLAG(std::string, token_file);
 INVNET_CLI_FLAG(std::string, service);
 INVNET_CLI_FLAG(std::string, preset);
 INVNET_CLI_FLAG(std::string, spec);
@@ -135,6 +140,11 @@ cli::CliFlags CollectFlags() {
   cli::CliFlags f;
   f.server = absl::GetFlag(FLAGS_server);
   f.timeout = absl::GetFlag(FLAGS_timeout);
+  f.tls = absl::GetFlag(FLAGS_tls);
+  f.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  f.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  f.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  f.token_file = absl::GetFlag(FLAGS_token_file);
   f.service = absl::GetFlag(FLAGS_service);
   f.preset = absl::GetFlag(FLAGS_preset);
   f.spec = absl::GetFlag(FLAGS_spec);

@@ -5,13 +5,18 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/tensor_io.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "grpcpp/support/client_interceptor.h"
+#include "models/status_macros.h"  // header-only, Abseil-only
 
 namespace invnet::client {
 namespace {
@@ -33,6 +38,100 @@ absl::StatusOr<Response> CallUnary(absl::Duration timeout, const Call& call) {
   const grpc::Status status = call(&context, &response);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
+}
+
+// Adds the `authorization` metadata to every call of the channel. An interceptor rather than
+// call credentials: gRPC sends call credentials only over secure channels, and a token is also
+// useful on a plaintext one (behind a TLS-terminating proxy, or on localhost).
+class AuthorizationInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit AuthorizationInterceptor(const std::string* value) : value_(value) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->emplace("authorization", *value_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* value_;  // owned by the factory, which the channel keeps
+};
+
+class AuthorizationInterceptorFactory
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit AuthorizationInterceptorFactory(std::string value) : value_(std::move(value)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new AuthorizationInterceptor(&value_);
+  }
+
+ private:
+  const std::string value_;
+};
+
+absl::StatusOr<std::string> ReadOptionFile(absl::string_view option, const std::string& path) {
+  absl::StatusOr<std::string> contents = ReadFileToString(path);
+  if (!contents.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(option, ": ", contents.status().message()));
+  }
+  return contents;
+}
+
+absl::StatusOr<std::string> ReadPem(absl::string_view option, const std::string& path) {
+  absl::StatusOr<std::string> pem = ReadOptionFile(option, path);
+  if (pem.ok() && pem->find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(option, ": ", path, " is not a PEM file"));
+  }
+  return pem;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const ClientOptions& options) {
+  if (!options.use_tls) {
+    for (const auto& [name, value] :
+         {std::pair<const char*, const std::string*>{"tls_ca_file", &options.tls_ca_file},
+          {"tls_cert_file", &options.tls_cert_file},
+          {"tls_key_file", &options.tls_key_file}}) {
+      if (!value->empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(name, ": given without use_tls"));
+      }
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+                     ": a client certificate needs both tls_cert_file and tls_key_file"));
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.tls_ca_file.empty()) {
+    INVNET_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("tls_ca_file", options.tls_ca_file));
+  }
+  if (!options.tls_cert_file.empty()) {
+    INVNET_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadPem("tls_cert_file", options.tls_cert_file));
+    INVNET_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadPem("tls_key_file", options.tls_key_file));
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+// The token of a token file: its contents without surrounding whitespace, one word of
+// printable ASCII (what an HTTP/2 header value may carry).
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  INVNET_ASSIGN_OR_RETURN(std::string contents, ReadOptionFile("token_file", path));
+  const absl::string_view token = absl::StripAsciiWhitespace(contents);
+  if (token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("token_file: ", path, " is empty"));
+  }
+  for (char c : token) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token_file: ", path,
+                       " must hold the token alone: one word of printable ASCII characters"));
+    }
+  }
+  return std::string(token);
 }
 
 }  // namespace
@@ -61,8 +160,16 @@ absl::StatusOr<std::unique_ptr<InvnetClient>> InvnetClient::Connect(absl::string
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(std::string(target), grpc::InsecureChannelCredentials(), args);
+  INVNET_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                          ChannelCredentialsFor(options));
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  if (!options.token_file.empty()) {
+    INVNET_ASSIGN_OR_RETURN(std::string token, ReadToken(options.token_file));
+    interceptors.push_back(
+        std::make_unique<AuthorizationInterceptorFactory>(absl::StrCat("Bearer ", token)));
+  }
+  std::shared_ptr<grpc::Channel> channel = grpc::experimental::CreateCustomChannelWithInterceptors(
+      std::string(target), credentials, args, std::move(interceptors));
   return std::make_unique<InvnetClient>(std::move(channel), options);
 }
 

@@ -11,7 +11,9 @@
 // Errors: every method returns the server's status as an absl::Status with the same code and
 // message (FromGrpcStatus), so the codes are those the .proto files and the server document:
 // INVALID_ARGUMENT (bad input), NOT_FOUND (unknown model/version/job/dataset), ALREADY_EXISTS,
-// FAILED_PRECONDITION, RESOURCE_EXHAUSTED, UNAVAILABLE (server unreachable or shutting down),
+// FAILED_PRECONDITION, RESOURCE_EXHAUSTED, UNAVAILABLE (server unreachable or shutting down, or
+// the TLS handshake failed), UNAUTHENTICATED (no or an unknown bearer token), PERMISSION_DENIED
+// (a token without the scope the call needs),
 // DEADLINE_EXCEEDED (the per-method deadline of ClientOptions passed), INTERNAL. Where a method
 // checks its arguments before sending, it says so; those checks return INVALID_ARGUMENT.
 //
@@ -39,8 +41,8 @@
 
 namespace invnet::client {
 
-// Per-method deadlines and channel limits. A deadline of absl::InfiniteDuration() (or any
-// non-positive duration) means none.
+// Per-method deadlines, channel limits and credentials. A deadline of absl::InfiniteDuration() (or
+// any non-positive duration) means none.
 struct ClientOptions {
   // Management and health calls: Get/List/Delete/Cancel, Train (which returns at once), Health.
   absl::Duration rpc_timeout = absl::Seconds(30);
@@ -56,6 +58,20 @@ struct ClientOptions {
   // Rows per UploadDataset chunk when the caller passes 0: at most this many bytes of values
   // per chunk, so every message stays far below the message limits.
   int64_t upload_chunk_bytes = 4 * 1024 * 1024;
+
+  // Credentials, used by Connect() (a channel passed to the constructor carries its own).
+  // use_tls: a TLS channel that verifies the server's certificate; otherwise plaintext.
+  bool use_tls = false;
+  // PEM root certificates that the server's certificate must chain to ("": the system's).
+  std::string tls_ca_file;
+  // PEM client certificate chain and its private key, for servers that require mutual TLS;
+  // both or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // A file holding a bearer token (the token alone; surrounding whitespace is ignored), sent as
+  // `authorization: Bearer <token>` with every call ("": none). Without TLS it travels in the
+  // clear.
+  std::string token_file;
 };
 
 // grpc::Status -> absl::Status: the same code and message (the one place they are converted).
@@ -70,10 +86,14 @@ class InvnetClient {
   explicit InvnetClient(std::shared_ptr<grpc::ChannelInterface> channel,
                         ClientOptions options = {});
 
-  // An insecure channel to `target` ("host:port", or any gRPC target URI) whose send and
-  // receive limits are options.max_message_bytes. The channel connects lazily, so an
-  // unreachable server shows up as UNAVAILABLE on the first call. INVALID_ARGUMENT when
-  // `target` is empty or max_message_bytes is not positive.
+  // A channel to `target` ("host:port", or any gRPC target URI) whose send and receive limits
+  // are options.max_message_bytes: TLS when options.use_tls (with the CA and client certificate
+  // files it names), plaintext otherwise, and with the bearer token of options.token_file on
+  // every call. The channel connects lazily, so an unreachable server, or one that refuses the
+  // TLS handshake, shows up as UNAVAILABLE on the first call. INVALID_ARGUMENT when `target` is
+  // empty, max_message_bytes is not positive, a tls_* file is given without use_tls, only one
+  // of tls_cert_file and tls_key_file is given, or a file cannot be read or is malformed (the
+  // message starts with the option's name).
   static absl::StatusOr<std::unique_ptr<InvnetClient>> Connect(absl::string_view target,
                                                                ClientOptions options = {});
 

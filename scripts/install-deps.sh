@@ -15,6 +15,7 @@ PACKAGES=(
   libgoogle-glog-dev
   libgtest-dev libgmock-dev
   libexpat1-dev                      # tests only: parsing the report's SVG figures
+  openssl                            # tests only: throw-away certificates for the TLS tests
   python3-grpcio python3-protobuf    # the Python interoperability test (stubs come from protoc)
 )
 

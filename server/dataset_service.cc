@@ -24,6 +24,7 @@ void EncodeDataset(const DatasetInfo& info, v1::Dataset* proto) {
 grpc::Status DatasetServiceImpl::UploadDataset(
     grpc::ServerContext* context, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
     v1::UploadDatasetResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
   v1::UploadDatasetRequest message;
   if (!reader->Read(&message) || !message.has_header()) {
     return ToGrpcStatus(absl::InvalidArgumentError(
@@ -88,6 +89,7 @@ grpc::Status DatasetServiceImpl::UploadDataset(
 grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext* context,
                                               const v1::ListDatasetsRequest* request,
                                               v1::ListDatasetsResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   for (const DatasetInfo& info : datasets_->List()) EncodeDataset(info, response->add_datasets());
   return grpc::Status::OK;
 }
@@ -95,6 +97,7 @@ grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext* context,
 grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
                                                const v1::DeleteDatasetRequest* request,
                                                v1::DeleteDatasetResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
   return ToGrpcStatus(datasets_->Delete(request->name()));
 }
 

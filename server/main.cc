@@ -5,6 +5,10 @@
 // Prints "invnet-server listening on <address>:<port>" once it serves (port 0 picks a free
 // port). SIGTERM or SIGINT shut it down gracefully: health NOT_SERVING, running training jobs
 // cancelled (their records say so), in-flight calls drained, exit 0.
+//
+// --tls_cert_file and --tls_key_file serve TLS (--tls_client_ca_file: mutual TLS) and
+// --auth_tokens_file requires bearer tokens (server/auth.h); tokens never go on the command
+// line, where `ps` shows them to every user.
 
 #include <signal.h>
 
@@ -44,6 +48,15 @@ ABSL_FLAG(bool, check_repository, false,
           "check --repository offline (every checkpoint verified and re-certified, every dataset "
           "and job record read; nothing changed), print a report and exit: 0 healthy, 2 damaged");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "time in-flight calls get to finish on shutdown");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain of the server; with --tls_key_file serves TLS (default: "
+          "plaintext, for local use)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificates: require client certificates signed by them (mutual TLS)");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "bearer tokens, one '<scope> <token>' per line, scope infer or admin (default: no "
+          "tokens, every call allowed)");
 
 int main(int argc, char** argv) {
   // First: may re-execute the program with a better OpenBLAS kernel (models/blas_setup.h).
@@ -88,11 +101,18 @@ int main(int argc, char** argv) {
   options.batching.max_concurrent_solves = absl::GetFlag(FLAGS_batch_concurrent_solves);
   options.batching.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   options.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
 
   auto server = invnet::server::Server::Start(options);
   if (!server.ok()) {
     std::cerr << "invnet-server: " << server.status() << std::endl;
     return 1;
+  }
+  if (!options.auth_tokens_file.empty() && options.tls_cert_file.empty()) {
+    LOG(WARNING) << "bearer tokens without TLS: anyone who can watch the network can read them";
   }
   for (const std::string& problem : (*server)->load_problems()) {
     LOG(WARNING) << "repository entry skipped: " << problem;

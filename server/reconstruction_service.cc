@@ -48,6 +48,7 @@ grpc::Status Fail(const char* rpc, const absl::Status& status) {
 grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context,
                                                     const v1::ReconstructRequest* request,
                                                     v1::ReconstructResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     INVNET_ASSIGN_OR_RETURN(InverseOptions options, DecodeSolver(request->solver()));
@@ -83,6 +84,7 @@ grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context
 grpc::Status ReconstructionServiceImpl::Forward(grpc::ServerContext* context,
                                                 const v1::ForwardRequest* request,
                                                 v1::ForwardResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     INVNET_ASSIGN_OR_RETURN(at::Tensor x, DecodeBatch(request->signals(), model->signal_dim(),
@@ -99,6 +101,7 @@ grpc::Status ReconstructionServiceImpl::Forward(grpc::ServerContext* context,
 grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
                                                  const v1::EstimateRequest* request,
                                                  v1::EstimateResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     if (model->references == nullptr) {
@@ -152,6 +155,7 @@ grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
 grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* context,
                                                       const v1::DrawTestPairsRequest* request,
                                                       v1::DrawTestPairsResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     const int64_t width = model->signal_dim() + model->measurement_dim();

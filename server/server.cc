@@ -7,7 +7,10 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "models/file_util.h"
 #include "models/status_macros.h"
 
 namespace invnet::server {
@@ -24,6 +27,57 @@ void SetHealth(grpc::Server& server, bool serving) {
   for (const char* name : kServiceNames) health->SetServingStatus(name, serving);
 }
 
+// The contents of the PEM file that option `option` names, which must hold a `-----BEGIN
+// <label>` block (label "CERTIFICATE", or "PRIVATE KEY", which "RSA PRIVATE KEY" matches too).
+absl::StatusOr<std::string> ReadPemFile(const char* option, const std::string& path,
+                                        absl::string_view label) {
+  absl::StatusOr<std::string> pem = ReadFileToString(path, int64_t{1} << 20);
+  if (!pem.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(option, ": ", pem.status().message()));
+  }
+  const size_t begin = pem->find("-----BEGIN ");
+  const size_t end = begin == std::string::npos ? begin : pem->find("-----", begin + 11);
+  if (end == std::string::npos ||
+      !absl::EndsWith(absl::string_view(*pem).substr(begin, end - begin), label)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(option, ": ", path, " holds no PEM ", absl::AsciiStrToLower(label)));
+  }
+  return pem;
+}
+
+// Insecure credentials without TLS options; otherwise the server's certificate and, with a
+// client CA, mutual TLS that refuses clients without a certificate that CA signed.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
+    const ServerOptions& options) {
+  const bool tls = !options.tls_cert_file.empty() || !options.tls_key_file.empty();
+  if (!tls) {
+    if (!options.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "tls_client_ca_file: needs tls_cert_file and tls_key_file (mutual TLS is TLS)");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+                     ": TLS needs both tls_cert_file and tls_key_file"));
+  }
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  INVNET_ASSIGN_OR_RETURN(pair.cert_chain,
+                          ReadPemFile("tls_cert_file", options.tls_cert_file, "CERTIFICATE"));
+  INVNET_ASSIGN_OR_RETURN(pair.private_key,
+                          ReadPemFile("tls_key_file", options.tls_key_file, "PRIVATE KEY"));
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!options.tls_client_ca_file.empty()) {
+    INVNET_ASSIGN_OR_RETURN(
+        ssl.pem_root_certs,
+        ReadPemFile("tls_client_ca_file", options.tls_client_ca_file, "CERTIFICATE"));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
@@ -37,8 +91,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::InvalidArgumentError("max_concurrent_jobs and torch_threads must be >= 0");
   }
   INVNET_RETURN_IF_ERROR(ValidateBatcherOptions(options.batching));
+  INVNET_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                          ServerCredentialsFor(options));
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
+  if (!options.auth_tokens_file.empty()) {
+    absl::StatusOr<Authorizer> authorizer = Authorizer::FromFile(options.auth_tokens_file);
+    if (!authorizer.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("auth_tokens_file: ", authorizer.status().message()));
+    }
+    server->authorizer_ = *std::move(authorizer);
+  }
   const int threads = options.torch_threads > 0
                           ? options.torch_threads
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -64,18 +128,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                   problems->end());
   }
 
-  server->reconstruction_ =
-      std::make_unique<ReconstructionServiceImpl>(server->models_.get(), server->datasets_.get(),
-                                                  limits, options.batching);
-  server->training_ = std::make_unique<TrainingServiceImpl>(server->jobs_.get());
-  server->model_service_ = std::make_unique<ModelServiceImpl>(server->models_.get());
+  server->reconstruction_ = std::make_unique<ReconstructionServiceImpl>(
+      server->models_.get(), server->datasets_.get(), limits, &server->authorizer_,
+      options.batching);
+  server->training_ =
+      std::make_unique<TrainingServiceImpl>(server->jobs_.get(), &server->authorizer_);
+  server->model_service_ =
+      std::make_unique<ModelServiceImpl>(server->models_.get(), &server->authorizer_);
   server->dataset_service_ =
-      std::make_unique<DatasetServiceImpl>(server->datasets_.get(), limits);
+      std::make_unique<DatasetServiceImpl>(server->datasets_.get(), limits, &server->authorizer_);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.address, credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // gRPC's defaults (1 to 2 polling threads) made concurrent clients queue behind a few threads
@@ -90,7 +156,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.RegisterService(server->dataset_service_.get());
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("could not listen on ", options.address));
+    return absl::UnavailableError(absl::StrCat(
+        "could not listen on ", options.address,
+        options.tls_cert_file.empty()
+            ? ""
+            : " (or the TLS certificate and key were refused: do they belong together?)"));
   }
   SetHealth(*server->grpc_server_, true);
   return server;

@@ -46,13 +46,24 @@ struct ServerOptions {
   BatcherOptions batching;
   // How long Shutdown lets in-flight calls finish before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // TLS: the server's PEM certificate chain and private key, both or neither (neither: a
+  // plaintext port, for local use).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // PEM CA certificates (needs TLS): clients must present a certificate signed by one of them
+  // (mutual TLS); "" = no client certificates asked for.
+  std::string tls_client_ca_file;
+  // Bearer tokens with their scopes (auth.h); "" = every call is allowed.
+  std::string auth_tokens_file;
 };
 
 class Server {
  public:
-  // INVALID_ARGUMENT for bad options, UNAVAILABLE when the address cannot be bound, the
-  // repository's codes when it cannot be opened. Damaged repository entries do not fail Start:
-  // they are skipped and listed in load_problems().
+  // INVALID_ARGUMENT for bad options, among them TLS or token files that cannot be read or are
+  // malformed (the message starts with the option's name and, for a token file, names the
+  // line); UNAVAILABLE when the address cannot be bound or the TLS key and certificate are
+  // refused, the repository's codes when it cannot be opened. Damaged repository entries do not
+  // fail Start: they are skipped and listed in load_problems().
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Shutdown()
 
@@ -70,6 +81,7 @@ class Server {
   ServerOptions options_;
   int port_ = 0;
   std::vector<std::string> load_problems_;
+  Authorizer authorizer_;
   std::unique_ptr<ModelRepository> models_;
   std::unique_ptr<DatasetStore> datasets_;
   std::unique_ptr<JobManager> jobs_;

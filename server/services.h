@@ -4,12 +4,14 @@
 // The RPC adapters: each method decodes and validates its request, calls the gRPC-free core
 // (ModelRepository, JobManager, DatasetStore, invnet::models) and encodes the response; statuses
 // cross into gRPC in one place (status_util.h). Deadlines and cancellation reach the core as a
-// plain stop predicate.
+// plain stop predicate. Every handler first checks the caller's token with `auth` (auth.h; not
+// null, owned by the caller, outliving the service).
 
 #include "invnet/v1/dataset_service.grpc.pb.h"
 #include "invnet/v1/model_service.grpc.pb.h"
 #include "invnet/v1/reconstruction_service.grpc.pb.h"
 #include "invnet/v1/training_service.grpc.pb.h"
+#include "server/auth.h"
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
 #include "server/model_repository.h"
@@ -27,8 +29,9 @@ struct ServiceLimits {
 class ReconstructionServiceImpl final : public v1::ReconstructionService::Service {
  public:
   ReconstructionServiceImpl(const ModelRepository* models, const DatasetStore* datasets,
-                            ServiceLimits limits, BatcherOptions batching = {})
-      : models_(models), datasets_(datasets), limits_(limits), batcher_(batching) {}
+                            ServiceLimits limits, const Authorizer* auth,
+                            BatcherOptions batching = {})
+      : models_(models), datasets_(datasets), limits_(limits), auth_(auth), batcher_(batching) {}
   grpc::Status Reconstruct(grpc::ServerContext* context, const v1::ReconstructRequest* request,
                            v1::ReconstructResponse* response) override;
   grpc::Status Forward(grpc::ServerContext* context, const v1::ForwardRequest* request,
@@ -43,12 +46,13 @@ class ReconstructionServiceImpl final : public v1::ReconstructionService::Servic
   const ModelRepository* models_;
   const DatasetStore* datasets_;
   const ServiceLimits limits_;
+  const Authorizer* auth_;
   ReconstructBatcher batcher_;  // merges concurrent Reconstruct requests per model
 };
 
 class TrainingServiceImpl final : public v1::TrainingService::Service {
  public:
-  explicit TrainingServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+  TrainingServiceImpl(JobManager* jobs, const Authorizer* auth) : jobs_(jobs), auth_(auth) {}
   grpc::Status Train(grpc::ServerContext* context, const v1::TrainRequest* request,
                      v1::TrainResponse* response) override;
   grpc::Status GetTrainingJob(grpc::ServerContext* context,
@@ -66,11 +70,13 @@ class TrainingServiceImpl final : public v1::TrainingService::Service {
 
  private:
   JobManager* jobs_;
+  const Authorizer* auth_;
 };
 
 class ModelServiceImpl final : public v1::ModelService::Service {
  public:
-  explicit ModelServiceImpl(ModelRepository* models) : models_(models) {}
+  ModelServiceImpl(ModelRepository* models, const Authorizer* auth)
+      : models_(models), auth_(auth) {}
   grpc::Status ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,
                           v1::ListModelsResponse* response) override;
   grpc::Status GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
@@ -80,12 +86,13 @@ class ModelServiceImpl final : public v1::ModelService::Service {
 
  private:
   ModelRepository* models_;
+  const Authorizer* auth_;
 };
 
 class DatasetServiceImpl final : public v1::DatasetService::Service {
  public:
-  DatasetServiceImpl(DatasetStore* datasets, ServiceLimits limits)
-      : datasets_(datasets), limits_(limits) {}
+  DatasetServiceImpl(DatasetStore* datasets, ServiceLimits limits, const Authorizer* auth)
+      : datasets_(datasets), limits_(limits), auth_(auth) {}
   grpc::Status UploadDataset(grpc::ServerContext* context,
                              grpc::ServerReader<v1::UploadDatasetRequest>* reader,
                              v1::UploadDatasetResponse* response) override;
@@ -98,6 +105,7 @@ class DatasetServiceImpl final : public v1::DatasetService::Service {
  private:
   DatasetStore* datasets_;
   const ServiceLimits limits_;
+  const Authorizer* auth_;
 };
 
 // The description of a hosted model version that GetModel and ListModels return.

@@ -7,6 +7,7 @@ namespace invnet::server {
 grpc::Status TrainingServiceImpl::Train(grpc::ServerContext* context,
                                         const v1::TrainRequest* request,
                                         v1::TrainResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Submit(*request);
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response->mutable_job() = *std::move(job);
@@ -16,6 +17,7 @@ grpc::Status TrainingServiceImpl::Train(grpc::ServerContext* context,
 grpc::Status TrainingServiceImpl::GetTrainingJob(grpc::ServerContext* context,
                                                  const v1::GetTrainingJobRequest* request,
                                                  v1::GetTrainingJobResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Get(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response->mutable_job() = *std::move(job);
@@ -25,6 +27,7 @@ grpc::Status TrainingServiceImpl::GetTrainingJob(grpc::ServerContext* context,
 grpc::Status TrainingServiceImpl::ListTrainingJobs(grpc::ServerContext* context,
                                                    const v1::ListTrainingJobsRequest* request,
                                                    v1::ListTrainingJobsResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   for (v1::TrainingJob& job : jobs_->List()) *response->add_jobs() = std::move(job);
   return grpc::Status::OK;
 }
@@ -32,6 +35,7 @@ grpc::Status TrainingServiceImpl::ListTrainingJobs(grpc::ServerContext* context,
 grpc::Status TrainingServiceImpl::CancelTrainingJob(grpc::ServerContext* context,
                                                     const v1::CancelTrainingJobRequest* request,
                                                     v1::CancelTrainingJobResponse* response) {
+  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Cancel(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response->mutable_job() = *std::move(job);
@@ -41,6 +45,7 @@ grpc::Status TrainingServiceImpl::CancelTrainingJob(grpc::ServerContext* context
 grpc::Status TrainingServiceImpl::WatchTrainingJob(
     grpc::ServerContext* context, const v1::WatchTrainingJobRequest* request,
     grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) {
+  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   // Wakes at least every half second to notice a client that went away, so an abandoned Watch
   // never holds its thread for long.
   int64_t seen = -1;

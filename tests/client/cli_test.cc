@@ -36,6 +36,11 @@ void SetFlag(CliFlags& f, const std::string& name, const std::string& v) {
       new std::map<std::string, std::function<void(CliFlags&, const std::string&)>>{
           {"server", [](CliFlags& f, const std::string& v) { f.server = v; }},
           {"timeout", [](CliFlags& f, const std::string& v) { f.timeout = std::stod(v); }},
+          {"tls", [](CliFlags& f, const std::string& v) { f.tls = v == "true"; }},
+          {"tls_ca_file", [](CliFlags& f, const std::string& v) { f.tls_ca_file = v; }},
+          {"tls_cert_file", [](CliFlags& f, const std::string& v) { f.tls_cert_file = v; }},
+          {"tls_key_file", [](CliFlags& f, const std::string& v) { f.tls_key_file = v; }},
+          {"token_file", [](CliFlags& f, const std::string& v) { f.token_file = v; }},
           {"service", [](CliFlags& f, const std::string& v) { f.service = v; }},
           {"preset", [](CliFlags& f, const std::string& v) { f.preset = v; }},
           {"spec", [](CliFlags& f, const std::string& v) { f.spec = v; }},
@@ -49,8 +54,7 @@ void SetFlag(CliFlags& f, const std::string& name, const std::string& v) {
            [](CliFlags& f, const std::string& v) { f.learning_rate = std::stod(v); }},
           {"seed", [](CliFlags& f, const std::string& v) { f.seed = std::stoull(v); }},
           {"detach", [](CliFlags& f, const std::string& v) { f.detach = v == "true"; }},
-          {"all_versions",
-           [](CliFlags& f, const std::string& v) { f.all_versions = v == "true"; }},
+          {"all_versions", [](CliFlags& f, const std::string& v) { f.all_versions = v == "true"; }},
           {"version", [](CliFlags& f, const std::string& v) { f.version = std::stoll(v); }},
           {"input", [](CliFlags& f, const std::string& v) { f.input = v; }},
           {"output", [](CliFlags& f, const std::string& v) { f.output = v; }},
@@ -65,8 +69,7 @@ void SetFlag(CliFlags& f, const std::string& name, const std::string& v) {
            [](CliFlags& f, const std::string& v) { f.rows_per_chunk = std::stoll(v); }},
           {"rpc", [](CliFlags& f, const std::string& v) { f.rpc = v; }},
           {"batch", [](CliFlags& f, const std::string& v) { f.batch = std::stoll(v); }},
-          {"concurrency",
-           [](CliFlags& f, const std::string& v) { f.concurrency = std::stoll(v); }},
+          {"concurrency", [](CliFlags& f, const std::string& v) { f.concurrency = std::stoll(v); }},
           {"duration", [](CliFlags& f, const std::string& v) { f.duration = std::stod(v); }},
           {"requests", [](CliFlags& f, const std::string& v) { f.requests = std::stoll(v); }},
           {"rate", [](CliFlags& f, const std::string& v) { f.rate = std::stod(v); }},
@@ -231,6 +234,53 @@ TEST_F(CliTest, TimeoutFlagSetsEveryBoundedDeadline) {
   EXPECT_GT(fake_.time_left("ListModels"), absl::Seconds(1));
   EXPECT_EQ(Run({"models", "list", "--timeout=0"}), 0);
   EXPECT_EQ(fake_.time_left("ListModels"), absl::InfiniteDuration());
+}
+
+TEST_F(CliTest, SecurityFlagsReachTheClientOptionsOfEveryCommand) {
+  unsetenv("INVNET_TOKEN_FILE");
+  EXPECT_EQ(Run({"models", "list"}), 0);
+  EXPECT_FALSE(options_.use_tls);
+  EXPECT_EQ(options_.token_file, "");
+  // Every call fails at once, so bench and experiment stop after connecting.
+  fake_.FailWith(grpc::Status(grpc::StatusCode::UNAVAILABLE, "not listening"));
+  const std::vector<std::string> security = {"--tls", "--tls_ca_file=ca.pem",
+                                             "--tls_cert_file=client.pem",
+                                             "--tls_key_file=client.key", "--token_file=t.token"};
+  for (std::vector<std::string> words :
+       std::vector<std::vector<std::string>>{{"models", "list"},
+                                             {"health"},
+                                             {"bench", "--model=blur", "--duration=0.1"},
+                                             {"experiment", "--output_dir=" + Path("report")}}) {
+    SCOPED_TRACE(words[0]);
+    words.insert(words.end(), security.begin(), security.end());
+    options_ = ClientOptions();
+    EXPECT_EQ(Run(words), 1);  // the fake knows no TLS; only the options matter here
+    EXPECT_TRUE(options_.use_tls);
+    EXPECT_EQ(options_.tls_ca_file, "ca.pem");
+    EXPECT_EQ(options_.tls_cert_file, "client.pem");
+    EXPECT_EQ(options_.tls_key_file, "client.key");
+    EXPECT_EQ(options_.token_file, "t.token");
+  }
+}
+
+TEST_F(CliTest, TokenFileFallsBackToTheEnvironment) {
+  ASSERT_EQ(setenv("INVNET_TOKEN_FILE", "/etc/invnet/token", 1), 0);
+  EXPECT_EQ(Run({"models", "list"}), 0);
+  EXPECT_EQ(options_.token_file, "/etc/invnet/token");
+  EXPECT_EQ(Run({"models", "list", "--token_file=mine"}), 0);
+  EXPECT_EQ(options_.token_file, "mine");
+  unsetenv("INVNET_TOKEN_FILE");
+}
+
+TEST_F(CliTest, TlsFilesWithoutTlsAreUsageErrors) {
+  EXPECT_EQ(Run({"models", "list", "--tls_ca_file=ca.pem"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("--tls_ca_file needs --tls"));
+  EXPECT_EQ(Run({"models", "list", "--tls", "--tls_cert_file=client.pem"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("--tls_cert_file and --tls_key_file go together"));
+  EXPECT_EQ(connects_, 0);
+  EXPECT_EQ(Run({"--help"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("--token_file=FILE"));
+  EXPECT_THAT(out_.str(), HasSubstr("INVNET_TOKEN_FILE"));
 }
 
 TEST_F(CliTest, RpcErrorsExitOneWithCodeAndMessage) {

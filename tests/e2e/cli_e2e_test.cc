@@ -17,6 +17,8 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/certificates.h"
+#include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/xml.h"
 
@@ -292,6 +294,84 @@ TEST_F(CliE2eTest, ExperimentWritesAReportWithTablesAndFigures) {
   CommandResult models = Cli({"models", "list"});
   EXPECT_THAT(models.out, HasSubstr("experiment-approximation"));
   EXPECT_THAT(models.out, HasSubstr("experiment-divergence"));
+}
+
+// A deployment: TLS and bearer tokens, with the CLI's --tls, --tls_ca_file and --token_file
+// (or $INVNET_TOKEN_FILE).
+TEST_F(CliE2eTest, TlsAndTokens) {
+  ASSERT_OK_AND_ASSIGN(invnet::testing::TestCertificates certs,
+                       invnet::testing::MakeTestCertificates(dir_));
+  const std::string tokens = Path("tokens");
+  std::ofstream(tokens) << "infer e2e-infer-token-4d3c2b1a\nadmin e2e-admin-token-9f8e7d6c\n";
+  std::ofstream(Path("infer.token")) << "e2e-infer-token-4d3c2b1a\n";
+  std::ofstream(Path("admin.token")) << "e2e-admin-token-9f8e7d6c\n";
+  server_.reset();
+  ASSERT_OK_AND_ASSIGN(
+      server_,
+      ServerProcess::Start(INVNET_SERVER_BINARY,
+                           {"--repository=" + Path("repo"), "--torch_threads=1",
+                            "--tls_cert_file=" + certs.server_cert,
+                            "--tls_key_file=" + certs.server_key, "--auth_tokens_file=" + tokens},
+                           Path("server.log")));
+  const std::vector<std::string> tls = {"--tls", "--tls_ca_file=" + certs.ca_cert};
+  const auto secure_cli = [&](const std::string& token, std::vector<std::string> args) {
+    std::vector<std::string> argv = tls;
+    if (!token.empty()) argv.push_back("--token_file=" + Path(token));
+    argv.insert(argv.end(), args.begin(), args.end());
+    return Cli(argv);
+  };
+
+  CommandResult health = secure_cli("", {"health"});  // no token needed
+  ASSERT_EQ(health.exit_code, 0) << health.err;
+  CommandResult train =
+      secure_cli("admin.token", {"train", "--spec=" + WriteSpec("toy", "LOSS_DIVERGENCE", 50)});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  CommandResult list = secure_cli("infer.token", {"models", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("toy"));
+
+  CommandResult denied = secure_cli("infer.token", {"models", "delete", "toy", "--all_versions"});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_THAT(denied.err, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(denied.err, HasSubstr("'admin' scope"));
+  CommandResult anonymous = secure_cli("", {"models", "list"});
+  EXPECT_EQ(anonymous.exit_code, 1);
+  EXPECT_THAT(anonymous.err, HasSubstr("UNAUTHENTICATED"));
+  CommandResult plaintext = Cli({"--token_file=" + Path("infer.token"), "models", "list"});
+  EXPECT_EQ(plaintext.exit_code, 1);
+  EXPECT_THAT(plaintext.err, HasSubstr("UNAVAILABLE"));
+  CommandResult no_tls = Cli({"--tls_ca_file=" + certs.ca_cert, "models", "list"});
+  EXPECT_EQ(no_tls.exit_code, 2);
+  EXPECT_THAT(no_tls.err, HasSubstr("--tls_ca_file needs --tls"));
+
+  // The environment variable is the fallback for --token_file (the child inherits it).
+  ASSERT_EQ(setenv("INVNET_TOKEN_FILE", Path("admin.token").c_str(), 1), 0);
+  CommandResult from_environment = secure_cli("", {"models", "delete", "toy", "--all_versions"});
+  unsetenv("INVNET_TOKEN_FILE");
+  EXPECT_EQ(from_environment.exit_code, 0) << from_environment.err;
+  EXPECT_EQ(server_->Terminate(), 0);
+}
+
+TEST(ServerBinaryTest, BadSecurityFilesFailWithTheFlagNamed) {
+  char tmpl[] = "/tmp/invnet_e2e_flags_XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  std::ofstream(dir + "/tokens") << "# tokens\nadmin\n";
+  const std::vector<std::string> base = {INVNET_SERVER_BINARY, "--address=127.0.0.1:0",
+                                         "--repository=" + dir + "/repo"};
+  auto with = [&](const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = base;
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return RunCommand(argv, absl::Seconds(60)).value();
+  };
+  CommandResult tokens = with({"--auth_tokens_file=" + dir + "/tokens"});
+  EXPECT_EQ(tokens.exit_code, 1);
+  EXPECT_THAT(tokens.err, HasSubstr("auth_tokens_file: " + dir + "/tokens:2:"));
+  CommandResult cert =
+      with({"--tls_cert_file=" + dir + "/missing.pem", "--tls_key_file=" + dir + "/tokens"});
+  EXPECT_EQ(cert.exit_code, 1);
+  EXPECT_THAT(cert.err, HasSubstr("tls_cert_file: "));
+  EXPECT_THAT(cert.err, HasSubstr("missing.pem"));
+  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

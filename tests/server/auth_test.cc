@@ -1,0 +1,126 @@
+// Authorizer: the token file's format and the bearer-token check, without a server (the checks
+// through real gRPC calls are in secure_service_test.cc).
+
+#include "server/auth.h"
+
+#include <cstdlib>
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace invnet::server {
+namespace {
+
+using ::invnet::testing::IsOk;
+using ::invnet::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+constexpr char kInferToken[] = "infer-token-0123456789abcdef";
+constexpr char kAdminToken[] = "admin-token-0123456789abcdef";
+
+Authorizer TwoTokens() {
+  return Authorizer::FromText(absl::StrCat("# invnet tokens\n\ninfer ", kInferToken, "\n  admin\t",
+                                           kAdminToken, "  \n"),
+                              "tokens")
+      .value();
+}
+
+std::string Bearer(absl::string_view token) { return absl::StrCat("Bearer ", token); }
+
+TEST(AuthorizerTest, DefaultAllowsEverything) {
+  Authorizer open;
+  EXPECT_FALSE(open.enabled());
+  EXPECT_THAT(open.CheckHeader(absl::nullopt, Scope::kAdmin), IsOk());
+  EXPECT_THAT(open.CheckHeader("Bearer nonsense", Scope::kAdmin), IsOk());
+}
+
+TEST(AuthorizerTest, ParsesTokensIgnoringCommentsAndBlankLines) {
+  Authorizer auth = TwoTokens();
+  EXPECT_TRUE(auth.enabled());
+  EXPECT_EQ(auth.num_tokens(), 2);
+}
+
+TEST(AuthorizerTest, InferTokenHasOnlyTheInferScope) {
+  Authorizer auth = TwoTokens();
+  EXPECT_THAT(auth.CheckHeader(Bearer(kInferToken), Scope::kInfer), IsOk());
+  EXPECT_THAT(auth.CheckHeader(Bearer(kInferToken), Scope::kAdmin),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       AllOf(HasSubstr("'admin' scope"), HasSubstr("has 'infer'"))));
+}
+
+TEST(AuthorizerTest, AdminTokenImpliesInfer) {
+  Authorizer auth = TwoTokens();
+  EXPECT_THAT(auth.CheckHeader(Bearer(kAdminToken), Scope::kAdmin), IsOk());
+  EXPECT_THAT(auth.CheckHeader(Bearer(kAdminToken), Scope::kInfer), IsOk());
+}
+
+TEST(AuthorizerTest, SchemeIsCaseInsensitive) {
+  Authorizer auth = TwoTokens();
+  EXPECT_THAT(auth.CheckHeader(absl::StrCat("bearer ", kAdminToken), Scope::kAdmin), IsOk());
+  EXPECT_THAT(auth.CheckHeader(absl::StrCat("BEARER  ", kAdminToken), Scope::kAdmin), IsOk());
+}
+
+TEST(AuthorizerTest, RejectsMissingMalformedAndUnknownCredentials) {
+  Authorizer auth = TwoTokens();
+  EXPECT_THAT(auth.CheckHeader(absl::nullopt, Scope::kInfer),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("authorization:")));
+  EXPECT_THAT(auth.CheckHeader(kInferToken, Scope::kInfer),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("'Bearer <token>'")));
+  EXPECT_THAT(auth.CheckHeader(absl::StrCat("Basic ", kInferToken), Scope::kInfer),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("'Bearer <token>'")));
+  EXPECT_THAT(auth.CheckHeader("Bearer ", Scope::kInfer),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("token is empty")));
+  // A prefix, an extension and a near miss of a real token.
+  const std::string token = kInferToken;
+  for (const std::string& guess :
+       {token.substr(0, token.size() - 1), token + "0", token.substr(0, token.size() - 1) + "X"}) {
+    EXPECT_THAT(auth.CheckHeader(Bearer(guess), Scope::kInfer),
+                StatusIs(absl::StatusCode::kUnauthenticated,
+                         HasSubstr("authorization: unknown bearer token")))
+        << guess;
+  }
+}
+
+TEST(AuthorizerTest, MalformedLinesNameTheLine) {
+  const std::string good = absl::StrCat("infer ", kInferToken, "\n");
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {good + "# comment\nroot " + kAdminToken + "\n", "tokens:3: unknown scope 'root'"},
+           {good + kAdminToken + "\n", "tokens:2: expected '<scope> <token>' (2 words), found 1"},
+           {good + "admin " + kAdminToken + " extra\n", "tokens:2: expected"},
+           {good + "admin short\n", "tokens:2: the token has 5 characters, at least 16"},
+           {good + "admin " + std::string(20, 'a') + "\x01\n", "tokens:2: the token must"},
+           {good + "admin " + std::string(16, 'a') + "\x7f\n", "tokens:2: the token must"},
+           {good + "\nadmin " + kInferToken + "\n", "tokens:3: the same token as line 1"},
+           {"# only comments\n\n", "tokens: no tokens"},
+           {"", "tokens: no tokens"},
+       }) {
+    EXPECT_THAT(Authorizer::FromText(c.text, "tokens"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.text;
+  }
+}
+
+TEST(AuthorizerTest, FromFile) {
+  char tmpl[] = "/tmp/invnet_auth_test_XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/tokens";
+  std::ofstream(path) << "admin " << kAdminToken << "\n";
+  absl::StatusOr<Authorizer> auth = Authorizer::FromFile(path);
+  ASSERT_THAT(auth, IsOk());
+  EXPECT_THAT(auth->CheckHeader(Bearer(kAdminToken), Scope::kAdmin), IsOk());
+  std::ofstream(path) << "admin " << kAdminToken << "\nadmin\n";
+  EXPECT_THAT(Authorizer::FromFile(path),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(path + ":2:")));
+  EXPECT_THAT(Authorizer::FromFile(dir + "/missing"), StatusIs(absl::StatusCode::kNotFound));
+  std::system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace invnet::server
