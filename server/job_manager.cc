@@ -118,12 +118,27 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const std::string
   return manager;
 }
 
-void JobManager::Persist(const v1::TrainingJob& record) {
+absl::Status JobManager::WriteRecord(const v1::TrainingJob& record) const {
   ArchiveWriter writer(kKind);
   writer.PutString("job", record.SerializeAsString());
-  absl::Status status =
-      WriteFileAtomically(absl::StrCat(dir_, "/", record.job_id(), kSuffix), writer.Finish());
-  if (!status.ok()) LOG(WARNING) << "could not persist job " << record.job_id() << ": " << status;
+  return WriteFileAtomically(absl::StrCat(dir_, "/", record.job_id(), kSuffix), writer.Finish());
+}
+
+void JobManager::Persist(const v1::TrainingJob& record) {
+  absl::MutexLock lock(&persist_mu_);
+  absl::Status status = WriteRecord(record);
+  if (status.ok()) {
+    unpersisted_.erase(record.job_id());
+  } else {
+    LOG(WARNING) << "could not persist job " << record.job_id() << ": " << status;
+    unpersisted_[record.job_id()] = record;
+  }
+  // Records that failed to save earlier (a full disk, say) are retried with every later save,
+  // so that a job's final state and reason reach the disk once there is room again.
+  for (auto it = unpersisted_.begin(); it != unpersisted_.end();) {
+    it = it->first != record.job_id() && WriteRecord(it->second).ok() ? unpersisted_.erase(it)
+                                                                      : std::next(it);
+  }
 }
 
 void JobManager::Publish(Job& job) {
@@ -325,6 +340,11 @@ void JobManager::Shutdown() {
     threads.swap(threads_);
   }
   for (std::thread& t : threads) t.join();
+  absl::MutexLock lock(&persist_mu_);
+  for (const auto& [id, record] : unpersisted_) {
+    absl::Status status = WriteRecord(record);
+    if (!status.ok()) LOG(WARNING) << "job " << id << " could not be saved at shutdown: " << status;
+  }
 }
 
 }  // namespace invnet::server

@@ -101,6 +101,11 @@ class JobManager {
   std::vector<std::string> load_problems_;
   std::vector<std::string> leftovers_;
 
+  absl::Status WriteRecord(const v1::TrainingJob& record) const;
+
+  // Serialises record writes; the latest record of each job whose write failed.
+  absl::Mutex persist_mu_;
+  std::map<std::string, v1::TrainingJob> unpersisted_ ABSL_GUARDED_BY(persist_mu_);
   mutable absl::Mutex mu_;
   mutable absl::CondVar changed_;
   std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
