@@ -37,6 +37,7 @@ class ServerProcess {
   ~ServerProcess();  // SIGKILL if still running
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }  // -1 once it has ended
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
   // Sends SIGTERM and waits; returns the exit code (-1 for a signal or a timeout).
   int Terminate(absl::Duration timeout = absl::Seconds(30));
