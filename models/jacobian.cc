@@ -19,6 +19,26 @@ at::Tensor BatchIdentity(const at::Tensor& x) {
   return at::eye(x.size(1), x.options()).expand({x.size(0), x.size(1), x.size(1)});
 }
 
+// log det M for a batch of matrices [batch, n, n] with positive determinants. For n <= 3 the
+// determinant in closed form: a few elementwise products instead of a batched LU (and its
+// backward) on tiny matrices, which cost more than the rest of the log-det loss for n = 2.
+at::Tensor LogDetPositive(const at::Tensor& m) {
+  const int64_t n = m.size(1);
+  auto e = [&](int64_t i, int64_t j) { return m.select(1, i).select(1, j); };
+  switch (n) {
+    case 1:
+      return at::log(e(0, 0));
+    case 2:
+      return at::log(e(0, 0) * e(1, 1) - e(0, 1) * e(1, 0));
+    case 3:
+      return at::log(e(0, 0) * (e(1, 1) * e(2, 2) - e(1, 2) * e(2, 1)) -
+                     e(0, 1) * (e(1, 0) * e(2, 2) - e(1, 2) * e(2, 0)) +
+                     e(0, 2) * (e(1, 0) * e(2, 1) - e(1, 1) * e(2, 0)));
+    default:
+      return std::get<1>(at::linalg_slogdet(m));
+  }
+}
+
 }  // namespace
 
 ForwardAndValue JacobianVectorProduct(const IResNet& net, const at::Tensor& x,
@@ -50,7 +70,7 @@ ForwardAndValue ExactLogDet(const IResNet& net, const at::Tensor& x) {
     ResidualLinearization lin = net.LinearizeResidual(k, h);
     // det(I + J_g) > 0 because every eigenvalue of I + J_g has real part >= 1 - Lip(g) > 0.
     // (identity + Apply(identity) is (I + J_g)^T, which has the same determinant.)
-    log_det = log_det + std::get<1>(at::linalg_slogdet(identity + lin.Apply(identity)));
+    log_det = log_det + LogDetPositive(identity + lin.Apply(identity));
     h = h + lin.value();
   }
   return {h, log_det};
