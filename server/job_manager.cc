@@ -182,6 +182,12 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
+    // Refused now rather than after the training (publication would refuse it then).
+    if (models_->num_versions() + active_ >= models_->max_versions()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the repository already serves its maximum of ", models_->max_versions(),
+          " model versions, counting running jobs (--max_models); delete some first"));
+    }
     if (active_ >= options_.max_concurrent_jobs) {
       return absl::ResourceExhaustedError(
           absl::StrCat("the server already runs its maximum of ", options_.max_concurrent_jobs,

@@ -33,6 +33,8 @@ ABSL_FLAG(int64_t, max_message_mb, 256, "largest request or response, in MiB");
 ABSL_FLAG(int, torch_threads, 0, "LibTorch threads per request and per job (0: all cores)");
 ABSL_FLAG(int, max_jobs, 2, "training jobs that may run at once");
 ABSL_FLAG(int64_t, max_dataset_mb, 1024, "largest uploaded dataset, in MiB");
+ABSL_FLAG(int64_t, max_models, 1000, "model versions the repository serves at most");
+ABSL_FLAG(int64_t, max_batch, 1000000, "rows of one Reconstruct/Forward/Estimate batch at most");
 ABSL_FLAG(bool, reflection, true, "enable gRPC server reflection");
 ABSL_FLAG(int64_t, batch_max_rows, 1024,
           "merge concurrent Reconstruct requests for one model into batches of up to this many "
@@ -96,6 +98,8 @@ int main(int argc, char** argv) {
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_jobs);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_mb) << 20;
   options.reflection = absl::GetFlag(FLAGS_reflection);
+  options.max_model_versions = absl::GetFlag(FLAGS_max_models);
+  options.max_batch = absl::GetFlag(FLAGS_max_batch);
   options.batching.max_batch_rows = absl::GetFlag(FLAGS_batch_max_rows);
   options.batching.max_delay = absl::Microseconds(absl::GetFlag(FLAGS_batch_max_delay_us));
   options.batching.max_concurrent_solves = absl::GetFlag(FLAGS_batch_concurrent_solves);

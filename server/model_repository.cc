@@ -168,6 +168,11 @@ int64_t ModelRepository::num_versions() const {
 absl::StatusOr<std::shared_ptr<const HostedModel>> ModelRepository::Publish(
     const std::string& name, Checkpoint checkpoint) {
   INVNET_RETURN_IF_ERROR(ValidateName(name, "model_name"));
+  if (const int64_t limit = max_versions(); num_versions() >= limit) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the repository already serves its maximum of ", limit,
+        " model versions (--max_models); delete some first"));
+  }
   const std::string bytes = SerializeCheckpoint(checkpoint);
   // Build first: a checkpoint that does not restore and certify is never written.
   INVNET_ASSIGN_OR_RETURN(std::shared_ptr<HostedModel> model,
@@ -227,6 +232,16 @@ absl::Status ModelRepository::Delete(const std::string& name, int64_t version) {
   }
   RemoveTree(trash);
   return absl::OkStatus();
+}
+
+void ModelRepository::set_max_versions(int64_t max_versions) {
+  absl::MutexLock lock(&mu_);
+  max_versions_ = max_versions;
+}
+
+int64_t ModelRepository::max_versions() const {
+  absl::MutexLock lock(&mu_);
+  return max_versions_;
 }
 
 }  // namespace invnet::server

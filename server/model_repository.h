@@ -16,6 +16,7 @@
 // HostedModels: a version deleted while a request uses it stays alive until the request ends.
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -64,6 +65,9 @@ class ModelRepository {
   absl::Status Delete(const std::string& name, int64_t version);
 
   int64_t num_versions() const;
+  // Publish refuses (RESOURCE_EXHAUSTED) once this many versions are served (--max_models).
+  void set_max_versions(int64_t max_versions);
+  int64_t max_versions() const;
 
  private:
   explicit ModelRepository(std::string root) : root_(std::move(root)) {}
@@ -82,6 +86,7 @@ class ModelRepository {
   // Highest version ever seen per name, so a deleted version number is never reused.
   std::map<std::string, int64_t> highest_version_ ABSL_GUARDED_BY(mu_);
   uint64_t unique_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t max_versions_ ABSL_GUARDED_BY(mu_) = std::numeric_limits<int64_t>::max();
 };
 
 // Recursively removes `path`; errors are ignored (used for tmp/ and trash/ entries).

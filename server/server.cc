@@ -87,6 +87,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (options.max_message_bytes < (1 << 20) || options.max_message_bytes > (int64_t{2} << 30) - 1) {
     return absl::InvalidArgumentError("max_message_bytes: must lie in [1 MiB, 2 GiB)");
   }
+  if (options.max_model_versions < 1 || options.max_batch < 1) {
+    return absl::InvalidArgumentError("max_models and max_batch must be >= 1");
+  }
   if (options.max_concurrent_jobs < 0 || options.torch_threads < 0) {
     return absl::InvalidArgumentError("max_concurrent_jobs and torch_threads must be >= 0");
   }
@@ -109,6 +112,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   at::set_num_threads(threads);
 
   INVNET_ASSIGN_OR_RETURN(server->models_, ModelRepository::Open(options.repository));
+  server->models_->set_max_versions(options.max_model_versions);
   INVNET_ASSIGN_OR_RETURN(server->datasets_, DatasetStore::Open(options.repository));
   JobManagerOptions job_options;
   job_options.max_concurrent_jobs = options.max_concurrent_jobs;
@@ -116,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   ServiceLimits limits;
   // A float tensor can never be larger than the largest message.
   limits.tensors.max_elements = options.max_message_bytes / 4;
+  limits.tensors.max_batch = options.max_batch;
   limits.max_dataset_bytes = options.max_dataset_bytes;
   job_options.limits = limits.tensors;
   INVNET_ASSIGN_OR_RETURN(server->jobs_, JobManager::Create(options.repository,

@@ -40,6 +40,9 @@ struct ServerOptions {
   int torch_threads = 0;
   int max_concurrent_jobs = 2;
   int64_t max_dataset_bytes = int64_t{1} << 30;
+  // Model versions the repository serves at most; rows of one request's batch at most.
+  int64_t max_model_versions = 1000;
+  int64_t max_batch = 1000000;
   bool reflection = true;
   // Dynamic batching of concurrent Reconstruct requests and the bound on queued requests
   // (server/reconstruct_batcher.h).

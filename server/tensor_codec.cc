@@ -56,6 +56,11 @@ absl::StatusOr<at::Tensor> DecodeBatch(const v1::Tensor& proto, int64_t dim,
   if (tensor->size(0) < 1) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": empty batch (shape[0] = 0)"));
   }
+  if (tensor->size(0) > limits.max_batch) {
+    return absl::ResourceExhaustedError(absl::StrCat(field, ": a batch of ", tensor->size(0),
+                                                     " rows exceeds the server's limit of ",
+                                                     limits.max_batch, " (--max_batch)"));
+  }
   if (tensor->size(1) != dim) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", dim,
                                                    " values per sample (shape[1]), got ",

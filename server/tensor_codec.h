@@ -18,6 +18,8 @@ namespace invnet::server {
 
 struct TensorLimits {
   int64_t max_elements = int64_t{1} << 28;
+  // Rows of one batch (invnet-server --max_batch).
+  int64_t max_batch = 1000000;
 };
 
 // A float32 tensor of rank `rank` (any rank when rank < 0). INVALID_ARGUMENT naming `field`
@@ -26,7 +28,8 @@ absl::StatusOr<at::Tensor> DecodeTensor(const v1::Tensor& proto, int rank,
                                         absl::string_view field,
                                         const TensorLimits& limits = TensorLimits());
 
-// A batch [b, dim] with b >= 1 (dim checked), as the RPCs take it.
+// A batch [b, dim] with 1 <= b <= limits.max_batch (RESOURCE_EXHAUSTED above it) and the given
+// dim, as the RPCs take it.
 absl::StatusOr<at::Tensor> DecodeBatch(const v1::Tensor& proto, int64_t dim,
                                        absl::string_view field,
                                        const TensorLimits& limits = TensorLimits());

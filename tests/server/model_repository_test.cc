@@ -183,6 +183,29 @@ std::map<std::string, uintmax_t> Snapshot(const std::string& root) {
   return files;
 }
 
+TEST_F(RepositoryTest, TheVersionLimitHoldsForPublicationAndForNewJobs) {
+  ASSERT_OK_AND_ASSIGN(auto repo, ModelRepository::Open(root_));
+  ASSERT_OK_AND_ASSIGN(auto store, DatasetStore::Open(root_));
+  repo->set_max_versions(1);
+  ASSERT_OK(repo->Publish("first", MakeCheckpointWithSeed(1)).status());
+  auto refused = repo->Publish("second", MakeCheckpointWithSeed(2));
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(refused.status().message(), HasSubstr("--max_models"));
+  EXPECT_EQ(repo->num_versions(), 1);
+  ASSERT_OK_AND_ASSIGN(auto jobs, JobManager::Create(root_, repo.get(), store.get(), {}));
+  v1::TrainRequest request;
+  request.set_model_name("third");
+  request.set_preset("bimodal2d");
+  request.mutable_training()->set_loss(v1::LOSS_APPROXIMATION);
+  request.mutable_training()->set_steps(1);
+  auto job = jobs->Submit(request);
+  EXPECT_THAT(job, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(job.status().message(), HasSubstr("--max_models"));
+  // Deleting makes room.
+  ASSERT_OK(repo->Delete("first", 1));
+  EXPECT_OK(repo->Publish("second", MakeCheckpointWithSeed(2)).status());
+}
+
 TEST_F(RepositoryTest, TheOfflineCheckReportsDamageAndLeftoversAndChangesNothing) {
   {
     ASSERT_OK_AND_ASSIGN(auto repo, ModelRepository::Open(root_));

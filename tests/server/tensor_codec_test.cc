@@ -61,6 +61,21 @@ TEST(TensorCodecTest, HostileShapes) {
               StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
+TEST(TensorCodecTest, BatchesAboveTheLimitAreRefusedNamingTheFlag) {
+  v1::Tensor proto;
+  proto.add_shape(5);
+  proto.add_shape(2);
+  for (int i = 0; i < 10; ++i) proto.add_values(0.5f);
+  TensorLimits limits;
+  limits.max_batch = 5;
+  EXPECT_TRUE(DecodeBatch(proto, 2, "measurements", limits).ok());
+  limits.max_batch = 4;
+  absl::StatusOr<at::Tensor> refused = DecodeBatch(proto, 2, "measurements", limits);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("measurements: a batch of 5"));
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("--max_batch"));
+}
+
 TEST(TensorCodecTest, NonFiniteValues) {
   EXPECT_THAT(DecodeBatch(Make({1, 3}, {1, NAN, 3}), 3, "signals"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("signals: value 1 is NaN")));
