@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
-#include <iostream>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <random>
@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "server/repository_check.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/train_requests.h"
 
 namespace invnet {
 namespace {
@@ -36,6 +37,10 @@ namespace fs = std::filesystem;
 using ::invnet::client::DenseTensor;
 using ::invnet::client::InvnetClient;
 using ::invnet::testing::ServerProcess;
+
+v1::TrainRequest SmallJob(const std::string& name, int64_t steps) {
+  return testing::SmallTrainRequest(name, v1::LOSS_APPROXIMATION, steps, /*hidden_width=*/8);
+}
 using ::testing::HasSubstr;
 
 int Rounds() {
@@ -52,20 +57,6 @@ DenseTensor Probe() {
     y.at(i, 1) = 0.2f - 0.1f * static_cast<float>(i);
   }
   return y;
-}
-
-v1::TrainRequest SmallJob(const std::string& name, int64_t steps) {
-  v1::TrainRequest request;
-  request.set_model_name(name);
-  request.set_preset("bimodal2d");
-  request.mutable_architecture()->set_num_blocks(2);
-  request.mutable_architecture()->set_hidden_width(8);
-  request.mutable_training()->set_loss(v1::LOSS_APPROXIMATION);
-  request.mutable_training()->set_steps(steps);
-  request.mutable_training()->set_batch_size(64);
-  request.mutable_training()->set_validation_every(0);
-  request.mutable_training()->set_validation_size(50);
-  return request;
 }
 
 class FaultTest : public ::testing::Test {
@@ -86,9 +77,9 @@ class FaultTest : public ::testing::Test {
   std::string Root() const { return dir_ + "/repo"; }
 
   void Start() {
-    auto server = ServerProcess::Start(INVNET_SERVER_BINARY,
-                                       {"--repository=" + Root(), "--torch_threads=1"},
-                                       dir_ + "/server.log");
+    auto server =
+        ServerProcess::Start(INVNET_SERVER_BINARY, {"--repository=" + Root(), "--torch_threads=1"},
+                             dir_ + "/server.log");
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     client::ClientOptions options;
@@ -146,7 +137,8 @@ class FaultTest : public ::testing::Test {
     client_.reset();
     auto report = server::CheckRepository(Root());
     ASSERT_TRUE(report.ok()) << round << ": " << report.status();
-    ASSERT_TRUE(report->healthy()) << round << ":\n" << server::FormatRepositoryReport(Root(), *report);
+    ASSERT_TRUE(report->healthy()) << round << ":\n"
+                                   << server::FormatRepositoryReport(Root(), *report);
 
     Start();
     EXPECT_TRUE(fs::is_empty(Root() + "/tmp")) << round;
@@ -161,8 +153,8 @@ class FaultTest : public ::testing::Test {
       }
       auto outputs = Outputs(it->first.first, it->first.second);
       ASSERT_TRUE(outputs.has_value()) << round << ": " << it->first.first;
-      EXPECT_EQ(*outputs, it->second) << round << ": " << it->first.first << " v"
-                                      << it->first.second << " answers differently";
+      EXPECT_EQ(*outputs, it->second)
+          << round << ": " << it->first.first << " v" << it->first.second << " answers differently";
       ++it;
     }
     // Jobs: none left running; interrupted ones say why; a success's version is served.

@@ -24,6 +24,7 @@
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/train_requests.h"
 
 namespace invnet {
 namespace {
@@ -61,20 +62,6 @@ DenseTensor RandomBatch(std::mt19937& gen, int64_t rows) {
   return t;
 }
 
-v1::TrainRequest SmallJob(const std::string& name) {
-  v1::TrainRequest request;
-  request.set_model_name(name);
-  request.set_preset("bimodal2d");
-  request.mutable_architecture()->set_num_blocks(2);
-  request.mutable_architecture()->set_hidden_width(8);
-  request.mutable_training()->set_loss(v1::LOSS_APPROXIMATION);
-  request.mutable_training()->set_steps(20);
-  request.mutable_training()->set_batch_size(64);
-  request.mutable_training()->set_validation_every(0);
-  request.mutable_training()->set_validation_size(50);
-  return request;
-}
-
 // Latencies and errors per operation, shared by all clients.
 class Tally {
  public:
@@ -106,9 +93,8 @@ class Tally {
                                         static_cast<size_t>(p * op.latencies_us.size()))];
       };
       std::cout << absl::StrFormat("%-14s %9d %8d %8d %8.0fus %8.0fus %8.0fus\n", name,
-                                   op.latencies_us.size(), op.unexpected_errors,
-                                   op.expected_errors, pct(0.5), pct(0.99),
-                                   op.latencies_us.back());
+                                   op.latencies_us.size(), op.unexpected_errors, op.expected_errors,
+                                   pct(0.5), pct(0.99), op.latencies_us.back());
     }
     int64_t total = 0;
     for (const auto& [name, op] : ops_) total += op.latencies_us.size();
@@ -132,9 +118,8 @@ class Tally {
 TEST(SoakTest, SixtyFourClientsMixingEveryRpc) {
   char tmpl[] = "/tmp/invnet_soak_XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  auto server = ServerProcess::Start(INVNET_SERVER_BINARY,
-                                     {"--repository=" + dir + "/repo", "--max_jobs=2"},
-                                     dir + "/server.log");
+  auto server = ServerProcess::Start(
+      INVNET_SERVER_BINARY, {"--repository=" + dir + "/repo", "--max_jobs=2"}, dir + "/server.log");
   ASSERT_TRUE(server.ok()) << server.status();
   std::vector<std::unique_ptr<InvnetClient>> channels;
   for (int i = 0; i < kChannels; ++i) {
@@ -146,8 +131,7 @@ TEST(SoakTest, SixtyFourClientsMixingEveryRpc) {
   ASSERT_TRUE(channels[0]->WaitUntilServing(absl::Seconds(30)).ok());
   // The served model (trained with a prior, so Estimate has its references).
   {
-    v1::TrainRequest request = SmallJob("served");
-    request.mutable_training()->set_steps(100);
+    v1::TrainRequest request = testing::SmallTrainRequest("served", v1::LOSS_APPROXIMATION, 100, 8);
     auto started = channels[0]->Train(request);
     ASSERT_TRUE(started.ok()) << started.status();
     auto job = channels[0]->WatchTrainingJob(started->job().job_id());
@@ -206,7 +190,8 @@ TEST(SoakTest, SixtyFourClientsMixingEveryRpc) {
           op = "Train";
           // One model name per client; its previous version is deleted so memory stays flat.
           const std::string name = absl::StrCat("soak-train-", c);
-          auto started = client.Train(SmallJob(name));
+          auto started =
+              client.Train(testing::SmallTrainRequest(name, v1::LOSS_APPROXIMATION, 20, 8));
           status = started.status();
           expected = status.code() == absl::StatusCode::kResourceExhausted;  // --max_jobs
           if (started.ok()) {

@@ -14,6 +14,7 @@
 #include "server/server.h"
 #include "tests/testing/certificates.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/train_requests.h"
 
 namespace invnet::server {
 namespace {
@@ -68,20 +69,6 @@ std::unique_ptr<InvnetClient> Connect(const Server& server, const ClientOptions&
   return InvnetClient::Connect(absl::StrCat("127.0.0.1:", server.port()), options).value();
 }
 
-v1::TrainRequest SmallTrainRequest(const std::string& name) {
-  v1::TrainRequest request;
-  request.set_model_name(name);
-  request.set_preset("bimodal2d");
-  request.mutable_training()->set_loss(v1::LOSS_DIVERGENCE);
-  request.mutable_training()->set_steps(20);
-  request.mutable_training()->set_batch_size(64);
-  request.mutable_training()->set_validation_every(0);
-  request.mutable_training()->set_validation_size(100);
-  request.mutable_architecture()->set_num_blocks(2);
-  request.mutable_architecture()->set_hidden_width(16);
-  return request;
-}
-
 v1::Tensor Batch(int64_t rows, int64_t cols) {
   DenseTensor t = DenseTensor::Matrix(rows, cols);
   for (size_t i = 0; i < t.values.size(); ++i) t.values[i] = 0.1f * static_cast<float>(i);
@@ -92,7 +79,7 @@ v1::Tensor Batch(int64_t rows, int64_t cols) {
 
 // Trains `name` to completion through `client`.
 absl::Status Train(const InvnetClient& client, const std::string& name) {
-  absl::StatusOr<v1::TrainResponse> started = client.Train(SmallTrainRequest(name));
+  absl::StatusOr<v1::TrainResponse> started = client.Train(testing::SmallTrainRequest(name));
   if (!started.ok()) return started.status();
   absl::StatusOr<v1::TrainingJob> job = client.WatchTrainingJob(started->job().job_id());
   if (!job.ok()) return job.status();
@@ -162,7 +149,7 @@ class SecureServiceTest : public ::testing::Test {
     codes["ListTrainingJobs"] = client.ListTrainingJobs().status().code();
     codes["WatchTrainingJob"] = client.WatchTrainingJob("no-such-job").status().code();
     // Writes.
-    codes["Train"] = client.Train(SmallTrainRequest("Not A Name")).status().code();
+    codes["Train"] = client.Train(testing::SmallTrainRequest("Not A Name")).status().code();
     v1::CancelTrainingJobRequest cancel;
     cancel.set_job_id("no-such-job");
     codes["CancelTrainingJob"] = client.CancelTrainingJob(cancel).status().code();
@@ -284,7 +271,7 @@ TEST_F(SecureServiceTest, InferTokenMayReadAndComputeButNotChange) {
   *reconstruct.mutable_measurements() = Batch(3, 2);
   EXPECT_THAT(client->Reconstruct(reconstruct), IsOk());
   EXPECT_THAT(client->ListModels(), IsOk());
-  EXPECT_THAT(client->Train(SmallTrainRequest("infer-trained")),
+  EXPECT_THAT(client->Train(testing::SmallTrainRequest("infer-trained")),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("'admin' scope")));
   v1::DeleteModelRequest remove;
   remove.set_name("toy");

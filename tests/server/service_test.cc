@@ -15,11 +15,13 @@
 #include "invnet/v1/reconstruction_service.grpc.pb.h"
 #include "invnet/v1/training_service.grpc.pb.h"
 #include "server/server.h"
+#include "tests/testing/train_requests.h"
 
 namespace invnet::server {
 namespace {
 
 using ::testing::HasSubstr;
+using ::invnet::testing::SmallTrainRequest;
 
 std::string MakeTempDir() {
   char tmpl[] = "/tmp/invnet_service_test_XXXXXX";
@@ -34,20 +36,6 @@ v1::Tensor Batch(int64_t rows, int64_t cols, float fill_scale = 0.5f) {
     t.add_values(fill_scale * std::sin(0.7f * static_cast<float>(i) + 0.3f));
   }
   return t;
-}
-
-v1::TrainRequest SmallTrainRequest(const std::string& name, v1::Loss loss, int64_t steps = 40) {
-  v1::TrainRequest request;
-  request.set_model_name(name);
-  request.set_preset("bimodal2d");
-  request.mutable_training()->set_loss(loss);
-  request.mutable_training()->set_steps(steps);
-  request.mutable_training()->set_batch_size(64);
-  request.mutable_training()->set_validation_every(0);
-  request.mutable_training()->set_validation_size(100);
-  request.mutable_architecture()->set_num_blocks(2);
-  request.mutable_architecture()->set_hidden_width(16);
-  return request;
 }
 
 enum class Transport { kInProcess, kTcp };
@@ -70,7 +58,7 @@ class ServiceTest : public ::testing::TestWithParam<Transport> {
     grpc::ClientContext context;
     v1::TrainResponse response;
     ASSERT_TRUE(training
-                    ->Train(&context, SmallTrainRequest("toy", v1::LOSS_DIVERGENCE), &response)
+                    ->Train(&context, SmallTrainRequest("toy", v1::LOSS_DIVERGENCE, 40), &response)
                     .ok());
     WaitForJob(*training, response.job().job_id());
     // A wide model whose inverse is expensive, for the deadline test.
@@ -381,7 +369,7 @@ TEST_P(ServiceTest, JobLifecycleAndLimits) {
   {
     grpc::ClientContext context;
     v1::TrainResponse response;
-    ExpectCode(training_->Train(&context, SmallTrainRequest("third", v1::LOSS_APPROXIMATION),
+    ExpectCode(training_->Train(&context, SmallTrainRequest("third", v1::LOSS_APPROXIMATION, 40),
                                 &response),
                grpc::RESOURCE_EXHAUSTED, "maximum of 2");
   }
