@@ -1355,6 +1355,9 @@ int Main(const Invocation& inv, Context& ctx) {
         status.code() == absl::StatusCode::kDeadlineExceeded) {
       *ctx.err << " (server " << inv.flags.server << ")";
     }
+    if (const std::string id = RequestIdOf(status); !id.empty()) {
+      *ctx.err << " (request id " << id << ")";
+    }
     *ctx.err << "\n";
   }
   return ExitCode(status);

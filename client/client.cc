@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/tensor_io.h"
@@ -36,7 +37,7 @@ absl::StatusOr<Response> CallUnary(absl::Duration timeout, const Call& call) {
   ApplyDeadline(timeout, &context);
   Response response;
   const grpc::Status status = call(&context, &response);
-  if (!status.ok()) return FromGrpcStatus(status);
+  if (!status.ok()) return FromGrpcStatus(status, context);
   return response;
 }
 
@@ -139,6 +140,23 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   // grpc::StatusCode and absl::StatusCode share the canonical numbering (0..16).
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context) {
+  absl::Status converted = FromGrpcStatus(status);
+  if (converted.ok()) return converted;
+  const auto& metadata = context.GetServerInitialMetadata();
+  const auto id = metadata.find("x-request-id");
+  if (id != metadata.end()) {
+    converted.SetPayload(kRequestIdPayload,
+                         absl::Cord(absl::string_view(id->second.data(), id->second.size())));
+  }
+  return converted;
+}
+
+std::string RequestIdOf(const absl::Status& status) {
+  const absl::optional<absl::Cord> id = status.GetPayload(kRequestIdPayload);
+  return id.has_value() ? std::string(*id) : "";
 }
 
 InvnetClient::InvnetClient(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions options)
@@ -252,7 +270,7 @@ absl::StatusOr<v1::TrainingJob> InvnetClient::WatchTrainingJob(absl::string_view
     last = std::move(*update.mutable_job());
   }
   const grpc::Status status = reader->Finish();
-  if (!status.ok()) return FromGrpcStatus(status);
+  if (!status.ok()) return FromGrpcStatus(status, context);
   if (!received) {
     return absl::InternalError(
         absl::StrCat("the server ended the watch of job ", job_id, " without an update"));
@@ -330,7 +348,7 @@ absl::StatusOr<v1::Dataset> InvnetClient::UploadDataset(absl::string_view name,
   }
   if (sent_all) writer->WritesDone();
   const grpc::Status status = writer->Finish();
-  if (!status.ok()) return FromGrpcStatus(status);
+  if (!status.ok()) return FromGrpcStatus(status, context);
   if (!sent_all) {
     return absl::UnknownError(absl::StrCat("upload of dataset ", name,
                                            ": the stream closed before every chunk was sent"));

@@ -33,6 +33,7 @@
 #include "client/dense_tensor.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
 #include "invnet/v1/dataset_service.grpc.pb.h"
 #include "invnet/v1/model_service.grpc.pb.h"
@@ -76,6 +77,13 @@ struct ClientOptions {
 
 // grpc::Status -> absl::Status: the same code and message (the one place they are converted).
 absl::Status FromGrpcStatus(const grpc::Status& status);
+// The same, plus the request id the server answered with (its `x-request-id` initial metadata)
+// as the payload kRequestIdPayload, so that an error can be found in the server's log.
+// Precondition: the call of `context` has finished.
+absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context);
+inline constexpr char kRequestIdPayload[] = "invnet/request-id";
+// The request id FromGrpcStatus attached, or "".
+std::string RequestIdOf(const absl::Status& status);
 
 class InvnetClient {
  public:

@@ -6,6 +6,9 @@
 // port). SIGTERM or SIGINT shut it down gracefully: health NOT_SERVING, running training jobs
 // cancelled (their records say so), in-flight calls drained, exit 0.
 //
+// --metrics_address=HOST:PORT serves Prometheus metrics at http://HOST:PORT/metrics and prints
+// "invnet-server metrics on HOST:PORT" before the listening line (which announces readiness).
+//
 // --tls_cert_file and --tls_key_file serve TLS (--tls_client_ca_file: mutual TLS) and
 // --auth_tokens_file requires bearer tokens (server/auth.h); tokens never go on the command
 // line, where `ps` shows them to every user.
@@ -56,6 +59,9 @@ ABSL_FLAG(std::string, tls_cert_file, "",
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA certificates: require client certificates signed by them (mutual TLS)");
+ABSL_FLAG(std::string, metrics_address, "",
+          "host:port of the Prometheus exporter (GET /metrics, plain HTTP; port 0: any free "
+          "port; default: none)");
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "bearer tokens, one '<scope> <token>' per line, scope infer or admin (default: no "
           "tokens, every call allowed)");
@@ -109,6 +115,7 @@ int main(int argc, char** argv) {
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
 
   auto server = invnet::server::Server::Start(options);
   if (!server.ok()) {
@@ -120,6 +127,11 @@ int main(int argc, char** argv) {
   }
   for (const std::string& problem : (*server)->load_problems()) {
     LOG(WARNING) << "repository entry skipped: " << problem;
+  }
+  if ((*server)->metrics_port() != 0) {
+    const std::string& metrics = options.metrics_address;
+    std::cout << "invnet-server metrics on " << metrics.substr(0, metrics.rfind(':')) << ":"
+              << (*server)->metrics_port() << std::endl;
   }
   const std::string host = options.address.substr(0, options.address.rfind(':'));
   std::cout << "invnet-server listening on " << host << ":" << (*server)->port() << std::endl;

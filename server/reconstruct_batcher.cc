@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace invnet::server {
 namespace {
@@ -65,7 +66,9 @@ int64_t ReconstructBatcher::largest_merge() const {
 absl::StatusOr<InverseResult> ReconstructBatcher::Solve(const FrozenIResNet& network,
                                                         const at::Tensor& target,
                                                         const InverseOptions& options,
-                                                        std::function<bool()> cancelled) {
+                                                        std::function<bool()> cancelled,
+                                                        SolveTiming* timing) {
+  const absl::Time arrival = absl::Now();
   const int64_t rows = target.size(0);
   Request request;
   request.target = &target;
@@ -89,6 +92,7 @@ absl::StatusOr<InverseResult> ReconstructBatcher::Solve(const FrozenIResNet& net
     SolveMerged(network, options, batch);
     mu_.Lock();
     --in_flight_;
+    Report(request, arrival, /*led=*/true, timing);
     return std::move(request.result);
   }
 
@@ -117,7 +121,17 @@ absl::StatusOr<InverseResult> ReconstructBatcher::Solve(const FrozenIResNet& net
     }
   }
   --in_flight_;
+  Report(request, arrival, request.lead, timing);
   return std::move(request.result);
+}
+
+void ReconstructBatcher::Report(const Request& request, absl::Time arrival, bool led,
+                                SolveTiming* timing) {
+  if (timing == nullptr || request.solve_rows == 0) return;
+  timing->queue = request.solve_begin - arrival;
+  timing->solve = request.solve_end - request.solve_begin;
+  timing->solve_rows = request.solve_rows;
+  timing->led = led;
 }
 
 void ReconstructBatcher::LeadBatch(const Key& key, Group& group, Request& leader,
@@ -177,6 +191,7 @@ void ReconstructBatcher::SolveMerged(const FrozenIResNet& network, InverseOption
     options.chunk_size = rows;
   }
   absl::StatusOr<InverseResult> merged = absl::UnknownError("not solved");
+  const absl::Time begin = absl::Now();
   try {
     if (batch.size() == 1) {
       merged = network.Inverse(*batch.front()->target, options);
@@ -192,8 +207,12 @@ void ReconstructBatcher::SolveMerged(const FrozenIResNet& network, InverseOption
   if (!merged.ok() && merged.status().code() == absl::StatusCode::kCancelled) {
     merged = absl::CancelledError("reconstruct: the client cancelled or its deadline passed");
   }
+  const absl::Time end = absl::Now();
   int64_t offset = 0;
   for (Request* r : batch) {
+    r->solve_begin = begin;
+    r->solve_end = end;
+    r->solve_rows = rows;
     if (!merged.ok()) {
       r->result = merged.status();
     } else if (batch.size() == 1) {

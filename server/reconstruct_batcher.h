@@ -56,6 +56,19 @@ struct BatcherOptions {
 // OK, or INVALID_ARGUMENT naming the bad option.
 absl::Status ValidateBatcherOptions(const BatcherOptions& options);
 
+// Where one Solve call's time went (for metrics); filled when its rows were solved.
+struct SolveTiming {
+  // From the call until the solve that included its rows began (waiting for a solve slot, and
+  // for company under max_delay).
+  absl::Duration queue;
+  // That solve, merged with other requests' rows or not.
+  absl::Duration solve;
+  // Rows of that solve (this request's and the others').
+  int64_t solve_rows = 0;
+  // Exactly one caller per solve (its leader) has this set, so counting them counts solves.
+  bool led = false;
+};
+
 class ReconstructBatcher {
  public:
   explicit ReconstructBatcher(BatcherOptions options);
@@ -64,10 +77,11 @@ class ReconstructBatcher {
   // other callers' rows. options.should_stop is ignored; `cancelled` (polled, thread-safe)
   // says that this caller's client gave up. The network must stay alive during the call
   // (callers hold its shared_ptr). Codes: Inverse's, CANCELLED, RESOURCE_EXHAUSTED (queue
-  // full).
+  // full). `timing` (optional) is filled when the rows were solved, whatever the result.
   absl::StatusOr<InverseResult> Solve(const FrozenIResNet& network, const at::Tensor& target,
                                       const InverseOptions& options,
-                                      std::function<bool()> cancelled);
+                                      std::function<bool()> cancelled,
+                                      SolveTiming* timing = nullptr);
 
   // Largest merged batch solved so far, in requests (for tests and diagnostics).
   int64_t largest_merge() const;
@@ -82,6 +96,10 @@ class ReconstructBatcher {
     bool taken = false;  // it leads or a leader took it into a batch: it can no longer leave
     bool done = false;   // `result` is final
     absl::StatusOr<InverseResult> result = absl::UnknownError("not solved");
+    // Set by whoever solves it, with `result`.
+    absl::Time solve_begin;
+    absl::Time solve_end;
+    int64_t solve_rows = 0;
   };
   // Requests merge only when everything that shapes their solve is equal.
   using Key = std::tuple<const FrozenIResNet*, int /*dtype*/, double /*tolerance*/,
@@ -102,6 +120,8 @@ class ReconstructBatcher {
   // are marked done, only the leader touches taken requests).
   static void SolveMerged(const FrozenIResNet& network, InverseOptions options,
                           const std::vector<Request*>& batch);
+  // Fills `timing` (if any) from a solved request that arrived at `arrival`.
+  static void Report(const Request& request, absl::Time arrival, bool led, SolveTiming* timing);
 
   const BatcherOptions options_;
   const int max_concurrent_solves_;

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
 #include "models/evaluation.h"
@@ -38,11 +37,6 @@ std::function<bool()> StopWhenAbandoned(grpc::ServerContext* context) {
   return [context] { return context->IsCancelled(); };
 }
 
-grpc::Status Fail(const char* rpc, const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kInternal) LOG(ERROR) << rpc << ": " << status;
-  return ToGrpcStatus(status);
-}
-
 }  // namespace
 
 grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context,
@@ -55,15 +49,17 @@ grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context
     INVNET_ASSIGN_OR_RETURN(at::Tensor y, DecodeBatch(request->measurements(),
                                                       model->measurement_dim(), "measurements",
                                                       limits_.tensors));
+    if (metrics_ != nullptr) metrics_->RecordRequestRows(Rpc::kReconstruct, y.size(0));
     INVNET_ASSIGN_OR_RETURN(at::Tensor target, GuardTorchOr<at::Tensor>("Reconstruct", [&]()
                                 -> absl::StatusOr<at::Tensor> {
                                   at::NoGradGuard no_grad;
                                   return TargetFor(*model->op, model->target_space(), y);
                                 }));
     // `model` holds the network alive while the batcher solves with it.
-    INVNET_ASSIGN_OR_RETURN(InverseResult result,
-                            batcher_.Solve(*model->network, target, options,
-                                           StopWhenAbandoned(context)));
+    SolveTiming timing;
+    INVNET_ASSIGN_OR_RETURN(
+        InverseResult result,
+        batcher_.Solve(*model->network, target, options, StopWhenAbandoned(context), &timing));
     response->set_model(model->name);
     response->set_version(model->version);
     EncodeTensor(result.x, response->mutable_reconstructions());
@@ -72,13 +68,18 @@ grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context
     const bool* converged = result.converged.data_ptr<bool>();
     const double* bound = result.error_bound.data_ptr<double>();
     const double* residual = result.forward_residual.data_ptr<double>();
+    if (metrics_ != nullptr) {
+      metrics_->RecordReconstructTiming(timing.queue, timing.solve,
+                                        timing.led ? timing.solve_rows : 0);
+      metrics_->RecordIterations(iterations, batch);
+    }
     response->mutable_iterations()->Add(iterations, iterations + batch);
     response->mutable_converged()->Add(converged, converged + batch);
     response->mutable_error_bound()->Add(bound, bound + batch);
     response->mutable_forward_residual()->Add(residual, residual + batch);
     return absl::OkStatus();
   }();
-  return status.ok() ? grpc::Status::OK : Fail("Reconstruct", status);
+  return ToGrpcStatus(status);  // logged with its request id by rpc_observer.h
 }
 
 grpc::Status ReconstructionServiceImpl::Forward(grpc::ServerContext* context,
@@ -89,13 +90,14 @@ grpc::Status ReconstructionServiceImpl::Forward(grpc::ServerContext* context,
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     INVNET_ASSIGN_OR_RETURN(at::Tensor x, DecodeBatch(request->signals(), model->signal_dim(),
                                                       "signals", limits_.tensors));
+    if (metrics_ != nullptr) metrics_->RecordRequestRows(Rpc::kForward, x.size(0));
     INVNET_ASSIGN_OR_RETURN(at::Tensor out, model->network->Forward(x));
     response->set_model(model->name);
     response->set_version(model->version);
     EncodeTensor(out, response->mutable_outputs());
     return absl::OkStatus();
   }();
-  return status.ok() ? grpc::Status::OK : Fail("Forward", status);
+  return ToGrpcStatus(status);  // logged with its request id by rpc_observer.h
 }
 
 grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
@@ -149,7 +151,7 @@ grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
     response->set_version(model->version);
     return absl::OkStatus();
   }();
-  return status.ok() ? grpc::Status::OK : Fail("Estimate", status);
+  return ToGrpcStatus(status);  // logged with its request id by rpc_observer.h
 }
 
 grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* context,
@@ -198,7 +200,7 @@ grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* conte
       return absl::OkStatus();
     });
   }();
-  return status.ok() ? grpc::Status::OK : Fail("DrawTestPairs", status);
+  return ToGrpcStatus(status);  // logged with its request id by rpc_observer.h
 }
 
 }  // namespace invnet::server

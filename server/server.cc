@@ -1,6 +1,8 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include <ATen/Parallel.h>
 #include <glog/logging.h>
@@ -10,8 +12,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "models/file_util.h"
 #include "models/status_macros.h"
+#include "server/rpc_observer.h"
 
 namespace invnet::server {
 namespace {
@@ -78,6 +82,38 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
   return grpc::SslServerCredentials(ssl);
 }
 
+// The gauges that describe the server's state, computed at scrape time.
+void AppendStateGauges(const ModelRepository& models, const JobManager& jobs, std::string* out) {
+  AppendGauge(out, "invnet_models_loaded", "Model versions loaded and served.",
+              static_cast<double>(models.num_versions()));
+  const std::vector<v1::TrainingJob> all = jobs.List();
+  AppendHeader(out, "invnet_training_jobs", "Training jobs known to the server, by state.",
+               "gauge");
+  for (int state = v1::JOB_STATE_QUEUED; state <= v1::JOB_STATE_CANCELLED; ++state) {
+    const auto n = std::count_if(all.begin(), all.end(),
+                                 [&](const v1::TrainingJob& job) { return job.state() == state; });
+    absl::string_view name = v1::JobState_Name(static_cast<v1::JobState>(state));
+    absl::ConsumePrefix(&name, "JOB_STATE_");
+    AppendSample(out, "invnet_training_jobs", absl::StrCat("state=\"", name, "\""),
+                 static_cast<double>(n));
+  }
+  AppendHeader(out, "invnet_training_job_step", "The step a running training job has reached.",
+               "gauge");
+  std::string total_steps;
+  for (const v1::TrainingJob& job : all) {
+    if (job.state() != v1::JOB_STATE_RUNNING) continue;
+    const std::string labels =
+        absl::StrCat("job_id=\"", EscapeLabelValue(job.job_id()), "\",model=\"",
+                     EscapeLabelValue(job.model_name()), "\"");
+    AppendSample(out, "invnet_training_job_step", labels, static_cast<double>(job.step()));
+    AppendSample(&total_steps, "invnet_training_job_total_steps", labels,
+                 static_cast<double>(job.total_steps()));
+  }
+  AppendHeader(out, "invnet_training_job_total_steps", "The steps a running training job takes.",
+               "gauge");
+  out->append(total_steps);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
@@ -133,9 +169,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                   problems->end());
   }
 
+  server->metrics_ = std::make_unique<ServerMetrics>();
+  server->metrics_->AddCollector([models = server->models_.get(), jobs = server->jobs_.get()](
+                                     std::string* out) { AppendStateGauges(*models, *jobs, out); });
+  if (!options.metrics_address.empty()) {
+    INVNET_ASSIGN_OR_RETURN(
+        server->metrics_http_,
+        MetricsHttpServer::Start(options.metrics_address,
+                                 [metrics = server->metrics_.get()] { return metrics->Render(); }));
+  }
+
   server->reconstruction_ = std::make_unique<ReconstructionServiceImpl>(
       server->models_.get(), server->datasets_.get(), limits, &server->authorizer_,
-      options.batching);
+      options.batching, server->metrics_.get());
   server->training_ =
       std::make_unique<TrainingServiceImpl>(server->jobs_.get(), &server->authorizer_);
   server->model_service_ =
@@ -155,6 +201,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // machine, client on the same cores).
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 32);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
+  observers.push_back(std::make_unique<RpcObserverFactory>(server->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(observers));
   builder.RegisterService(server->reconstruction_.get());
   builder.RegisterService(server->training_.get());
   builder.RegisterService(server->model_service_.get());
@@ -190,6 +239,7 @@ void Server::Shutdown() {
   grpc_server_->Shutdown(std::chrono::system_clock::now() +
                          absl::ToChronoNanoseconds(options_.shutdown_grace));
   grpc_server_->Wait();
+  if (metrics_http_ != nullptr) metrics_http_->Shutdown();
 }
 
 }  // namespace invnet::server

@@ -6,6 +6,7 @@
 //
 //   auto server = Server::Start(options);   // loads the repository, then listens
 //   server->port();                          // the bound port (options may ask for port 0)
+//   server->metrics_port();                  // the Prometheus exporter's (0: none)
 //   server->InProcessChannel();              // a channel for tests, without TCP
 //   server->Shutdown();                      // NOT_SERVING, cancel jobs, drain, stop
 //
@@ -23,6 +24,8 @@
 #include "absl/time/time.h"
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
 #include "server/model_repository.h"
 #include "server/reconstruct_batcher.h"
 #include "server/services.h"
@@ -58,19 +61,24 @@ struct ServerOptions {
   std::string tls_client_ca_file;
   // Bearer tokens with their scopes (auth.h); "" = every call is allowed.
   std::string auth_tokens_file;
+  // host:port of the Prometheus exporter (GET /metrics over plain HTTP, metrics_http.h); port 0
+  // picks a free port (see metrics_port()); "" = no exporter.
+  std::string metrics_address;
 };
 
 class Server {
  public:
   // INVALID_ARGUMENT for bad options, among them TLS or token files that cannot be read or are
   // malformed (the message starts with the option's name and, for a token file, names the
-  // line); UNAVAILABLE when the address cannot be bound or the TLS key and certificate are
-  // refused, the repository's codes when it cannot be opened. Damaged repository entries do not
-  // fail Start: they are skipped and listed in load_problems().
+  // line); UNAVAILABLE when the address or metrics_address cannot be bound or the TLS key and
+  // certificate are refused, the repository's codes when it cannot be opened. Damaged
+  // repository entries do not fail Start: they are skipped and listed in load_problems().
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Shutdown()
 
   int port() const { return port_; }
+  // The bound port of the metrics exporter; 0 without options.metrics_address.
+  int metrics_port() const { return metrics_http_ == nullptr ? 0 : metrics_http_->port(); }
   const std::vector<std::string>& load_problems() const { return load_problems_; }
   std::shared_ptr<grpc::Channel> InProcessChannel();
 
@@ -85,6 +93,8 @@ class Server {
   int port_ = 0;
   std::vector<std::string> load_problems_;
   Authorizer authorizer_;
+  // Outlives the gRPC server, whose call observers (rpc_observer.h) record into it.
+  std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<ModelRepository> models_;
   std::unique_ptr<DatasetStore> datasets_;
   std::unique_ptr<JobManager> jobs_;
@@ -93,6 +103,8 @@ class Server {
   std::unique_ptr<ModelServiceImpl> model_service_;
   std::unique_ptr<DatasetServiceImpl> dataset_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  // Destroyed first: its scrapes read models_ and jobs_.
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
   absl::Mutex shutdown_mu_;
   bool shut_down_ = false;
 };

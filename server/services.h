@@ -14,6 +14,7 @@
 #include "server/auth.h"
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
 #include "server/model_repository.h"
 #include "server/reconstruct_batcher.h"
 #include "server/tensor_codec.h"
@@ -26,12 +27,19 @@ struct ServiceLimits {
   int64_t max_dataset_bytes = int64_t{1} << 30;
 };
 
+// Besides what every call records (rpc_observer.h), Reconstruct and Forward record their rows,
+// and Reconstruct its queue and solve times and iterations, into `metrics` (null: nowhere).
 class ReconstructionServiceImpl final : public v1::ReconstructionService::Service {
  public:
   ReconstructionServiceImpl(const ModelRepository* models, const DatasetStore* datasets,
                             ServiceLimits limits, const Authorizer* auth,
-                            BatcherOptions batching = {})
-      : models_(models), datasets_(datasets), limits_(limits), auth_(auth), batcher_(batching) {}
+                            BatcherOptions batching = {}, ServerMetrics* metrics = nullptr)
+      : models_(models),
+        datasets_(datasets),
+        limits_(limits),
+        auth_(auth),
+        batcher_(batching),
+        metrics_(metrics) {}
   grpc::Status Reconstruct(grpc::ServerContext* context, const v1::ReconstructRequest* request,
                            v1::ReconstructResponse* response) override;
   grpc::Status Forward(grpc::ServerContext* context, const v1::ForwardRequest* request,
@@ -48,6 +56,7 @@ class ReconstructionServiceImpl final : public v1::ReconstructionService::Servic
   const ServiceLimits limits_;
   const Authorizer* auth_;
   ReconstructBatcher batcher_;  // merges concurrent Reconstruct requests per model
+  ServerMetrics* const metrics_;
 };
 
 class TrainingServiceImpl final : public v1::TrainingService::Service {

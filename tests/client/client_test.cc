@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/test/client_context_test_peer.h>
+
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -59,6 +61,24 @@ TEST(FromGrpcStatusTest, KeepsEveryCodeAndTheMessage) {
   }
   EXPECT_EQ(absl::StatusCode::kResourceExhausted,
             FromGrpcStatus(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "")).code());
+}
+
+TEST(FromGrpcStatusTest, CarriesTheServersRequestId) {
+  grpc::ClientContext context;
+  grpc::testing::ClientContextTestPeer peer(&context);
+  peer.AddServerInitialMetadata("x-request-id", "0123456789abcdef");
+  absl::Status status =
+      FromGrpcStatus(grpc::Status(grpc::StatusCode::NOT_FOUND, "model 'x' not found"), context);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(status.message(), "model 'x' not found");
+  EXPECT_EQ(RequestIdOf(status), "0123456789abcdef");
+  // Without an id (a server without the observer, or no server reached): none.
+  grpc::ClientContext bare;
+  grpc::testing::ClientContextTestPeer bare_peer(&bare);  // must outlive the lookup
+  bare_peer.AddServerInitialMetadata("other", "x");
+  EXPECT_EQ(RequestIdOf(FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"), bare)),
+            "");
+  EXPECT_EQ(RequestIdOf(absl::OkStatus()), "");
 }
 
 TEST_F(ClientTest, ReconstructReturnsTheServersAnswer) {

@@ -67,6 +67,46 @@ TEST_F(BatcherTest, ConcurrentRequestsMergeAndEachGetsItsOwnRows) {
   }
 }
 
+// Every merged solve has exactly one leader, whose timing counts it; every caller's timing names
+// the rows of the solve that included it and splits its time into queue and solve.
+TEST_F(BatcherTest, TimingSplitsQueueFromSolveAndNamesOneLeaderPerSolve) {
+  BatcherOptions options;
+  options.max_delay = absl::Milliseconds(100);  // the first leader waits for the others
+  options.max_concurrent_solves = 1;
+  ReconstructBatcher batcher(options);
+  constexpr int kCallers = 6;
+  std::vector<SolveTiming> timings(kCallers);
+  std::vector<at::Tensor> targets;
+  for (int i = 0; i < kCallers; ++i) targets.push_back(Target(i, 1 + i % 2));
+  const absl::Time start = absl::Now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&, i] {
+      EXPECT_TRUE(
+          batcher.Solve(*network_, targets[i], InverseOptions{}, nullptr, &timings[i]).ok());
+    });
+  }
+  for (auto& t : threads) t.join();
+  const absl::Duration elapsed = absl::Now() - start;
+  int64_t led_rows = 0;
+  int64_t rows = 0;
+  for (const SolveTiming& timing : timings) {
+    EXPECT_GT(timing.solve, absl::ZeroDuration());
+    EXPECT_GE(timing.queue, absl::ZeroDuration());
+    EXPECT_LE(timing.queue + timing.solve, elapsed);
+    EXPECT_GE(timing.solve_rows, 1);
+    if (timing.led) led_rows += timing.solve_rows;
+  }
+  for (const at::Tensor& target : targets) rows += target.size(0);
+  // Counting the leaders' solves counts every row once.
+  EXPECT_EQ(led_rows, rows);
+  // A lone request leads its own solve.
+  SolveTiming alone;
+  ASSERT_TRUE(batcher.Solve(*network_, Target(0, 3), InverseOptions{}, nullptr, &alone).ok());
+  EXPECT_TRUE(alone.led);
+  EXPECT_EQ(alone.solve_rows, 3);
+}
+
 TEST_F(BatcherTest, WithoutDelayALoneRequestIsSolvedAtOnce) {
   ReconstructBatcher batcher(BatcherOptions{});
   const at::Tensor y = Target(0, 5);

@@ -141,6 +141,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
         // Keep the pipe's read end open (the server may print more); closing it is harmless
         // too because the server writes only the one line.
         ::close(out_pipe[0]);
+        server->announcement_ = seen;
         return server;
       }
     }

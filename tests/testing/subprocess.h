@@ -39,6 +39,8 @@ class ServerProcess {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }  // -1 once it has ended
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+  // What the server printed on stdout up to its "listening on" line.
+  const std::string& announcement() const { return announcement_; }
   // Sends SIGTERM and waits; returns the exit code (-1 for a signal or a timeout).
   int Terminate(absl::Duration timeout = absl::Seconds(30));
   // SIGKILL, as a crash.
@@ -49,6 +51,7 @@ class ServerProcess {
   int Wait(absl::Duration timeout);
   pid_t pid_ = -1;
   int port_ = 0;
+  std::string announcement_;
 };
 
 }  // namespace invnet::testing
