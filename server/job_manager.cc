@@ -147,7 +147,23 @@ void JobManager::Publish(Job& job) {
   changed_.SignalAll();
 }
 
+void JobManager::JoinFinishedThreads() {
+  std::vector<std::thread> finished;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& id : finished_threads_) {
+      auto it = threads_.find(id);
+      if (it == threads_.end()) continue;
+      finished.push_back(std::move(it->second));
+      threads_.erase(it);
+    }
+    finished_threads_.clear();
+  }
+  for (std::thread& t : finished) t.join();  // they have left Run: immediate
+}
+
 absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& request) {
+  JoinFinishedThreads();
   INVNET_RETURN_IF_ERROR(ValidateName(request.model_name(), "model_name"));
   INVNET_ASSIGN_OR_RETURN(ResolvedTraining resolved,
                           ResolveTrainRequest(request, options_.limits));
@@ -200,7 +216,7 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
     jobs_[r.job_id()] = job;
     ++active_;
     Persist(r);
-    threads_.emplace_back([this, job] { Run(job); });
+    threads_.emplace(r.job_id(), std::thread([this, job] { Run(job); }));
     return r;
   }
 }
@@ -279,6 +295,8 @@ void JobManager::Run(std::shared_ptr<Job> job) {
   job->dataset_samples = at::Tensor();
   LOG(INFO) << "job " << final_record.job_id() << " finished: "
             << v1::JobState_Name(final_record.state()) << " " << final_record.error();
+  absl::MutexLock lock(&mu_);
+  finished_threads_.push_back(final_record.job_id());
 }
 
 absl::StatusOr<v1::TrainingJob> JobManager::Get(const std::string& id) const {
@@ -333,7 +351,7 @@ int JobManager::active_jobs() const {
 }
 
 void JobManager::Shutdown() {
-  std::vector<std::thread> threads;
+  std::map<std::string, std::thread> threads;
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
@@ -345,7 +363,7 @@ void JobManager::Shutdown() {
     }
     threads.swap(threads_);
   }
-  for (std::thread& t : threads) t.join();
+  for (auto& [id, t] : threads) t.join();
   absl::MutexLock lock(&persist_mu_);
   for (const auto& [id, record] : unpersisted_) {
     absl::Status status = WriteRecord(record);
