@@ -276,6 +276,43 @@ TEST_F(ObservabilityTest, GaugesDescribeModelsJobsAndMemory) {
   EXPECT_EQ(Get(samples, "invnet_models_loaded"), 1);
 }
 
+// A Watch whose client goes away ends on the server within its half-second poll: the handler
+// returns (counted as CANCELLED) instead of holding a thread until the job ends.
+TEST_F(ObservabilityTest, AnAbandonedWatchEndsOnTheServer) {
+  const std::string cancelled_watches =
+      "invnet_requests_total{rpc=\"WatchTrainingJob\",code=\"CANCELLED\"}";
+  const Samples before = Scrape();
+  grpc::ClientContext context;
+  v1::TrainResponse response;
+  ASSERT_TRUE(
+      training_->Train(&context, SmallTrainRequest("watched-long", 1000000), &response).ok());
+  {
+    grpc::ClientContext watch_context;
+    v1::WatchTrainingJobRequest request;
+    request.set_job_id(response.job().job_id());
+    auto reader = training_->WatchTrainingJob(&watch_context, request);
+    v1::WatchTrainingJobResponse update;
+    ASSERT_TRUE(reader->Read(&update));
+    watch_context.TryCancel();
+    while (reader->Read(&update)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  Samples after = Scrape();
+  while (Delta(before, after, cancelled_watches) < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+    after = Scrape();
+  }
+  EXPECT_EQ(Delta(before, after, cancelled_watches), 1) << "the server still watches";
+  grpc::ClientContext cancel_context;
+  v1::CancelTrainingJobRequest cancel;
+  cancel.set_job_id(response.job().job_id());
+  v1::CancelTrainingJobResponse cancelled;
+  EXPECT_TRUE(training_->CancelTrainingJob(&cancel_context, cancel, &cancelled).ok());
+  WaitForJob(*training_, response.job().job_id());
+}
+
 TEST_F(ObservabilityTest, ExporterAnswersBadRequestsAndKeepsServing) {
   absl::StatusOr<HttpResponse> response = HttpGet(server_->metrics_port(), "/other");
   ASSERT_TRUE(response.ok()) << response.status();
