@@ -21,6 +21,8 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(tensor_codec spec_codec checkpoint dataset_assembly)
 
 if [ ! -f build-fuzz/build.ninja ]; then
+  # -O1 -g1: quick to compile, line numbers in reports (most of the time goes to LibTorch, which
+  # runs at Debian's optimisation either way).
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" -DINVNET_FUZZ=ON
 fi
@@ -36,7 +38,8 @@ for target in "${TARGETS[@]}"; do
   corpus="build-fuzz/corpus/$target"
   mkdir -p "$corpus"
   printf '\n== fuzz %s (%s)\n' "$target" "$LIMIT"
-  # -rss_limit_mb: LibTorch's own footprint under ASan is ~1 GB, so the default 2 GB is tight.
+  # -rss_limit_mb: a target's peak RSS is ~0.8 GB (LibTorch, ASan's shadow memory and
+  # quarantine), so libFuzzer's default of 2 GB would leave a hostile input little room.
   # grep hides libFuzzer's per-input progress lines; the exit status is the fuzzer's.
   set +e
   "build-fuzz/tests/fuzz/${target}_fuzz" "$corpus" "tests/fuzz/corpus/$target" \
