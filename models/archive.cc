@@ -1,5 +1,6 @@
 #include "models/archive.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -278,12 +279,17 @@ absl::StatusOr<at::Tensor> ArchiveReader::GetTensor(const std::string& key) cons
   }
   std::vector<int64_t> dims;
   uint64_t numel = 1;
+  // The product of the non-zero dimensions bounds the element count and every stride, and is
+  // checked before it is multiplied: dims [2^32, 2^32] must not wrap around to 0 elements.
+  uint64_t volume = 1;
   for (int i = 0; i < rank; ++i) {
     uint64_t d = 0;
     if (!cur.ReadU64(&d)) return bad("truncated shape");
     if (d > (uint64_t{1} << 40)) return bad("dimension too large");
+    const uint64_t factor = std::max<uint64_t>(d, 1);
+    if (volume > (uint64_t{1} << 40) / factor) return bad("too many elements");
+    volume *= factor;
     numel *= d;
-    if (numel > (uint64_t{1} << 40)) return bad("too many elements");
     dims.push_back(static_cast<int64_t>(d));
   }
   if (cur.remaining() != numel * element_size) return bad("data length does not match shape");

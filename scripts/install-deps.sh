@@ -5,6 +5,9 @@
 #   scripts/install-deps.sh --with-container-tools   plus buildah, podman and debootstrap for
 #                                                    the Docker smoke test on machines without
 #                                                    a Docker engine
+#   scripts/install-deps.sh --with-fuzzing           plus clang and its compiler-rt (libFuzzer,
+#                                                    sanitizer runtimes) for scripts/fuzz.sh
+# The flags combine.
 set -euo pipefail
 
 PACKAGES=(
@@ -19,9 +22,15 @@ PACKAGES=(
   python3-grpcio python3-protobuf    # the Python interoperability test (stubs come from protoc)
 )
 
-if [ "${1:-}" = "--with-container-tools" ]; then
-  PACKAGES+=(buildah podman debootstrap)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --with-container-tools) PACKAGES+=(buildah podman debootstrap) ;;
+    # clang 14 is bookworm's default; -fsanitize=fuzzer needs libclang_rt.fuzzer from
+    # libclang-rt-14-dev, which clang only recommends.
+    --with-fuzzing) PACKAGES+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps.sh: unknown flag $arg" >&2; exit 2 ;;
+  esac
+done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -1,8 +1,7 @@
 #include <ATen/ATen.h>
 
-#include "absl/strings/str_cat.h"
 #include "models/status_macros.h"
-#include "server/names.h"
+#include "server/dataset_assembly.h"
 #include "server/services.h"
 #include "server/status_util.h"
 
@@ -31,53 +30,17 @@ grpc::Status DatasetServiceImpl::UploadDataset(
         "upload: the first message must be the header (name, dim, num_samples)"));
   }
   const v1::DatasetHeader header = message.header();
-  absl::Status status = ValidateName(header.name(), "header.name");
-  if (status.ok() && (header.dim() < 1 || header.dim() > 65536)) {
-    status = absl::InvalidArgumentError(
-        absl::StrCat("header.dim: ", header.dim(), " must lie in [1, 65536]"));
-  }
-  if (status.ok() && header.num_samples() < 1) {
-    status = absl::InvalidArgumentError(
-        absl::StrCat("header.num_samples: ", header.num_samples(), " must be >= 1"));
-  }
-  if (status.ok() &&
-      header.num_samples() > limits_.max_dataset_bytes / (4 * header.dim())) {
-    status = absl::ResourceExhaustedError(absl::StrCat(
-        "header: ", header.num_samples(), " samples of ", header.dim(),
-        " floats exceed the server's dataset limit of ", limits_.max_dataset_bytes, " bytes"));
-  }
+  absl::StatusOr<DatasetAssembler> assembler =
+      DatasetAssembler::Create(header, limits_.max_dataset_bytes, limits_.tensors);
+  absl::Status status = assembler.status();
   if (status.ok()) status = datasets_->Reserve(header.name());
   if (!status.ok()) return ToGrpcStatus(status);
 
   // From here on the reservation is released on every path (Save releases it too).
   status = [&]() -> absl::Status {
-    at::Tensor samples = at::empty({header.num_samples(), header.dim()}, at::kFloat);
-    int64_t filled = 0;
-    int64_t chunk_index = 0;
-    while (reader->Read(&message)) {
-      if (!message.has_chunk()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("upload: message ", chunk_index + 1, " must be a chunk"));
-      }
-      INVNET_ASSIGN_OR_RETURN(
-          at::Tensor chunk,
-          DecodeBatch(message.chunk(), header.dim(), absl::StrCat("chunk ", chunk_index),
-                      limits_.tensors));
-      if (filled + chunk.size(0) > header.num_samples()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "chunk ", chunk_index, ": more samples than header.num_samples = ",
-            header.num_samples()));
-      }
-      samples.narrow(0, filled, chunk.size(0)).copy_(chunk);
-      filled += chunk.size(0);
-      ++chunk_index;
-    }
+    while (reader->Read(&message)) INVNET_RETURN_IF_ERROR(assembler->Add(message));
     if (context->IsCancelled()) return absl::CancelledError("upload cancelled by the client");
-    if (filled != header.num_samples()) {
-      return absl::InvalidArgumentError(absl::StrCat("upload: received ", filled,
-                                                     " samples, header.num_samples says ",
-                                                     header.num_samples()));
-    }
+    INVNET_ASSIGN_OR_RETURN(at::Tensor samples, assembler->Finish());
     INVNET_ASSIGN_OR_RETURN(DatasetInfo info, datasets_->Save(header.name(), samples));
     EncodeDataset(info, response->mutable_dataset());
     return absl::OkStatus();

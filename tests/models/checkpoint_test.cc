@@ -245,5 +245,25 @@ TEST(ArchiveTest, ValuesRoundTripAndTypesAreChecked) {
   EXPECT_EQ(r.KeysWithPrefix("e"), (std::vector<std::string>{"empty"}));
 }
 
+// Dims whose product wrapped around uint64 (2^32 x 2^32 = 2^64 = 0 elements) matched an empty
+// payload, and LibTorch then threw on the allocation: an exception through DatasetStore::Open,
+// where no GuardTorch catches it.
+TEST(ArchiveTest, ShapesWhoseProductOverflowsAreRefused) {
+  // An archive holding an empty [0, 0] tensor, its two dimensions then set to 2^32 and the
+  // checksum recomputed, as a hostile file would be.
+  ArchiveWriter w("test.kind");
+  w.PutTensor("t", at::zeros({0, 0}, at::kFloat));
+  std::string bytes = w.Finish();
+  // The tensor's payload is the last entry: dtype, rank, two u64 dims, then the CRC.
+  const size_t dims_at = bytes.size() - 4 - 16;
+  ASSERT_EQ(bytes.substr(dims_at, 16), std::string(16, '\0'));
+  for (size_t dim = 0; dim < 2; ++dim) bytes[dims_at + 8 * dim + 4] = 1;  // little-endian 2^32
+  const uint32_t crc = Crc32(absl::string_view(bytes).substr(0, bytes.size() - 4));
+  for (int i = 0; i < 4; ++i) bytes[bytes.size() - 4 + i] = static_cast<char>(crc >> (8 * i));
+  ASSERT_OK_AND_ASSIGN(ArchiveReader r, ArchiveReader::Parse(bytes, "test.kind"));
+  EXPECT_THAT(r.GetTensor("t"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too many elements")));
+}
+
 }  // namespace
 }  // namespace invnet

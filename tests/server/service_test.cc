@@ -513,6 +513,8 @@ TEST_P(ServiceTest, DatasetsUploadTrainAndRefuseBadStreams) {
   ExpectCode(upload({other, chunk, chunk, chunk, chunk}, &response), grpc::INVALID_ARGUMENT,
              "more samples");
   ExpectCode(upload({chunk}, &response), grpc::INVALID_ARGUMENT, "header");
+  ExpectCode(upload({other, other}, &response), grpc::INVALID_ARGUMENT,
+             "message 1 must be a chunk");
   v1::UploadDatasetRequest bad_chunk;
   *bad_chunk.mutable_chunk() = Batch(10, 3);
   ExpectCode(upload({other, bad_chunk}, &response), grpc::INVALID_ARGUMENT, "chunk 0");

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the project with AddressSanitizer + UndefinedBehaviorSanitizer (GCC, INVNET_SANITIZE=ON)
+# in build-asan/ and runs the unit, service, client and end-to-end tests under them. A finding
+# stops the test that hit it (halt_on_error), so ctest fails. LibTorch, gRPC and protobuf are
+# Debian's uninstrumented libraries; only invnet's own code is checked.
+#   scripts/sanitize.sh [extra ctest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Set before the build too: gtest_discover_tests runs every test binary when it is linked.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}"
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan_suppressions.txt:${LSAN_OPTIONS:-}"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}"
+
+if [ ! -f build-asan/build.ninja ]; then
+  # -O2 as in CI's Release build (-O3 would only cost compile time); -g1 for line numbers in
+  # the sanitizers' stack traces.
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" -DINVNET_SANITIZE=ON
+fi
+cmake --build build-asan -j 2
+
+ctest --test-dir build-asan --output-on-failure -j 2 "$@"
