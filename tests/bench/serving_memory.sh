@@ -41,7 +41,7 @@ done
 rm -rf "$WORK/repo/models/m0"
 
 start_server
-echo "server pid $SERVER_PID, $("$CLI" --server="$SERVER" models | grep -c '^m') models listed"
+echo "server pid $SERVER_PID, $("$CLI" --server="$SERVER" models list | grep -c '^m') models listed"
 RSS_LOADED=$(rss_mib)
 echo "RSS with $MODELS models loaded, before any request: $RSS_LOADED MiB"
 
