@@ -33,6 +33,15 @@ using ::invnet::client::DenseTensor;
 using ::invnet::client::InvnetClient;
 using ::invnet::testing::ServerProcess;
 
+#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer (scripts/sanitize.sh builds the server and this test alike) freed memory
+// sits in a quarantine of up to 256 MiB before it is reused, so resident memory climbs while the
+// quarantine fills: the figure says nothing about leaks there (LeakSanitizer checks those).
+constexpr bool kResidentMemoryIsMeaningful = false;
+#else
+constexpr bool kResidentMemoryIsMeaningful = true;
+#endif
+
 constexpr int kClients = 64;
 constexpr int kChannels = 8;  // eight connections, eight clients on each
 
@@ -236,7 +245,9 @@ TEST(SoakTest, SixtyFourClientsMixingEveryRpc) {
       "resident memory: %.1f MiB after the warm-up, peak %.1f MiB, %.1f MiB at the end\n",
       after_warmup, peak_after, last);
   EXPECT_EQ(tally.unexpected(), 0);
-  EXPECT_LE(peak_after, after_warmup * 1.05) << "memory grew after the warm-up";
+  if (kResidentMemoryIsMeaningful) {
+    EXPECT_LE(peak_after, after_warmup * 1.05) << "memory grew after the warm-up";
+  }
   EXPECT_EQ((*server)->Terminate(), 0) << "the server did not shut down cleanly";
   std::system(("rm -rf " + dir).c_str());
 }
