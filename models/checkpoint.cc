@@ -26,6 +26,7 @@ void PutArchitecture(const IResNetConfig& a, ArchiveWriter& w) {
   w.PutInt("architecture.layers_per_block", a.layers_per_block);
   w.PutString("architecture.activation", ActivationName(a.activation));
   w.PutDouble("architecture.lipschitz_coeff", a.lipschitz_coeff);
+  w.PutString("architecture.lipschitz_split", LipschitzSplitName(a.lipschitz_split));
   w.PutInt("architecture.seed", static_cast<int64_t>(a.seed));
 }
 
@@ -38,6 +39,12 @@ absl::StatusOr<IResNetConfig> GetArchitecture(const ArchiveReader& r) {
   INVNET_ASSIGN_OR_RETURN(std::string activation, r.GetString("architecture.activation"));
   INVNET_ASSIGN_OR_RETURN(a.activation, ParseActivation(activation));
   INVNET_ASSIGN_OR_RETURN(a.lipschitz_coeff, r.GetDouble("architecture.lipschitz_coeff"));
+  // Checkpoints written before the split capped every layer at c.
+  a.lipschitz_split = LipschitzSplit::kEveryLayer;
+  if (r.Has("architecture.lipschitz_split")) {
+    INVNET_ASSIGN_OR_RETURN(std::string split, r.GetString("architecture.lipschitz_split"));
+    INVNET_ASSIGN_OR_RETURN(a.lipschitz_split, ParseLipschitzSplit(split));
+  }
   INVNET_ASSIGN_OR_RETURN(int64_t seed, r.GetInt("architecture.seed"));
   a.seed = static_cast<uint64_t>(seed);
   INVNET_RETURN_IF_ERROR(ValidateIResNetConfig(a));

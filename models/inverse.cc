@@ -443,9 +443,15 @@ absl::StatusOr<std::shared_ptr<const FrozenIResNet>> FrozenIResNet::Create(
     const IResNet& network, Bounds bounds) {
   return GuardTorchOr<std::shared_ptr<const FrozenIResNet>>(
       "FrozenIResNet::Create", [&]() -> absl::StatusOr<std::shared_ptr<const FrozenIResNet>> {
-        std::vector<double> block_bounds = bounds == Bounds::kCertified
-                                               ? network.Certify().block_bounds
-                                               : network.EstimatedBlockBounds();
+        std::vector<double> block_bounds;
+        std::vector<std::vector<double>> layer_sigmas;  // empty unless certified
+        if (bounds == Bounds::kCertified) {
+          LipschitzCertificate certificate = network.Certify();
+          block_bounds = certificate.block_bounds;
+          layer_sigmas = certificate.layer_sigmas;
+        } else {
+          block_bounds = network.EstimatedBlockBounds();
+        }
         for (size_t k = 0; k < block_bounds.size(); ++k) {
           if (!(block_bounds[k] < 1.0)) {
             return absl::FailedPreconditionError(
@@ -458,10 +464,20 @@ absl::StatusOr<std::shared_ptr<const FrozenIResNet>> FrozenIResNet::Create(
         frozen->hidden_width_ = network.config().hidden_width;
         frozen->activation_ = network.config().activation;
         frozen->block_lipschitz_ = block_bounds;
-        for (const auto& block : network.EffectiveWeights()) {
+        frozen->activation_at_zero_ =
+            network.config().activation == Activation::kSoftplus ? std::log(2.0) : 0.0;
+        const auto effective = network.EffectiveWeights();
+        for (size_t k = 0; k < effective.size(); ++k) {
+          const auto& block = effective[k];
           Block<float> b32;
           Block<double> b64;
-          for (const auto& layer : block) {
+          std::vector<LayerNorms> norms;
+          for (size_t l = 0; l < block.size(); ++l) {
+            const auto& layer = block[l];
+            const double frobenius = layer.weight.to(at::kDouble).norm().item<double>();
+            norms.push_back({layer_sigmas.empty() ? frobenius : layer_sigmas[k][l], frobenius,
+                             layer.bias.to(at::kDouble).norm().item<double>(),
+                             layer.weight.size(1), layer.weight.size(0)});
             at::Tensor w = layer.weight.contiguous().to(at::kDouble);
             at::Tensor wt = layer.weight.t().contiguous().to(at::kDouble);
             at::Tensor bias = layer.bias.contiguous().to(at::kDouble);
@@ -482,6 +498,7 @@ absl::StatusOr<std::shared_ptr<const FrozenIResNet>> FrozenIResNet::Create(
           }
           frozen->blocks_f32_.push_back(std::move(b32));
           frozen->blocks_f64_.push_back(std::move(b64));
+          frozen->layer_norms_.push_back(std::move(norms));
         }
         return std::shared_ptr<const FrozenIResNet>(std::move(frozen));
       });
@@ -517,10 +534,66 @@ void FrozenIResNet::ForwardChunk(const T* x, int64_t rows, T* out) const {
   }
 }
 
+double FrozenIResNet::ResidualRoundingBound(int64_t k, double u_norm, double v_norm,
+                                            double eps) const {
+  // Forward error analysis of h_l = act(W_l h_{l-1} + b_l): a product with fan-in m carries at
+  // most gamma_{m+1} (|W| |h| + |b|) <= gamma_{m+1} (||W||_F ||h|| + ||b||) (Higham, Accuracy and
+  // Stability of Numerical Algorithms, 3.5; any summation order, with or without FMA), the
+  // activations at most 8 eps (|z| + 1) per element (fast_math.h: ~2 ulp), and errors made in
+  // earlier layers grow by at most sigma(W_l) through later ones (activations are 1-Lipschitz).
+  // Magnitudes: ||z_l|| <= sigma(W_l) ||h|| + ||b||, ||act(z)|| <= ||z|| + |act(0)| sqrt(width).
+  auto gamma = [eps](int64_t m) {
+    const double me = static_cast<double>(m) * eps;
+    return me / (1.0 - me);
+  };
+  double magnitude = u_norm;
+  double error = 0.0;
+  const std::vector<LayerNorms>& layers = layer_norms_[k];
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerNorms& layer = layers[l];
+    const double z = layer.sigma * magnitude + layer.bias_norm;
+    error = layer.sigma * error + gamma(layer.in + 1) * (layer.frobenius * magnitude + layer.bias_norm);
+    const double width_root = std::sqrt(static_cast<double>(layer.out));
+    if (l + 1 < layers.size()) {
+      error += 8.0 * eps * (z + width_root);
+      magnitude = z + activation_at_zero_ * width_root;
+    } else {
+      magnitude = z;
+    }
+  }
+  // v - g(u), and the residual's norm from it (a difference, n squares and their sum).
+  error += gamma(dim_ + 6) * (v_norm + magnitude + u_norm);
+  return 2.0 * error;  // a factor of safety over the first-order analysis
+}
+
+void FrozenIResNet::ForwardChunkWithRounding(const double* x, int64_t rows, double* out,
+                                             double* rounding) const {
+  const int64_t n = dim_;
+  const double eps = std::numeric_limits<double>::epsilon();
+  std::vector<double> g(rows * n);
+  MlpScratch<double> scratch(rows, std::max(hidden_width_, n));
+  std::copy(x, x + rows * n, out);
+  std::fill(rounding, rounding + rows, 0.0);
+  for (int64_t k = 0; k < num_blocks(); ++k) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double sq = 0.0;
+      for (int64_t i = 0; i < n; ++i) sq += out[r * n + i] * out[r * n + i];
+      const double h = std::sqrt(sq) * (1.0 + 2.0 * n * eps);
+      // Earlier errors grow by Lip(Id + g_k) <= 1 + L_k; this block adds its own.
+      rounding[r] = rounding[r] * (1.0 + block_lipschitz_[k]) +
+                    ResidualRoundingBound(k, h + rounding[r], h + rounding[r], eps);
+    }
+    EvaluateResidual(blocks_f64_[k], activation_, out, rows, g.data(), scratch);
+    for (int64_t i = 0; i < rows * n; ++i) out[i] += g[i];
+  }
+}
+
 template <typename T>
 absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOptions& options,
-                                       T* x, int64_t* iterations, bool* converged,
-                                       double* error_bound) const {
+                                       const std::vector<double>& block_tolerance,
+                                       bool bound_rounding, T* x, int64_t* iterations,
+                                       bool* converged, double* error_bound) const {
+  const double eps = std::numeric_limits<T>::epsilon();
   const int64_t n = dim_;
   const auto& all_blocks = blocks<T>();
   std::vector<T> v(y, y + rows * n);  // right-hand side of the current block
@@ -545,6 +618,7 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
   for (int64_t k = num_blocks() - 1; k >= 0; --k) {
     const double lipschitz = block_lipschitz_[k];
     const double bound_factor = lipschitz / (1.0 - lipschitz);
+    const double tolerance = block_tolerance[k];
     u = v;  // u_0 = v: exact when g vanishes, and within ||g(v)|| / (1 - L) of the solution
     for (int64_t s = 0; s < rows; ++s) active[s] = s;
     int64_t num_active = rows;
@@ -577,7 +651,9 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
           residual_sq += f * f;
         }
         const double residual = std::sqrt(residual_sq);
-        const double bound = bound_factor * residual;  // bounds ||T(u) - u*||
+        // ||T(u) - u*|| <= L / (1 - L) ||T(u) - u|| in exact arithmetic. With the rounding d of
+        // the computed T(u): ||T_c(u) - u*|| <= (L ||T_c(u) - u|| + d) / (1 - L).
+        double bound = bound_factor * residual;
         ++block_iterations[s];
         if (residual < best_residual[s]) {
           best_residual[s] = residual;
@@ -585,9 +661,23 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
         } else {
           ++since_best[s];
         }
-        const bool met = bound <= options.tolerance;
-        if (met || block_iterations[s] >= options.max_iterations ||
-            since_best[s] >= kStallWindow) {
+        bool last_round = block_iterations[s] >= options.max_iterations ||
+                          since_best[s] >= kStallWindow;
+        if (bound_rounding) {
+          double u_sq = 0.0;
+          double v_sq = 0.0;
+          for (int64_t i = 0; i < n; ++i) {
+            u_sq += double(us[i]) * us[i];
+            v_sq += double(vs[i]) * vs[i];
+          }
+          const double rounding = ResidualRoundingBound(k, std::sqrt(u_sq), std::sqrt(v_sq), eps);
+          // Once the iteration's part is below the rounding's, more iterations cannot even
+          // halve the bound: stop there rather than wait for the stall window.
+          if (lipschitz * residual <= rounding) last_round = true;
+          bound += rounding / (1.0 - lipschitz);
+        }
+        const bool met = bound <= tolerance;
+        if (met || last_round) {
           std::copy(image.begin(), image.end(), us);  // return T(u), the point the bound is for
           block_bound[s] = bound;
           if (!met) converged[s] = false;
@@ -613,6 +703,87 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
 }
 
 template <typename T>
+absl::StatusOr<InverseResult> FrozenIResNet::CertifiedInverse(
+    const at::Tensor& y_in, const InverseOptions& options) const {
+  at::Tensor y = y_in.contiguous();
+  const int64_t batch = y.size(0);
+  const int64_t n = dim_;
+  const bool rounded_output = !std::is_same<T, double>::value;
+  // Block k's share: tol_k * prod_{j<k} 1/(1 - L_j) = reserve * tolerance / K.
+  const double reserve = rounded_output ? 0.9 : 1.0;
+  std::vector<double> block_tolerance(num_blocks());
+  double growth = 1.0;  // prod_{j<k} 1/(1 - L_j)
+  for (int64_t k = 0; k < num_blocks(); ++k) {
+    block_tolerance[k] = reserve * options.tolerance / (num_blocks() * growth);
+    growth /= 1.0 - block_lipschitz_[k];
+  }
+  const double inverse_lipschitz = growth;  // prod_k 1/(1 - L_k) >= Lip(phi^-1)
+
+  InverseResult result;
+  result.x = at::empty_like(y);
+  result.iterations = at::zeros({batch}, at::kLong);
+  result.converged = at::ones({batch}, at::kBool);
+  result.error_bound = at::zeros({batch}, at::kDouble);
+  result.forward_residual = at::zeros({batch}, at::kDouble);
+  const T* y_data = y.data_ptr<T>();
+  T* x_data = result.x.data_ptr<T>();
+  int64_t* iter_data = result.iterations.data_ptr<int64_t>();
+  bool* conv_data = result.converged.data_ptr<bool>();
+  double* bound_data = result.error_bound.data_ptr<double>();
+  double* resid_data = result.forward_residual.data_ptr<double>();
+
+  const int64_t chunk = ChunkSize(options, batch);
+  const int64_t num_chunks = (batch + chunk - 1) / chunk;
+  const double eps = std::numeric_limits<double>::epsilon();
+  std::atomic<bool> stopped{false};
+  ForEachChunk(num_chunks, [&](int64_t begin, int64_t end) {
+    std::vector<double> y64, x64, returned, image, rounding;
+    for (int64_t c = begin; c < end && !stopped.load(std::memory_order_relaxed); ++c) {
+      const int64_t first = c * chunk;
+      const int64_t rows = std::min(chunk, batch - first);
+      y64.assign(y_data + first * n, y_data + (first + rows) * n);
+      x64.resize(rows * n);
+      absl::Status status =
+          SolveChunk<double>(y64.data(), rows, options, block_tolerance, /*bound_rounding=*/true,
+                             x64.data(), iter_data + first, conv_data + first, bound_data + first);
+      if (!status.ok()) {
+        stopped = true;
+        return;
+      }
+      // The answer as returned (rounded to T), widened again: exactly what the caller gets.
+      returned.resize(rows * n);
+      for (int64_t i = 0; i < rows * n; ++i) {
+        x_data[first * n + i] = static_cast<T>(x64[i]);
+        returned[i] = static_cast<double>(x_data[first * n + i]);
+      }
+      image.resize(rows * n);
+      rounding.resize(rows);
+      ForwardChunkWithRounding(returned.data(), rows, image.data(), rounding.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        double residual_sq = 0.0;
+        double cast_sq = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double d = image[r * n + i] - y64[r * n + i];
+          residual_sq += d * d;
+          const double e = returned[r * n + i] - x64[r * n + i];
+          cast_sq += e * e;
+        }
+        const double residual = std::sqrt(residual_sq);
+        // Rounding of the residual's own computation (a difference, squares and a sum).
+        const double residual_upper = residual * (1.0 + 2.0 * (n + 3) * eps);
+        const double composed = bound_data[first + r] + std::sqrt(cast_sq) * (1.0 + 4.0 * eps);
+        const double by_residual = inverse_lipschitz * (residual_upper + rounding[r]);
+        bound_data[first + r] = std::min(composed, by_residual);
+        conv_data[first + r] = bound_data[first + r] <= options.tolerance;
+        resid_data[first + r] = residual;
+      }
+    }
+  });
+  if (stopped) return absl::CancelledError("inverse: stopped on request");
+  return result;
+}
+
+template <typename T>
 absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in,
                                                           const InverseOptions& options) const {
   at::Tensor y = y_in.contiguous();
@@ -631,6 +802,7 @@ absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in
   double* bound_data = result.error_bound.data_ptr<double>();
   double* resid_data = result.forward_residual.data_ptr<double>();
 
+  const std::vector<double> block_tolerance(num_blocks(), options.tolerance);
   const int64_t chunk = ChunkSize(options, batch);
   const int64_t num_chunks = (batch + chunk - 1) / chunk;
   std::atomic<bool> stopped{false};
@@ -640,7 +812,8 @@ absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in
       const int64_t first = c * chunk;
       const int64_t rows = std::min(chunk, batch - first);
       absl::Status status =
-          SolveChunk<T>(y_data + first * n, rows, options, x_data + first * n, iter_data + first,
+          SolveChunk<T>(y_data + first * n, rows, options, block_tolerance,
+                        /*bound_rounding=*/false, x_data + first * n, iter_data + first,
                         conv_data + first, bound_data + first);
       if (!status.ok()) {
         stopped = true;
@@ -695,10 +868,13 @@ absl::StatusOr<InverseResult> FrozenIResNet::Inverse(const at::Tensor& y,
   if (!valid.ok()) return valid;
   return GuardTorchOr<InverseResult>("FrozenIResNet::Inverse",
                                      [&]() -> absl::StatusOr<InverseResult> {
-                                       if (y.scalar_type() == at::kFloat) {
-                                         return InverseTyped<float>(y, options);
+                                       const bool single = y.scalar_type() == at::kFloat;
+                                       if (options.per_block_tolerance) {
+                                         return single ? InverseTyped<float>(y, options)
+                                                       : InverseTyped<double>(y, options);
                                        }
-                                       return InverseTyped<double>(y, options);
+                                       return single ? CertifiedInverse<float>(y, options)
+                                                     : CertifiedInverse<double>(y, options);
                                      });
 }
 

@@ -11,9 +11,18 @@
 //
 // The inverse solves one block at a time in reverse order, u + g_k(u) = v, by the fixed point
 // u_{j+1} = v - g_k(u_j) (optionally Anderson-accelerated). Each sample stops on its own when
-// the a-posteriori bound L_k / (1 - L_k) * ||T(u_j) - u_j|| <= tolerance holds (L_k the block's
+// the a-posteriori bound of its block meets that block's share of the tolerance (L_k the block's
 // certified Lipschitz bound, norms over the whole sample vector); converged samples leave the
 // active set, so easy samples cost little and hard ones get the iterations they need.
+//
+// The tolerance bounds the whole inverse, ||x_hat - phi^-1(y)|| <= tolerance. An error e_k left
+// in block k's solution grows through the blocks solved after it by at most prod_{j<k}
+// 1/(1 - L_j), so block k gets tol_k = tolerance / (K prod_{j<k} 1/(1 - L_j)) (nine tenths of
+// that when the answer is rounded to float32, which takes the rest). The solve runs in float64
+// whatever the input's precision: float32 cannot reach these shares (its rounding floor is about
+// 1e-7 ||x|| / (1 - L) per block). Each block's bound includes a rigorous bound on the float64
+// rounding of g and of the fixed-point map (Higham's gamma_n for the products, the activations'
+// ulp errors), so the reported bound is a true bound on the error of the returned x.
 //
 // Thread safety: a FrozenIResNet is immutable; Forward and Inverse may run concurrently. Large
 // batches are split into chunks that run on LibTorch's intra-op thread pool (at::parallel_for).
@@ -34,8 +43,14 @@ namespace invnet {
 class IResNet;
 
 struct InverseOptions {
-  // Absolute tolerance on each block's a-posteriori error bound, in the units of x.
+  // Absolute tolerance on the whole inverse, ||x_hat - phi^-1(y)|| <= tolerance, in the units
+  // of x (see above for how it is split over the blocks).
   double tolerance = 1e-5;
+  // For solves inside training only (the reconstruction loss, validation while training), where
+  // the tolerance is a cost/accuracy knob rather than a guarantee: the tolerance applies to each
+  // block's a-posteriori bound, the solve runs in the input's precision, rounding is not bounded
+  // and `converged` means every block met it.
+  bool per_block_tolerance = false;
   // Cap on fixed-point iterations (evaluations of g_k) per block and sample.
   int64_t max_iterations = 1000;
   // Anderson acceleration (type II, with restart when the residual grows). On by default: on
@@ -55,14 +70,17 @@ absl::Status ValidateInverseOptions(const InverseOptions& options);
 struct InverseResult {
   at::Tensor x;                 // [batch, dim], dtype of y: the reconstruction phi^-1(y)
   at::Tensor iterations;        // int64 [batch]: g evaluations over all blocks
-  at::Tensor converged;         // bool [batch]: every block met the tolerance
+  at::Tensor converged;         // bool [batch]: error_bound <= tolerance
   at::Tensor error_bound;       // float64 [batch]: bound on ||x - phi^-1(y)|| (see below)
-  at::Tensor forward_residual;  // float64 [batch]: ||phi(x) - y||
+  at::Tensor forward_residual;  // float64 [batch]: ||phi(x) - y|| (phi evaluated in float64)
 };
-// The error bound composes the per-block bounds b_k through the inverse blocks' Lipschitz
-// constants: e = b_1 + (b_2 + (b_3 + ...) / (1 - L_3)) / (1 - L_2) ..., i.e. processing blocks
-// K..1, e <- b_k + e / (1 - L_k). It is rigorous in exact arithmetic; in floating point the
-// computed iterates also carry rounding error of order eps * ||x|| / (1 - L).
+// The error bound is the smaller of two rigorous bounds on the returned x:
+//  - the per-block bounds b_k composed through the inverse blocks' Lipschitz constants,
+//    e = b_1 + (b_2 + (b_3 + ...) / (1 - L_3)) / (1 - L_2) ..., plus ||x - x_float64|| when the
+//    answer was rounded to float32;
+//  - prod_k 1/(1 - L_k) * (||phi(x) - y|| + a bound on the rounding of that forward pass).
+// Both include floating-point rounding. (With per_block_tolerance, only the first, without
+// rounding terms.)
 
 class FrozenIResNet {
  public:
@@ -110,17 +128,38 @@ class FrozenIResNet {
   template <typename T>
   void ForwardChunk(const T* x, int64_t rows, T* out) const;
   template <typename T>
-  absl::Status SolveChunk(const T* y, int64_t rows, const InverseOptions& options, T* x,
+  absl::Status SolveChunk(const T* y, int64_t rows, const InverseOptions& options,
+                          const std::vector<double>& block_tolerance, bool bound_rounding, T* x,
                           int64_t* iterations, bool* converged, double* error_bound) const;
+  // phi(x) in float64 and, per sample, a bound on the rounding error of that evaluation.
+  void ForwardChunkWithRounding(const double* x, int64_t rows, double* out,
+                                double* rounding) const;
+  // A bound on ||fl(v - g_k(u)) - (v - g_k(u))|| for float arithmetic with unit `eps`, given
+  // ||u|| and ||v||, including the rounding of the residual norm computed from it.
+  double ResidualRoundingBound(int64_t k, double u_norm, double v_norm, double eps) const;
   template <typename T>
   absl::StatusOr<InverseResult> InverseTyped(const at::Tensor& y,
                                              const InverseOptions& options) const;
+  template <typename T>
+  absl::StatusOr<InverseResult> CertifiedInverse(const at::Tensor& y,
+                                                 const InverseOptions& options) const;
   int64_t ChunkSize(const InverseOptions& options, int64_t batch) const;
 
   int64_t dim_ = 0;
   int64_t hidden_width_ = 0;
   Activation activation_ = Activation::kElu;
   std::vector<double> block_lipschitz_;
+  // Per block and layer, what the rounding bound needs: a bound on sigma_max(W) (certified, or
+  // ||W||_F where none was computed), ||W||_F, ||b||, fan-in and width.
+  struct LayerNorms {
+    double sigma = 0.0;
+    double frobenius = 0.0;
+    double bias_norm = 0.0;
+    int64_t in = 0;
+    int64_t out = 0;
+  };
+  std::vector<std::vector<LayerNorms>> layer_norms_;
+  double activation_at_zero_ = 0.0;  // |act(0)|: log 2 for softplus, 0 for the others
   std::vector<Block<float>> blocks_f32_;
   std::vector<Block<double>> blocks_f64_;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 
 #include <ATen/ATen.h>
@@ -16,7 +17,8 @@ constexpr int64_t kMaxDim = 4096;
 constexpr int64_t kMaxBlocks = 64;
 constexpr int64_t kMaxWidth = 4096;
 constexpr int64_t kMaxLayers = 8;
-// Above this size of the smaller side an SVD gets slow; power iteration takes over.
+// Above this size of the smaller side an SVD gets slow: the calibration takes power iteration and
+// the certificate the eigenvalues of the Gram matrix.
 constexpr int64_t kExactSvdMaxSide = 512;
 
 struct Layer {
@@ -62,12 +64,58 @@ SingularTriple TopSingularTriple(const at::Tensor& w) {
 }  // namespace
 
 double TightSpectralNorm(const at::Tensor& matrix) {
+  at::NoGradGuard no_grad;
   at::Tensor w = matrix.detach().to(at::kDouble);
-  if (std::min(w.size(0), w.size(1)) <= kExactSvdMaxSide) {
-    return at::linalg_svdvals(w)[0].item<double>();
+  const int64_t rows = w.size(0);
+  const int64_t cols = w.size(1);
+  const double frobenius = w.norm().item<double>();
+  // LAPACK's SVD and symmetric eigensolver are backward stable: the computed values are exact
+  // for a matrix within p(n) * eps * ||W|| (resp. ||G||) of the input, and forming G = W W^T
+  // adds at most n * eps * ||W||_F^2. A margin of 8 (rows + cols) * eps * ||W||_F covers both
+  // with room to spare (p(n) is a small multiple of n in practice), and stays near 1e-12 relative.
+  const double eps = std::numeric_limits<double>::epsilon();
+  const double margin = 8.0 * static_cast<double>(rows + cols) * eps * frobenius;
+  if (std::min(rows, cols) <= kExactSvdMaxSide) {
+    return at::linalg_svdvals(w)[0].item<double>() + margin;
   }
-  // Power iteration converges from below; the margin keeps the certificate an upper bound.
-  return TopSingularTriple(w).sigma * (1.0 + 1e-4);
+  at::Tensor gram = rows <= cols ? at::matmul(w, w.t()) : at::matmul(w.t(), w);
+  const double lambda_max = at::linalg_eigvalsh(gram).max().item<double>();
+  return std::sqrt(std::max(0.0, lambda_max)) + margin;
+}
+
+absl::string_view LipschitzSplitName(LipschitzSplit split) {
+  switch (split) {
+    case LipschitzSplit::kGeometric:
+      return "geometric";
+    case LipschitzSplit::kLastLayer:
+      return "last_layer";
+    case LipschitzSplit::kEveryLayer:
+      return "every_layer";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<LipschitzSplit> ParseLipschitzSplit(absl::string_view name) {
+  for (LipschitzSplit split :
+       {LipschitzSplit::kGeometric, LipschitzSplit::kLastLayer, LipschitzSplit::kEveryLayer}) {
+    if (name == LipschitzSplitName(split)) return split;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "architecture.lipschitz_split: unknown '", name,
+      "' (expected geometric, last_layer or every_layer)"));
+}
+
+double LayerLipschitzCap(const IResNetConfig& config, int64_t layer) {
+  const double c = config.lipschitz_coeff;
+  switch (config.lipschitz_split) {
+    case LipschitzSplit::kGeometric:
+      return std::pow(c, 1.0 / static_cast<double>(config.layers_per_block));
+    case LipschitzSplit::kLastLayer:
+      return layer + 1 == config.layers_per_block ? c : 1.0;
+    case LipschitzSplit::kEveryLayer:
+      return c;
+  }
+  return c;
 }
 
 absl::Status ValidateIResNetConfig(const IResNetConfig& config) {
@@ -90,7 +138,13 @@ absl::Status ValidateIResNetConfig(const IResNetConfig& config) {
         absl::StrCat("architecture.lipschitz_coeff: ", config.lipschitz_coeff,
                      " must lie in (0, 1) for the blocks to be invertible"));
   }
-  return absl::OkStatus();
+  switch (config.lipschitz_split) {
+    case LipschitzSplit::kGeometric:
+    case LipschitzSplit::kLastLayer:
+    case LipschitzSplit::kEveryLayer:
+      return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("architecture.lipschitz_split: unknown value");
 }
 
 at::Tensor ResidualLinearization::Apply(const at::Tensor& tangents) const {
@@ -122,12 +176,13 @@ struct IResNet::Impl {
   at::ScalarType dtype = at::kFloat;
   bool training = true;
   std::vector<std::vector<Layer>> blocks;
+  std::vector<double> layer_caps;  // c_l for each layer index of a block
 
-  // W * min(1, c / sigma). In training mode sigma = u^T W v carries the gradient through W.
-  at::Tensor EffectiveWeight(const Layer& layer, bool use_training_estimate) const {
+  // W * min(1, c_l / sigma). In training mode sigma = u^T W v carries the gradient through W.
+  at::Tensor EffectiveWeight(const Layer& layer, size_t l, bool use_training_estimate) const {
     at::Tensor sigma = use_training_estimate ? at::dot(layer.u, at::mv(layer.weight, layer.v))
                                              : layer.sigma;
-    return layer.weight / at::clamp_min(sigma / config.lipschitz_coeff, 1.0);
+    return layer.weight / at::clamp_min(sigma / layer_caps[l], 1.0);
   }
 
   void CheckInput(const at::Tensor& x, const char* what) const {
@@ -143,7 +198,7 @@ struct IResNet::Impl {
     const std::vector<Layer>& block = blocks[k];
     at::Tensor h = x;
     for (size_t l = 0; l < block.size(); ++l) {
-      at::Tensor w = EffectiveWeight(block[l], training);
+      at::Tensor w = EffectiveWeight(block[l], l, training);
       at::Tensor z = at::linear(h, w, block[l].bias);
       if (weights != nullptr) weights->push_back(w);
       if (l + 1 == block.size()) return z;
@@ -167,6 +222,9 @@ absl::StatusOr<std::unique_ptr<IResNet>> IResNet::Create(const IResNetConfig& co
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->dtype = dtype;
+  for (int64_t l = 0; l < config.layers_per_block; ++l) {
+    impl->layer_caps.push_back(LayerLipschitzCap(config, l));
+  }
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(config.seed);
   at::NoGradGuard no_grad;
   for (int64_t k = 0; k < config.num_blocks; ++k) {
@@ -301,9 +359,9 @@ std::vector<std::vector<IResNet::EffectiveLayer>> IResNet::EffectiveWeights() co
   std::vector<std::vector<EffectiveLayer>> result;
   for (const auto& block : impl_->blocks) {
     std::vector<EffectiveLayer> layers;
-    for (const Layer& layer : block) {
-      layers.push_back({impl_->EffectiveWeight(layer, impl_->training).detach(),
-                        layer.bias.detach()});
+    for (size_t l = 0; l < block.size(); ++l) {
+      layers.push_back({impl_->EffectiveWeight(block[l], l, impl_->training).detach(),
+                        block[l].bias.detach()});
     }
     result.push_back(std::move(layers));
   }
@@ -346,8 +404,8 @@ std::vector<double> IResNet::EstimatedBlockBounds() const {
   std::vector<double> bounds;
   for (const auto& block : impl_->blocks) {
     double bound = 1.0;
-    for (const Layer& layer : block) {
-      bound *= std::min(layer.sigma.item<double>(), impl_->config.lipschitz_coeff);
+    for (size_t l = 0; l < block.size(); ++l) {
+      bound *= std::min(block[l].sigma.item<double>(), impl_->layer_caps[l]);
     }
     bounds.push_back(bound);
   }

@@ -2,9 +2,10 @@
 #define INVNET_MODELS_IRESNET_H_
 
 // An invertible residual network phi = (Id + g_K) o ... o (Id + g_1) (Behrmann et al. 2019).
-// Each g_k is an MLP whose weight matrices are spectrally normalised, W <- W * min(1, c/sigma(W)),
+// Each g_k is an MLP whose weight matrices are spectrally normalised, W <- W * min(1, c_l/sigma(W)),
 // and whose activations are 1-Lipschitz, so Lip(g_k) <= product of its layers' sigmas <= c < 1
-// and every block is invertible by fixed-point iteration (see inverse.h).
+// and every block is invertible by fixed-point iteration (see inverse.h). The layer caps c_l
+// multiply to the block's bound c (LipschitzSplit), as method.md section 2 defines it.
 //
 // This class is the trainable form: parameters are LibTorch tensors with requires_grad, the
 // forward pass is differentiable, and LinearizeResidual() gives each block's Jacobian as an
@@ -38,18 +39,33 @@
 
 namespace invnet {
 
+// How the block bound c is shared by a block's L layers (their caps c_l multiply to c, so a block
+// whose layers all sit at their caps has Lip(g) = c up to the activations' slopes).
+enum class LipschitzSplit {
+  kGeometric,   // every layer at c^(1/L): the default
+  kLastLayer,   // inner layers at 1, the last at c
+  kEveryLayer,  // every layer at c, so the block is at c^L: checkpoints written before the split
+};
+absl::string_view LipschitzSplitName(LipschitzSplit split);  // "geometric", "last_layer", ...
+// Accepts the names LipschitzSplitName returns; INVALID_ARGUMENT otherwise.
+absl::StatusOr<LipschitzSplit> ParseLipschitzSplit(absl::string_view name);
+
 struct IResNetConfig {
   int64_t dim = 2;               // n: input and output dimension (1 .. 4096)
   int64_t num_blocks = 4;        // K residual blocks (1 .. 64)
   int64_t hidden_width = 64;     // width of the hidden layers of each block's MLP (1 .. 4096)
   int64_t layers_per_block = 3;  // linear layers per MLP (1 .. 8); 1 means g(x) = W x + b
   Activation activation = Activation::kElu;
-  double lipschitz_coeff = 0.9;  // c in (0, 1): bound on every layer's spectral norm
+  double lipschitz_coeff = 0.9;  // c in (0, 1): bound on every block's Lipschitz constant
+  LipschitzSplit lipschitz_split = LipschitzSplit::kGeometric;
   uint64_t seed = 0;             // initialisation seed (weights and power-iteration vectors)
 };
 
 // OK, or INVALID_ARGUMENT naming the offending field.
 absl::Status ValidateIResNetConfig(const IResNetConfig& config);
+
+// The spectral-norm cap c_l of layer `layer` (0-based) of every block.
+double LayerLipschitzCap(const IResNetConfig& config, int64_t layer);
 
 // What Certify() measured: sigma_max of every effective (normalised) weight
 // matrix, and the block Lipschitz bounds they imply.
@@ -129,10 +145,9 @@ class IResNet {
   // Replaces each layer's sigma estimate (and u, v) by the exact top singular triple, so the
   // evaluation-mode weights satisfy sigma(W_eff) <= c to round-off.
   void CalibrateSpectralNorms();
-  // Measures sigma_max of every effective weight (current mode) tightly: exact SVD when the smaller
-  // side is <= 512, otherwise power iteration to 1e-7 relative with a 1e-4 safety margin.
+  // Bounds sigma_max of every effective weight (current mode) from above: TightSpectralNorm.
   LipschitzCertificate Certify() const;
-  // Block Lipschitz bounds from the current sigma estimates, prod_l min(sigma_l, c): free to
+  // Block Lipschitz bounds from the current sigma estimates, prod_l min(sigma_l, c_l): free to
   // compute, and exact after CalibrateSpectralNorms(); an estimate (from below) during training.
   std::vector<double> EstimatedBlockBounds() const;
 
@@ -142,7 +157,10 @@ class IResNet {
   std::unique_ptr<Impl> impl_;
 };
 
-// sigma_max(matrix) computed as Certify() does (matrix [out, in], any float dtype).
+// A rigorous upper bound on sigma_max(matrix) (matrix [out, in], any float dtype), tight to about
+// 1e-12 relative: the largest singular value by SVD in float64 when the smaller side is <= 512,
+// otherwise the square root of the largest eigenvalue of the smaller Gram matrix (W W^T or
+// W^T W, float64), each plus a margin for the float64 rounding of that computation.
 double TightSpectralNorm(const at::Tensor& matrix);
 
 }  // namespace invnet

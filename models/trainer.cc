@@ -145,6 +145,9 @@ absl::StatusOr<EvaluationMetrics> Validate(const IResNet& net, const Setup& setu
   InverseOptions solver;
   solver.tolerance = t.solver_tolerance;
   solver.max_iterations = t.solver_max_iterations;
+  // While training, validation tracks progress: the cheap per-block solve is enough. The final
+  // validation (certified bounds) scores the served network as Reconstruct solves it.
+  solver.per_block_tolerance = bounds == FrozenIResNet::Bounds::kEstimated;
   return EvaluateNetwork(*frozen, *setup.op, t.target_space, test, solver);
 }
 
@@ -184,6 +187,7 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
   loss_options.estimator.series_terms = t.log_det_series_terms;
   loss_options.solver.tolerance = t.solver_tolerance;
   loss_options.solver.max_iterations = t.solver_max_iterations;
+  loss_options.solver.per_block_tolerance = true;  // the training loss's inner solves
 
   std::vector<at::Tensor> params = net->Parameters();
   torch::optim::Adam adam(params, torch::optim::AdamOptions(t.learning_rate));

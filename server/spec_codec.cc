@@ -40,6 +40,33 @@ absl::StatusOr<Activation> DecodeActivation(v1::Activation a) {
   }
 }
 
+v1::LipschitzSplit EncodeLipschitzSplit(LipschitzSplit split) {
+  switch (split) {
+    case LipschitzSplit::kGeometric:
+      return v1::LIPSCHITZ_SPLIT_GEOMETRIC;
+    case LipschitzSplit::kLastLayer:
+      return v1::LIPSCHITZ_SPLIT_LAST_LAYER;
+    case LipschitzSplit::kEveryLayer:
+      return v1::LIPSCHITZ_SPLIT_EVERY_LAYER;
+  }
+  return v1::LIPSCHITZ_SPLIT_UNSPECIFIED;
+}
+
+absl::StatusOr<LipschitzSplit> DecodeLipschitzSplit(v1::LipschitzSplit split) {
+  switch (split) {
+    case v1::LIPSCHITZ_SPLIT_UNSPECIFIED:
+    case v1::LIPSCHITZ_SPLIT_GEOMETRIC:
+      return LipschitzSplit::kGeometric;
+    case v1::LIPSCHITZ_SPLIT_LAST_LAYER:
+      return LipschitzSplit::kLastLayer;
+    case v1::LIPSCHITZ_SPLIT_EVERY_LAYER:
+      return LipschitzSplit::kEveryLayer;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "architecture.lipschitz_split: unknown value ", static_cast<int>(split)));
+  }
+}
+
 v1::Loss EncodeLoss(LossKind k) {
   switch (k) {
     case LossKind::kApproximation:
@@ -191,6 +218,7 @@ void EncodeArchitecture(const IResNetConfig& c, v1::Architecture* proto) {
   proto->set_activation(EncodeActivation(c.activation));
   proto->set_lipschitz_coeff(c.lipschitz_coeff);
   proto->set_seed(c.seed);
+  proto->set_lipschitz_split(EncodeLipschitzSplit(c.lipschitz_split));
 }
 
 void EncodeTraining(const TrainingSpec& t, v1::Training* proto) {
@@ -244,6 +272,10 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
     INVNET_ASSIGN_OR_RETURN(r.architecture.activation, DecodeActivation(a.activation()));
   }
   if (a.has_lipschitz_coeff()) r.architecture.lipschitz_coeff = a.lipschitz_coeff();
+  if (a.lipschitz_split() != v1::LIPSCHITZ_SPLIT_UNSPECIFIED) {
+    INVNET_ASSIGN_OR_RETURN(r.architecture.lipschitz_split,
+                            DecodeLipschitzSplit(a.lipschitz_split()));
+  }
   if (a.has_seed()) r.architecture.seed = a.seed();
   r.architecture.dim = SignalDim(r.problem.op);
 

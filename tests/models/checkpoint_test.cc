@@ -1,6 +1,7 @@
 #include "models/checkpoint.h"
 
 #include <dirent.h>
+#include <cmath>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -265,5 +266,27 @@ TEST(ArchiveTest, ShapesWhoseProductOverflowsAreRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too many elements")));
 }
 
+
+// Checkpoints from before the Lipschitz split keep loading, as what they are: every layer at c,
+// so the block bounds certify at up to c^L, and the served network is the one that was trained.
+TEST(LegacyCheckpointTest, CheckpointsFromBeforeTheSplitLoadWithEveryLayerAtC) {
+  ASSERT_OK_AND_ASSIGN(Checkpoint legacy,
+                       LoadCheckpoint(INVNET_TESTDATA_DIR "/legacy_every_layer_f32.ckpt"));
+  EXPECT_EQ(legacy.architecture.lipschitz_split, LipschitzSplit::kEveryLayer);
+  ASSERT_OK_AND_ASSIGN(auto net, RestoreNetwork(legacy));
+  const double c = legacy.architecture.lipschitz_coeff;
+  const double block_cap = std::pow(c, legacy.architecture.layers_per_block);
+  LipschitzCertificate cert = net->Certify();
+  for (size_t k = 0; k < cert.block_bounds.size(); ++k) {
+    EXPECT_LE(cert.block_bounds[k], block_cap * (1 + 1e-6));
+    for (double sigma : cert.layer_sigmas[k]) EXPECT_LE(sigma, c * (1 + 1e-6));
+  }
+  // Saved again, it says so explicitly and restores to the same network.
+  ASSERT_OK_AND_ASSIGN(Checkpoint again, ParseCheckpoint(SerializeCheckpoint(legacy)));
+  EXPECT_EQ(again.architecture.lipschitz_split, LipschitzSplit::kEveryLayer);
+  ASSERT_OK_AND_ASSIGN(auto restored, RestoreNetwork(again));
+  at::Tensor x = at::randn({4, net->dim()});
+  EXPECT_TRUE(at::equal(net->Forward(x), restored->Forward(x)));
+}
 }  // namespace
 }  // namespace invnet

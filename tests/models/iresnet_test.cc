@@ -130,19 +130,22 @@ TEST(IResNetTest, CertifiedBoundsStayAtTheCoefficientAfterTraining) {
   auto net = IResNet::Create(SmallConfig(), at::kFloat).value();
   TrainWithAdam(*net, 500, 1e-3);
   const double c = SmallConfig().lipschitz_coeff;
+  const double cap = LayerLipschitzCap(SmallConfig(), 0);  // c^(1/3): the default split
+  EXPECT_NEAR(cap, std::cbrt(c), 1e-15);
   LipschitzCertificate tracked = net->Certify();
   for (const auto& block : tracked.layer_sigmas) {
-    for (double sigma : block) EXPECT_LE(sigma, c * (1 + 1e-3));
+    for (double sigma : block) EXPECT_LE(sigma, cap * (1 + 1e-3));
   }
   net->CalibrateSpectralNorms();
   LipschitzCertificate exact = net->Certify();
   for (size_t k = 0; k < exact.layer_sigmas.size(); ++k) {
     double product = 1.0;
     for (double sigma : exact.layer_sigmas[k]) {
-      EXPECT_LE(sigma, c * (1 + 1e-6));
+      EXPECT_LE(sigma, cap * (1 + 1e-6));
       product *= sigma;
     }
     EXPECT_DOUBLE_EQ(exact.block_bounds[k], product);
+    EXPECT_LE(exact.block_bounds[k], c * (1 + 1e-6));
   }
   EXPECT_TRUE(exact.invertible());
 }
@@ -152,7 +155,7 @@ TEST(IResNetTest, BiLipschitzInequalitiesHoldOnRandomPairs) {
   config.lipschitz_coeff = 0.97;
   auto net = invnet::testing::MakeSaturatedNetwork(config, at::kDouble);
   LipschitzCertificate cert = net->Certify();
-  EXPECT_NEAR(cert.max_block_bound, std::pow(0.97, 3), 1e-9);
+  EXPECT_NEAR(cert.max_block_bound, 0.97, 1e-9);  // c bounds the block, not each layer
   at::Tensor a = at::randn({2000, 3}, at::kDouble) * 3;
   at::Tensor b = a + at::randn({2000, 3}, at::kDouble) * at::rand({2000, 1}, at::kDouble);
   at::Tensor ratio = (net->Forward(a) - net->Forward(b)).norm(2, 1) / (a - b).norm(2, 1);
@@ -224,6 +227,60 @@ TEST(IResNetTest, LoadStateRejectsBadStateAndKeepsTheNetwork) {
   missing.pop_back();
   EXPECT_THAT(net->LoadState(missing), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_TRUE(at::equal(net->Forward(x), before));
+}
+
+
+// method.md section 2: c bounds each block. A block whose layers all sit at their caps is at c
+// (the product of the caps); the legacy split puts every layer at c and the block at c^L.
+TEST(IResNetTest, SaturatedBlocksCertifyAtTheirSplitsBound) {
+  IResNetConfig config = SmallConfig();
+  config.lipschitz_coeff = 0.9;
+  for (LipschitzSplit split :
+       {LipschitzSplit::kGeometric, LipschitzSplit::kLastLayer, LipschitzSplit::kEveryLayer}) {
+    config.lipschitz_split = split;
+    auto net = invnet::testing::MakeSaturatedNetwork(config, at::kFloat);
+    LipschitzCertificate cert = net->Certify();
+    const double expected =
+        split == LipschitzSplit::kEveryLayer ? std::pow(0.9, config.layers_per_block) : 0.9;
+    for (double bound : cert.block_bounds) {
+      EXPECT_NEAR(bound, expected, 1e-3) << LipschitzSplitName(split);
+    }
+    double product = 1.0;
+    for (int64_t l = 0; l < config.layers_per_block; ++l) {
+      product *= LayerLipschitzCap(config, l);
+      EXPECT_NEAR(cert.layer_sigmas[0][l], LayerLipschitzCap(config, l), 1e-5);
+    }
+    EXPECT_NEAR(product, expected, 1e-12);
+  }
+}
+
+TEST(IResNetTest, LipschitzSplitNamesRoundTrip) {
+  for (LipschitzSplit split :
+       {LipschitzSplit::kGeometric, LipschitzSplit::kLastLayer, LipschitzSplit::kEveryLayer}) {
+    EXPECT_EQ(ParseLipschitzSplit(LipschitzSplitName(split)).value(), split);
+  }
+  EXPECT_THAT(ParseLipschitzSplit("per_layer").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lipschitz_split")));
+}
+
+// The certificate is an upper bound for every allowed width, also where the smaller side is past
+// the SVD's limit (512): there the Gram matrix's eigenvalues give it, never a power iteration.
+TEST(TightSpectralNormTest, IsATightUpperBoundOnEitherSideOfTheSvdLimit) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(21);
+  for (auto shape : {std::pair<int64_t, int64_t>{300, 200}, {600, 700}, {800, 530}}) {
+    at::Tensor w = at::randn({shape.first, shape.second}, gen, at::kDouble);
+    // A spectrum with a close second singular value: where a power iteration is slowest.
+    auto [u, s, vh] = at::linalg_svd(w, false);
+    s[1] = s[0] * (1 - 1e-6);
+    at::Tensor shaped = at::matmul(u * s.unsqueeze(0), vh);
+    for (at::ScalarType dtype : {at::kDouble, at::kFloat}) {
+      at::Tensor m = shaped.to(dtype);
+      const double exact = at::linalg_svdvals(m.to(at::kDouble))[0].item<double>();
+      const double bound = TightSpectralNorm(m);
+      EXPECT_GE(bound, exact) << shape.first << "x" << shape.second;
+      EXPECT_LE(bound, exact * (1 + 1e-9)) << shape.first << "x" << shape.second;
+    }
+  }
 }
 
 }  // namespace

@@ -39,13 +39,14 @@ std::unique_ptr<IResNet> MakeWorstCaseLinearNetwork(int64_t dim, int64_t num_blo
 
 std::unique_ptr<IResNet> MakeSaturatedNetwork(const IResNetConfig& config, at::ScalarType dtype) {
   auto net = IResNet::Create(config, dtype).value();
-  // Scale every raw weight so its sigma is 2c: the normalisation then brings it to exactly c.
+  // Scale every raw weight so its sigma is 2, above every layer cap (<= 1): the normalisation
+  // then brings each layer exactly to its cap.
   {
     at::NoGradGuard no_grad;
     for (auto& [name, tensor] : net->NamedState()) {
       if (name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0) {
         double sigma = TightSpectralNorm(tensor);
-        tensor.mul_(2.0 * config.lipschitz_coeff / sigma);
+        tensor.mul_(2.0 / sigma);
       }
     }
   }
