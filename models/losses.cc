@@ -53,7 +53,10 @@ absl::StatusOr<LossValue> ReconstructionLoss(const IResNet& net, const at::Tenso
   INVNET_ASSIGN_OR_RETURN(auto frozen,
                           FrozenIResNet::Create(net, FrozenIResNet::Bounds::kEstimated));
   at::Tensor target_detached = target.detach();
-  INVNET_ASSIGN_OR_RETURN(InverseResult inverse, frozen->Inverse(target_detached, options.solver));
+  // A training solve: the tolerance is per block, in the network's precision (inverse.h).
+  InverseOptions solver = options.solver;
+  solver.per_block_tolerance = true;
+  INVNET_ASSIGN_OR_RETURN(InverseResult inverse, frozen->Inverse(target_detached, solver));
   at::Tensor x_hat = inverse.x;
   const double batch = static_cast<double>(x.size(0));
   at::Tensor per_sample = HalfSquaredError(x_hat, x.detach());

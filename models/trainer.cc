@@ -187,7 +187,6 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
   loss_options.estimator.series_terms = t.log_det_series_terms;
   loss_options.solver.tolerance = t.solver_tolerance;
   loss_options.solver.max_iterations = t.solver_max_iterations;
-  loss_options.solver.per_block_tolerance = true;  // the training loss's inner solves
 
   std::vector<at::Tensor> params = net->Parameters();
   torch::optim::Adam adam(params, torch::optim::AdamOptions(t.learning_rate));
