@@ -46,12 +46,10 @@ bool IsLoopback(const ListenAddress& address) {
     return (ntohl(v4.s_addr) >> 24) == 127;
   }
   in6_addr v6{};
-  return inet_pton(AF_INET6, address.host.c_str(), &v6) == 1 &&
-         IN6_IS_ADDR_LOOPBACK(&v6);
+  return inet_pton(AF_INET6, address.host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
-absl::StatusOr<int> ListenTcp(absl::string_view flag, const ListenAddress& address,
-                              int backlog) {
+absl::StatusOr<int> ListenTcp(absl::string_view flag, const ListenAddress& address, int backlog) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -85,9 +83,9 @@ absl::StatusOr<int> ListenTcp(absl::string_view flag, const ListenAddress& addre
   freeaddrinfo(found);
   if (listen_fd < 0) {
     const bool v6 = address.host.find(':') != std::string::npos;
-    return absl::UnavailableError(absl::StrCat(flag, ": cannot listen on ",
-                                               v6 ? "[" : "", address.host, v6 ? "]" : "", ":",
-                                               address.port, ": ", why));
+    return absl::UnavailableError(absl::StrCat(flag, ": cannot listen on ", v6 ? "[" : "",
+                                               address.host, v6 ? "]" : "", ":", address.port, ": ",
+                                               why));
   }
   return listen_fd;
 }

@@ -19,8 +19,7 @@ struct ListenAddress {
 
 // INVALID_ARGUMENT "<flag>: '<address>' is not host:port ..." when the port is missing, not a
 // number or outside 0..65535 (`flag` names the option, e.g. "--address").
-absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view flag,
-                                                 absl::string_view address);
+absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view flag, absl::string_view address);
 
 // True when only this machine can reach `address`: "localhost", 127.0.0.0/8 or ::1. Every
 // interface ("", 0.0.0.0, ::) and every other name or address is not loopback.
@@ -31,8 +30,7 @@ bool IsLoopback(const ListenAddress& address);
 // the descriptor. INVALID_ARGUMENT "<flag>: cannot resolve ..." when the host does not resolve,
 // UNAVAILABLE "<flag>: cannot listen on <address>: <reason>" when it cannot be bound (for a
 // taken port the reason is "address already in use").
-absl::StatusOr<int> ListenTcp(absl::string_view flag, const ListenAddress& address,
-                              int backlog);
+absl::StatusOr<int> ListenTcp(absl::string_view flag, const ListenAddress& address, int backlog);
 
 // The port a listening socket is bound to.
 int BoundPort(int fd);

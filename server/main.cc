@@ -31,8 +31,8 @@
 
 #include <glog/logging.h>
 
-#include "absl/flags/flag.h"
 #include "absl/flags/commandlineflag.h"
+#include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"

@@ -60,8 +60,8 @@ int MillisecondsUntil(absl::Time deadline) {
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& address, Renderer render, MetricsHttpOptions options) {
   if (options.num_threads < 1 || options.num_threads > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics exporter: num_threads ", options.num_threads, " must lie in [1, 64]"));
+    return absl::InvalidArgumentError(absl::StrCat("metrics exporter: num_threads ",
+                                                   options.num_threads, " must lie in [1, 64]"));
   }
   INVNET_ASSIGN_OR_RETURN(const ListenAddress parsed,
                           ParseListenAddress("--metrics_address", address));

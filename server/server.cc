@@ -137,16 +137,14 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
     return absl::InvalidArgumentError("--repository: a directory is required");
   }
   if (options.max_message_bytes < (1 << 20) || options.max_message_bytes > (int64_t{2} << 30) - 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max_message_mb: ", options.max_message_bytes >> 20,
-                     " must lie in [1, 2047] (MiB)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_message_mb: ", options.max_message_bytes >> 20, " must lie in [1, 2047] (MiB)"));
   }
   if (options.max_dataset_bytes < (1 << 20)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--max_dataset_mb: ", options.max_dataset_bytes >> 20, " must be >= 1 (MiB)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_dataset_mb: ", options.max_dataset_bytes >> 20, " must be >= 1 (MiB)"));
   }
-  const auto at_least = [](absl::string_view flag, int64_t value,
-                           int64_t least) -> absl::Status {
+  const auto at_least = [](absl::string_view flag, int64_t value, int64_t least) -> absl::Status {
     if (value >= least) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(flag, ": ", value, " must be >= ", least));
   };
@@ -166,8 +164,7 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   }
   INVNET_ASSIGN_OR_RETURN(const ListenAddress address,
                           ParseListenAddress("--address", options.address));
-  if (!IsLoopback(address) && options.auth_tokens_file.empty() &&
-      !options.allow_unauthenticated) {
+  if (!IsLoopback(address) && options.auth_tokens_file.empty() && !options.allow_unauthenticated) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--address: ", options.address,
         " is reachable from other machines, and without --auth_tokens_file anyone who can "

@@ -68,8 +68,7 @@ class ServerBinaryTest : public ::testing::Test {
   }
 
   CommandResult Health(const std::string& target) {
-    return RunCommand({INVNET_CLI_BINARY, "health", "--server=" + target, "--timeout=10"})
-        .value();
+    return RunCommand({INVNET_CLI_BINARY, "health", "--server=" + target, "--timeout=10"}).value();
   }
 
   std::string ReadLog(const std::string& name) {
@@ -85,9 +84,8 @@ class ServerBinaryTest : public ::testing::Test {
 TEST_F(ServerBinaryTest, ASecondServerOnATakenPortFailsAtStart) {
   std::unique_ptr<ServerProcess> first = StartServer("first", {});
   ASSERT_NE(first, nullptr);
-  const CommandResult second =
-      RunServer({"--repository=" + Path("second"), "--torch_threads=1",
-                 absl::StrCat("--address=127.0.0.1:", first->port())});
+  const CommandResult second = RunServer({"--repository=" + Path("second"), "--torch_threads=1",
+                                          absl::StrCat("--address=127.0.0.1:", first->port())});
   EXPECT_EQ(second.exit_code, 1) << second.out << second.err;
   EXPECT_THAT(second.err, AllOf(HasSubstr("--address"), HasSubstr("address already in use")));
   EXPECT_THAT(second.out, Not(HasSubstr("listening on")));
@@ -96,9 +94,8 @@ TEST_F(ServerBinaryTest, ASecondServerOnATakenPortFailsAtStart) {
 }
 
 TEST_F(ServerBinaryTest, AddressesThatAreNotHostAndPortAreUsageErrors) {
-  for (const char* address :
-       {"127.0.0.1:99999", "127.0.0.1:65536", "localhost", "127.0.0.1:", "127.0.0.1:-1",
-        "127.0.0.1:http", "::1:0"}) {
+  for (const char* address : {"127.0.0.1:99999", "127.0.0.1:65536", "localhost",
+                              "127.0.0.1:", "127.0.0.1:-1", "127.0.0.1:http", "::1:0"}) {
     const CommandResult result =
         RunServer({"--repository=" + Path("repo"), absl::StrCat("--address=", address)});
     EXPECT_EQ(result.exit_code, 2) << address << ": " << result.err;
@@ -108,11 +105,9 @@ TEST_F(ServerBinaryTest, AddressesThatAreNotHostAndPortAreUsageErrors) {
 }
 
 TEST_F(ServerBinaryTest, ANonLoopbackAddressNeedsTokensOrAnExplicitOptIn) {
-  const CommandResult refused =
-      RunServer({"--repository=" + Path("repo"), "--address=0.0.0.0:0"});
+  const CommandResult refused = RunServer({"--repository=" + Path("repo"), "--address=0.0.0.0:0"});
   EXPECT_EQ(refused.exit_code, 2) << refused.err;
-  EXPECT_THAT(refused.err, AllOf(HasSubstr("--address: 0.0.0.0:0"),
-                                 HasSubstr("--auth_tokens_file"),
+  EXPECT_THAT(refused.err, AllOf(HasSubstr("--address: 0.0.0.0:0"), HasSubstr("--auth_tokens_file"),
                                  HasSubstr("--allow_unauthenticated")));
   EXPECT_THAT(refused.out, Not(HasSubstr("listening on")));
 
@@ -138,10 +133,10 @@ TEST_F(ServerBinaryTest, ANonLoopbackAddressNeedsTokensOrAnExplicitOptIn) {
 TEST_F(ServerBinaryTest, HelpHelpfullAndVersionExitZero) {
   const CommandResult help = RunServer({"--help"});
   EXPECT_EQ(help.exit_code, 0) << help.err;
-  EXPECT_THAT(help.out, AllOf(HasSubstr("--address (default: \"127.0.0.1:50051\")"),
-                              HasSubstr("--max_jobs"), HasSubstr("--max_watch_streams"),
-                              HasSubstr("--allow_unauthenticated"),
-                              HasSubstr("--metrics_address"), Not(HasSubstr("--flagfile"))));
+  EXPECT_THAT(help.out,
+              AllOf(HasSubstr("--address (default: \"127.0.0.1:50051\")"), HasSubstr("--max_jobs"),
+                    HasSubstr("--max_watch_streams"), HasSubstr("--allow_unauthenticated"),
+                    HasSubstr("--metrics_address"), Not(HasSubstr("--flagfile"))));
   const CommandResult full = RunServer({"--helpfull"});
   EXPECT_EQ(full.exit_code, 0) << full.err;
   EXPECT_THAT(full.out, AllOf(HasSubstr("--max_jobs"), HasSubstr("--flagfile")));
@@ -157,18 +152,17 @@ TEST_F(ServerBinaryTest, HelpHelpfullAndVersionExitZero) {
 // at start, naming the flag and never an internal option name.
 TEST_F(ServerBinaryTest, LimitsThatMakeNoSenseAtZeroAreUsageErrorsNamingTheFlag) {
   for (const char* flag :
-       {"--max_jobs=0", "--max_jobs=-3", "--max_watch_streams=0", "--max_batch=0",
-        "--max_models=0", "--max_dataset_mb=0", "--max_message_mb=0",
-        "--max_message_mb=99999999999999", "--max_queued_requests=0", "--batch_max_rows=0",
-        "--torch_threads=-1", "--shutdown_grace_seconds=-1"}) {
+       {"--max_jobs=0", "--max_jobs=-3", "--max_watch_streams=0", "--max_batch=0", "--max_models=0",
+        "--max_dataset_mb=0", "--max_message_mb=0", "--max_message_mb=99999999999999",
+        "--max_queued_requests=0", "--batch_max_rows=0", "--torch_threads=-1",
+        "--shutdown_grace_seconds=-1"}) {
     const std::string name(flag, std::string(flag).find('='));
     const CommandResult result =
         RunServer({"--repository=" + Path("repo"), "--address=127.0.0.1:0", flag});
     EXPECT_EQ(result.exit_code, 2) << flag << ": " << result.err;
     EXPECT_THAT(result.err, HasSubstr(name + ": ")) << flag;
     EXPECT_THAT(result.err, AllOf(Not(HasSubstr("max_concurrent_jobs")),
-                                  Not(HasSubstr("max_model_versions")),
-                                  Not(HasSubstr("_bytes"))))
+                                  Not(HasSubstr("max_model_versions")), Not(HasSubstr("_bytes"))))
         << flag;
   }
 }
@@ -206,10 +200,9 @@ TEST_F(ServerBinaryTest, HealthcheckScriptFollowsTheAddressAndTls) {
               "--tls_cert_file=" + certs->server_cert, "--tls_key_file=" + certs->server_key,
               "--tls_client_ca_file=" + certs->ca_cert});
   ASSERT_NE(tls, nullptr);
-  const std::vector<std::string> client = {
-      "INVNET_HEALTHCHECK_CA_FILE=" + certs->ca_cert,
-      "INVNET_HEALTHCHECK_CERT_FILE=" + certs->client_cert,
-      "INVNET_HEALTHCHECK_KEY_FILE=" + certs->client_key};
+  const std::vector<std::string> client = {"INVNET_HEALTHCHECK_CA_FILE=" + certs->ca_cert,
+                                           "INVNET_HEALTHCHECK_CERT_FILE=" + certs->client_cert,
+                                           "INVNET_HEALTHCHECK_KEY_FILE=" + certs->client_key};
   const CommandResult tls_serving = healthcheck(*tls, client);
   EXPECT_EQ(tls_serving.exit_code, 0) << tls_serving.out << tls_serving.err;
   // Without the client certificate the server refuses the handshake: the check really uses TLS.

@@ -177,7 +177,8 @@ TEST(MetricsHttpStartTest, RejectsAThreadCountOutOfRange) {
   MetricsHttpOptions options;
   for (int threads : {0, -1, 65}) {
     options.num_threads = threads;
-    auto server = MetricsHttpServer::Start("127.0.0.1:0", [] { return std::string(); }, options);
+    auto server = MetricsHttpServer::Start(
+        "127.0.0.1:0", [] { return std::string(); }, options);
     EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << threads;
   }
 }

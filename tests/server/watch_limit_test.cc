@@ -42,12 +42,12 @@ class WatchLimitTest : public ::testing::Test {
     // A job that runs far longer than the test, so that its streams stay open.
     grpc::ClientContext context;
     v1::TrainResponse response;
-    ASSERT_TRUE(stub_
-                    ->Train(&context,
-                            invnet::testing::SmallTrainRequest("long", v1::LOSS_DIVERGENCE,
-                                                               1000000),
-                            &response)
-                    .ok());
+    ASSERT_TRUE(
+        stub_
+            ->Train(&context,
+                    invnet::testing::SmallTrainRequest("long", v1::LOSS_DIVERGENCE, 1000000),
+                    &response)
+            .ok());
     job_id_ = response.job().job_id();
   }
 
