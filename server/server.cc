@@ -158,9 +158,12 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
         absl::StrCat("--shutdown_grace_seconds: ", absl::ToInt64Seconds(options.shutdown_grace),
                      " must be >= 0"));
   }
-  // Its messages name the options, which are the flags' names.
+  // Its messages start with the option's name, the flag's name but for the delay's unit.
   if (absl::Status batching = ValidateBatcherOptions(options.batching); !batching.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", batching.message()));
+    absl::string_view message = batching.message();
+    const bool delay = absl::ConsumePrefix(&message, "batch_max_delay:");
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", delay ? "batch_max_delay_us:" : "", message));
   }
   INVNET_ASSIGN_OR_RETURN(const ListenAddress address,
                           ParseListenAddress("--address", options.address));
