@@ -95,7 +95,7 @@ constexpr char kUsage[] =
     "  invnet-server --repository=DIR [--address=127.0.0.1:50051] [--flag=value ...]";
 
 // Prints the flags whose definition file ends with `file` ("" = all) and whose name or help
-// contains `match` ("" = all), sorted by name.
+// contains `match` ("" = all), sorted by file, then name.
 void PrintFlags(absl::string_view file, absl::string_view match) {
   std::vector<const absl::CommandLineFlag*> flags;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
