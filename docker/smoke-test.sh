@@ -83,21 +83,24 @@ start_server() {
     sleep 0.5
   done
 }
+# The server itself (not the buildah process that started it): named invnet-server, with this
+# run's port on its command line.
+server_process() {
+  local pid candidate
+  for candidate in $(pgrep -x invnet-server); do
+    if tr '\0' ' ' < "/proc/$candidate/cmdline" | grep -q "127.0.0.1:$PORT"; then
+      pid=$candidate
+    fi
+  done
+  echo "$pid"
+}
 stop_server() {  # SIGTERM; prints the server's exit code
   if [ "$ENGINE" = docker ]; then
     docker stop --time 30 "$CONTAINER" > /dev/null
     docker inspect "$CONTAINER" --format '{{.State.ExitCode}}'
     docker rm "$CONTAINER" > /dev/null
   else
-    local pid candidate
-    # The server itself (not the buildah process that started it): named invnet-server, with
-    # this run's port on its command line.
-    for candidate in $(pgrep -x invnet-server); do
-      if tr '\0' ' ' < "/proc/$candidate/cmdline" | grep -q "127.0.0.1:$PORT"; then
-        pid=$candidate
-      fi
-    done
-    kill -TERM "$pid"
+    kill -TERM "$(server_process)"
     wait "$SERVER_PID" || true
     local deadline=$((SECONDS + 60))
     until [ -s "$VOLUME/.server-exit-code" ] || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
@@ -122,8 +125,9 @@ if [ "$ENGINE" = buildah ]; then
   PROBE=$(buildah "${STORAGE[@]}" from "$IMAGE")
   CHECK=$(buildah "${STORAGE[@]}" inspect --format '{{.Docker.Config.Healthcheck.Test}}' "$PROBE")
   echo "image HEALTHCHECK: $CHECK"
-  buildah "${STORAGE[@]}" run --isolation=chroot "$PROBE" -- \
-    invnet health --server="127.0.0.1:$PORT" --timeout=4
+  # The server is not PID 1 here (no PID namespace): tell the check which process it is.
+  buildah "${STORAGE[@]}" run --isolation=chroot --env INVNET_HEALTHCHECK_PID="$(server_process)" \
+    "$PROBE" -- invnet-healthcheck
   echo "runs as: $(buildah "${STORAGE[@]}" run --isolation=chroot "$PROBE" -- id -un)"
   buildah "${STORAGE[@]}" rm "$PROBE" > /dev/null
 fi

@@ -1,6 +1,12 @@
 // invnet-server: serves and trains invertible residual networks over gRPC.
 //
-//   invnet-server --repository=/var/lib/invnet --address=0.0.0.0:50051
+//   invnet-server --repository=/var/lib/invnet                 # 127.0.0.1:50051
+//   invnet-server --address=0.0.0.0:50051 --auth_tokens_file=...  # reachable from elsewhere
+//
+// A non-loopback --address without --auth_tokens_file is refused unless
+// --allow_unauthenticated is given. --help lists the flags, --version prints the version.
+// Exit status: 0 after a clean shutdown (or --help, --version); 2 for a usage error (a bad flag
+// value, named in the message); 1 when the server cannot start (address in use, repository).
 //
 // Prints "invnet-server listening on <address>:<port>" once it serves (port 0 picks a free
 // port). SIGTERM or SIGINT shut it down gracefully: health NOT_SERVING, running training jobs
@@ -15,26 +21,42 @@
 
 #include <signal.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <glog/logging.h>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "models/blas_setup.h"
 #include "server/repository_check.h"
 #include "server/server.h"
 
-ABSL_FLAG(std::string, address, "0.0.0.0:50051", "host:port to listen on (port 0: any free port)");
+ABSL_FLAG(std::string, address, invnet::server::ServerOptions{}.address,
+          "host:port to listen on (port 0: any free port); a non-loopback address needs "
+          "--auth_tokens_file or --allow_unauthenticated");
+ABSL_FLAG(bool, allow_unauthenticated, false,
+          "allow a non-loopback --address without --auth_tokens_file (anyone who can reach the "
+          "port can train, upload and delete; logs a warning)");
 ABSL_FLAG(std::string, repository, "./invnet-repository",
           "model repository directory (models, datasets, job records)");
 ABSL_FLAG(int64_t, max_message_mb, 256, "largest request or response, in MiB");
 ABSL_FLAG(int, torch_threads, 0, "LibTorch threads per request and per job (0: all cores)");
 ABSL_FLAG(int, max_jobs, 2, "training jobs that may run at once");
+ABSL_FLAG(int, max_watch_streams, invnet::server::ServerOptions{}.max_watch_streams,
+          "WatchTrainingJob streams open at once; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_dataset_mb, 1024, "largest uploaded dataset, in MiB");
 ABSL_FLAG(int64_t, max_models, 1000, "model versions the repository serves at most");
 ABSL_FLAG(int64_t, max_batch, 1000000, "rows of one Reconstruct/Forward/Estimate batch at most");
@@ -66,11 +88,67 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
           "bearer tokens, one '<scope> <token>' per line, scope infer or admin (default: no "
           "tokens, every call allowed)");
 
+namespace {
+
+constexpr char kUsage[] =
+    "serves and trains invertible residual networks over gRPC (see README.md)\n\n"
+    "  invnet-server --repository=DIR [--address=127.0.0.1:50051] [--flag=value ...]";
+
+// Prints the flags whose definition file ends with `file` ("" = all) and whose name or help
+// contains `match` ("" = all), sorted by file, then name.
+void PrintFlags(absl::string_view file, absl::string_view match) {
+  std::vector<const absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!absl::EndsWith(flag->Filename(), file)) continue;
+    if (!absl::StrContains(name, match) && !absl::StrContains(flag->Help(), match)) continue;
+    flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(), [](const auto* a, const auto* b) {
+    return std::make_pair(a->Filename(), a->Name()) < std::make_pair(b->Filename(), b->Name());
+  });
+  for (const absl::CommandLineFlag* flag : flags) {
+    std::cout << "  --" << flag->Name() << " (default: \"" << flag->DefaultValue() << "\")\n"
+              << "      " << flag->Help() << "\n";
+  }
+}
+
+// --help, --helpshort, --help=SUBSTRING, --helpfull and --version, answered with exit status 0
+// (absl's own exit 1, and its --help lists nothing here: it looks for flags in a file named
+// like the program). Returns the exit status, or -1 when argv asks for none of them.
+int HandleHelpAndVersion(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    if (arg == "version") {
+      std::cout << "invnet-server " << INVNET_VERSION << std::endl;
+      return 0;
+    }
+    const bool full = arg == "helpfull";
+    const bool match = absl::ConsumePrefix(&arg, "help=");
+    if (!full && !match && arg != "help" && arg != "helpshort") continue;
+    std::cout << "invnet-server: " << kUsage << "\n\nFlags:\n";
+    PrintFlags(full || match ? "" : "server/main.cc", match ? arg : "");
+    if (!full) std::cout << "\n--helpfull also lists the flags of the libraries.\n";
+    std::cout.flush();
+    return 0;
+  }
+  return -1;
+}
+
+// MiB to bytes, saturating: an absurd value stays absurd (and is refused) instead of wrapping.
+int64_t MebibytesToBytes(int64_t mib) {
+  constexpr int64_t kMax = int64_t{1} << 40;
+  return std::clamp(mib, -kMax, kMax) * (int64_t{1} << 20);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (const int status = HandleHelpAndVersion(argc, argv); status >= 0) return status;
   // First: may re-execute the program with a better OpenBLAS kernel (models/blas_setup.h).
   const std::string blas = invnet::EnsureOptimizedBlas(argv);
-  absl::SetProgramUsageMessage(
-      "serves and trains invertible residual networks over gRPC (see README.md)");
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
@@ -98,11 +176,13 @@ int main(int argc, char** argv) {
 
   invnet::server::ServerOptions options;
   options.address = absl::GetFlag(FLAGS_address);
+  options.allow_unauthenticated = absl::GetFlag(FLAGS_allow_unauthenticated);
   options.repository = absl::GetFlag(FLAGS_repository);
-  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
+  options.max_message_bytes = MebibytesToBytes(absl::GetFlag(FLAGS_max_message_mb));
   options.torch_threads = absl::GetFlag(FLAGS_torch_threads);
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_jobs);
-  options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_mb) << 20;
+  options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
+  options.max_dataset_bytes = MebibytesToBytes(absl::GetFlag(FLAGS_max_dataset_mb));
   options.reflection = absl::GetFlag(FLAGS_reflection);
   options.max_model_versions = absl::GetFlag(FLAGS_max_models);
   options.max_batch = absl::GetFlag(FLAGS_max_batch);
@@ -119,8 +199,10 @@ int main(int argc, char** argv) {
 
   auto server = invnet::server::Server::Start(options);
   if (!server.ok()) {
-    std::cerr << "invnet-server: " << server.status() << std::endl;
-    return 1;
+    const bool usage = absl::IsInvalidArgument(server.status());
+    std::cerr << "invnet-server: " << server.status().message()
+              << (usage ? " (invnet-server --help lists the flags)" : "") << std::endl;
+    return usage ? 2 : 1;
   }
   if (!options.auth_tokens_file.empty() && options.tls_cert_file.empty()) {
     LOG(WARNING) << "bearer tokens without TLS: anyone who can watch the network can read them";

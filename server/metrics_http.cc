@@ -1,7 +1,6 @@
 #include "server/metrics_http.h"
 
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,11 +12,12 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "models/status_macros.h"
+#include "server/listen_address.h"
 
 namespace invnet::server {
 namespace {
@@ -59,65 +59,23 @@ int MillisecondsUntil(absl::Time deadline) {
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& address, Renderer render, MetricsHttpOptions options) {
-  const size_t colon = address.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics_address: '", address, "' is not host:port (port 0..65535; 0 picks a free one)"));
+  if (options.num_threads < 1 || options.num_threads > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("metrics exporter: num_threads ",
+                                                   options.num_threads, " must lie in [1, 64]"));
   }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string service = std::to_string(port);
-  if (int error =
-          getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found);
-      error != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics_address: cannot resolve '", host, "': ", gai_strerror(error)));
-  }
-  int listen_fd = -1;
-  std::string why = "no address";
-  for (addrinfo* ai = found; ai != nullptr && listen_fd < 0; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-    if (fd < 0) {
-      why = std::strerror(errno);
-      continue;
-    }
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
-      why = std::strerror(errno);
-      close(fd);
-      continue;
-    }
-    listen_fd = fd;
-  }
-  freeaddrinfo(found);
-  if (listen_fd < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("metrics_address: cannot listen on ", address, ": ", why));
-  }
-  sockaddr_storage bound{};
-  socklen_t length = sizeof(bound);
-  getsockname(listen_fd, reinterpret_cast<sockaddr*>(&bound), &length);
-  const int bound_port = bound.ss_family == AF_INET6
-                             ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
-                             : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+  INVNET_ASSIGN_OR_RETURN(const ListenAddress parsed,
+                          ParseListenAddress("--metrics_address", address));
+  INVNET_ASSIGN_OR_RETURN(const int listen_fd, ListenTcp("--metrics_address", parsed, 64));
   int wake[2];
   if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
     close(listen_fd);
     return absl::InternalError(absl::StrCat("metrics exporter: pipe: ", std::strerror(errno)));
   }
-  std::unique_ptr<MetricsHttpServer> server(
-      new MetricsHttpServer(listen_fd, wake[0], wake[1], bound_port, std::move(render), options));
-  server->thread_ = std::thread(&MetricsHttpServer::Serve, server.get());
+  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(
+      listen_fd, wake[0], wake[1], BoundPort(listen_fd), std::move(render), options));
+  for (int i = 0; i < options.num_threads; ++i) {
+    server->threads_.emplace_back(&MetricsHttpServer::Serve, server.get());
+  }
   return server;
 }
 
@@ -136,8 +94,8 @@ void MetricsHttpServer::Shutdown() {
   absl::MutexLock lock(&mu_);
   if (shut_down_) return;
   shut_down_ = true;
-  close(wake_write_);  // wakes every poll of the thread (the read end reports POLLHUP)
-  if (thread_.joinable()) thread_.join();
+  close(wake_write_);  // wakes every poll of the threads (the read end reports POLLHUP)
+  for (std::thread& thread : threads_) thread.join();
   close(listen_fd_);
   close(wake_read_);
 }
@@ -172,6 +130,9 @@ bool MetricsHttpServer::SendAll(int fd, const std::string& data, absl::Time dead
   return true;
 }
 
+// Every thread runs this loop on the shared non-blocking listening socket: an idle thread
+// accepts the next connection (the others' accept4 finds none: EAGAIN), so a slow client holds
+// one thread and the rest keep serving.
 void MetricsHttpServer::Serve() {
   while (WaitFor(listen_fd_, POLLIN, absl::InfiniteFuture())) {
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <thread>
 #include <vector>
@@ -8,6 +10,7 @@
 #include <glog/logging.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,10 +18,23 @@
 #include "absl/strings/strip.h"
 #include "models/file_util.h"
 #include "models/status_macros.h"
+#include "server/listen_address.h"
 #include "server/rpc_observer.h"
 
 namespace invnet::server {
 namespace {
+
+// Polling threads of the synchronous server at most (see the measurements in Start).
+constexpr int kMaxPollers = 32;
+// Concurrent calls other than Watch streams and queued Reconstruct requests (Forward,
+// Estimate, uploads, listings) that may hold a thread at once before gRPC refuses more.
+constexpr int kOtherConcurrentCalls = 256;
+
+int MaxServerThreads(const ServerOptions& options) {
+  const int64_t threads = int64_t{kMaxPollers} + options.max_watch_streams +
+                          options.batching.max_queued_requests + kOtherConcurrentCalls;
+  return static_cast<int>(std::min<int64_t>(threads, 1 << 20));
+}
 
 constexpr const char* kServiceNames[] = {
     "invnet.v1.ReconstructionService", "invnet.v1.TrainingService", "invnet.v1.ModelService",
@@ -57,26 +73,26 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
   if (!tls) {
     if (!options.tls_client_ca_file.empty()) {
       return absl::InvalidArgumentError(
-          "tls_client_ca_file: needs tls_cert_file and tls_key_file (mutual TLS is TLS)");
+          "--tls_client_ca_file: needs --tls_cert_file and --tls_key_file (mutual TLS is TLS)");
     }
     return grpc::InsecureServerCredentials();
   }
   if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(options.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
-                     ": TLS needs both tls_cert_file and tls_key_file"));
+        absl::StrCat(options.tls_cert_file.empty() ? "--tls_cert_file" : "--tls_key_file",
+                     ": TLS needs both --tls_cert_file and --tls_key_file"));
   }
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
   INVNET_ASSIGN_OR_RETURN(pair.cert_chain,
-                          ReadPemFile("tls_cert_file", options.tls_cert_file, "CERTIFICATE"));
+                          ReadPemFile("--tls_cert_file", options.tls_cert_file, "CERTIFICATE"));
   INVNET_ASSIGN_OR_RETURN(pair.private_key,
-                          ReadPemFile("tls_key_file", options.tls_key_file, "PRIVATE KEY"));
+                          ReadPemFile("--tls_key_file", options.tls_key_file, "PRIVATE KEY"));
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   ssl.pem_key_cert_pairs.push_back(std::move(pair));
   if (!options.tls_client_ca_file.empty()) {
     INVNET_ASSIGN_OR_RETURN(
         ssl.pem_root_certs,
-        ReadPemFile("tls_client_ca_file", options.tls_client_ca_file, "CERTIFICATE"));
+        ReadPemFile("--tls_client_ca_file", options.tls_client_ca_file, "CERTIFICATE"));
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(ssl);
@@ -116,20 +132,63 @@ void AppendStateGauges(const ModelRepository& models, const JobManager& jobs, st
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+absl::Status ValidateServerOptions(const ServerOptions& options) {
   if (options.repository.empty()) {
-    return absl::InvalidArgumentError("repository: a directory is required");
+    return absl::InvalidArgumentError("--repository: a directory is required");
   }
   if (options.max_message_bytes < (1 << 20) || options.max_message_bytes > (int64_t{2} << 30) - 1) {
-    return absl::InvalidArgumentError("max_message_bytes: must lie in [1 MiB, 2 GiB)");
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_message_mb: ", options.max_message_bytes >> 20, " must lie in [1, 2047] (MiB)"));
   }
-  if (options.max_model_versions < 1 || options.max_batch < 1) {
-    return absl::InvalidArgumentError("max_models and max_batch must be >= 1");
+  if (options.max_dataset_bytes < (1 << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_dataset_mb: ", options.max_dataset_bytes >> 20, " must be >= 1 (MiB)"));
   }
-  if (options.max_concurrent_jobs < 0 || options.torch_threads < 0) {
-    return absl::InvalidArgumentError("max_concurrent_jobs and torch_threads must be >= 0");
+  const auto at_least = [](absl::string_view flag, int64_t value, int64_t least) -> absl::Status {
+    if (value >= least) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", value, " must be >= ", least));
+  };
+  INVNET_RETURN_IF_ERROR(at_least("--max_jobs", options.max_concurrent_jobs, 1));
+  INVNET_RETURN_IF_ERROR(at_least("--max_watch_streams", options.max_watch_streams, 1));
+  INVNET_RETURN_IF_ERROR(at_least("--max_models", options.max_model_versions, 1));
+  INVNET_RETURN_IF_ERROR(at_least("--max_batch", options.max_batch, 1));
+  INVNET_RETURN_IF_ERROR(at_least("--torch_threads", options.torch_threads, 0));
+  if (options.shutdown_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shutdown_grace_seconds: ", absl::ToInt64Seconds(options.shutdown_grace),
+                     " must be >= 0"));
   }
-  INVNET_RETURN_IF_ERROR(ValidateBatcherOptions(options.batching));
+  // Its messages start with the option's name, the flag's name but for the delay's unit.
+  if (absl::Status batching = ValidateBatcherOptions(options.batching); !batching.ok()) {
+    absl::string_view message = batching.message();
+    const bool delay = absl::ConsumePrefix(&message, "batch_max_delay:");
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", delay ? "batch_max_delay_us:" : "", message));
+  }
+  INVNET_ASSIGN_OR_RETURN(const ListenAddress address,
+                          ParseListenAddress("--address", options.address));
+  if (!IsLoopback(address) && options.auth_tokens_file.empty() && !options.allow_unauthenticated) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--address: ", options.address,
+        " is reachable from other machines, and without --auth_tokens_file anyone who can "
+        "reach it can train, upload and delete: give --auth_tokens_file (with TLS), listen on "
+        "127.0.0.1, or pass --allow_unauthenticated to serve without authentication anyway"));
+  }
+  return absl::OkStatus();
+}
+
+bool ListensBeyondLoopback(const ServerOptions& options) {
+  absl::StatusOr<ListenAddress> address = ParseListenAddress("--address", options.address);
+  return address.ok() && !IsLoopback(*address);
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  INVNET_RETURN_IF_ERROR(ValidateServerOptions(options));
+  if (ListensBeyondLoopback(options) && options.auth_tokens_file.empty()) {
+    LOG(WARNING) << "serving " << options.address
+                 << " without authentication (--allow_unauthenticated): anyone who can reach "
+                    "it can train, upload and delete";
+  }
   INVNET_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                           ServerCredentialsFor(options));
   std::unique_ptr<Server> server(new Server());
@@ -138,7 +197,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     absl::StatusOr<Authorizer> authorizer = Authorizer::FromFile(options.auth_tokens_file);
     if (!authorizer.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("auth_tokens_file: ", authorizer.status().message()));
+          absl::StrCat("--auth_tokens_file: ", authorizer.status().message()));
     }
     server->authorizer_ = *std::move(authorizer);
   }
@@ -182,8 +241,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->reconstruction_ = std::make_unique<ReconstructionServiceImpl>(
       server->models_.get(), server->datasets_.get(), limits, &server->authorizer_,
       options.batching, server->metrics_.get());
-  server->training_ =
-      std::make_unique<TrainingServiceImpl>(server->jobs_.get(), &server->authorizer_);
+  server->training_ = std::make_unique<TrainingServiceImpl>(
+      server->jobs_.get(), &server->authorizer_, options.max_watch_streams);
   server->model_service_ =
       std::make_unique<ModelServiceImpl>(server->models_.get(), &server->authorizer_);
   server->dataset_service_ =
@@ -200,7 +259,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // 3,900 requests/s and a p99 of 120 ms; with a cap of 32, 11,000 requests/s and 3 ms (2-core
   // machine, client on the same cores).
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 32);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kMaxPollers);
+  // Without it gRPC sets SO_REUSEPORT, and a second server on the same port silently shares it.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Every call of the synchronous server holds a thread while it runs. The ones that may wait
+  // long are bounded by their own limits (Watch streams, queued Reconstruct requests); the
+  // quota bounds the rest, so no client can make the thread count grow without limit. A call
+  // beyond it is answered RESOURCE_EXHAUSTED by gRPC.
+  grpc::ResourceQuota quota("invnet-server");
+  quota.SetMaxThreads(MaxServerThreads(options));
+  builder.SetResourceQuota(quota);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
   observers.push_back(std::make_unique<RpcObserverFactory>(server->metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(observers));
@@ -210,8 +278,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.RegisterService(server->dataset_service_.get());
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    // gRPC only logs why; binding the address ourselves tells (e.g. "address already in use").
+    INVNET_ASSIGN_OR_RETURN(const ListenAddress address,
+                            ParseListenAddress("--address", options.address));
+    absl::StatusOr<int> probe = ListenTcp("--address", address, 1);
+    if (!probe.ok()) return probe.status();
+    close(*probe);
     return absl::UnavailableError(absl::StrCat(
-        "could not listen on ", options.address,
+        "--address: could not listen on ", options.address,
         options.tls_cert_file.empty()
             ? ""
             : " (or the TLS certificate and key were refused: do they belong together?)"));

@@ -33,8 +33,12 @@
 namespace invnet::server {
 
 struct ServerOptions {
-  // host:port to listen on; port 0 picks a free port (see port()).
-  std::string address = "0.0.0.0:50051";
+  // host:port to listen on; port 0 picks a free port (see port()). A port another process
+  // listens on is refused (no SO_REUSEPORT sharing).
+  std::string address = "127.0.0.1:50051";
+  // A non-loopback address without auth_tokens_file is refused unless this is set (then a
+  // warning is logged): anyone who can reach such a port could train, upload and delete.
+  bool allow_unauthenticated = false;
   // The repository directory (created if missing).
   std::string repository;
   // Largest request or response message.
@@ -42,6 +46,9 @@ struct ServerOptions {
   // LibTorch intra-op threads per request and per training job (0: the number of cores).
   int torch_threads = 0;
   int max_concurrent_jobs = 2;
+  // Open WatchTrainingJob streams at most (each holds a thread of the synchronous server);
+  // one more is answered RESOURCE_EXHAUSTED.
+  int max_watch_streams = 256;
   int64_t max_dataset_bytes = int64_t{1} << 30;
   // Model versions the repository serves at most; rows of one request's batch at most.
   int64_t max_model_versions = 1000;
@@ -66,13 +73,24 @@ struct ServerOptions {
   std::string metrics_address;
 };
 
+// Checks every option that needs no file or socket: limits in range (none may be 0 where 0
+// makes no sense), address host:port with a port in 0..65535, and a non-loopback address only
+// with auth_tokens_file or allow_unauthenticated. INVALID_ARGUMENT naming the invnet-server flag
+// ("--max_jobs: 0 must be >= 1"), never the option's field name.
+absl::Status ValidateServerOptions(const ServerOptions& options);
+
+// True when options.address is reachable from other machines (not loopback).
+bool ListensBeyondLoopback(const ServerOptions& options);
+
 class Server {
  public:
-  // INVALID_ARGUMENT for bad options, among them TLS or token files that cannot be read or are
-  // malformed (the message starts with the option's name and, for a token file, names the
-  // line); UNAVAILABLE when the address or metrics_address cannot be bound or the TLS key and
-  // certificate are refused, the repository's codes when it cannot be opened. Damaged
-  // repository entries do not fail Start: they are skipped and listed in load_problems().
+  // INVALID_ARGUMENT for bad options (ValidateServerOptions), among them TLS or token files
+  // that cannot be read or are malformed (the message starts with the invnet-server flag of
+  // the option, e.g. "--max_jobs: ", and for a token file names the line); UNAVAILABLE when the
+  // address or metrics_address cannot be bound ("address already in use" when another process
+  // listens there) or the TLS key and certificate are refused, the repository's codes when it
+  // cannot be opened. Damaged repository entries do not fail Start: they are skipped and
+  // listed in load_problems().
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Shutdown()
 

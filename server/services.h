@@ -7,6 +7,8 @@
 // plain stop predicate. Every handler first checks the caller's token with `auth` (auth.h; not
 // null, owned by the caller, outliving the service).
 
+#include <atomic>
+
 #include "invnet/v1/dataset_service.grpc.pb.h"
 #include "invnet/v1/model_service.grpc.pb.h"
 #include "invnet/v1/reconstruction_service.grpc.pb.h"
@@ -59,9 +61,12 @@ class ReconstructionServiceImpl final : public v1::ReconstructionService::Servic
   ServerMetrics* const metrics_;
 };
 
+// At most `max_watch_streams` WatchTrainingJob streams are open at once; one more is answered
+// RESOURCE_EXHAUSTED naming --max_watch_streams.
 class TrainingServiceImpl final : public v1::TrainingService::Service {
  public:
-  TrainingServiceImpl(JobManager* jobs, const Authorizer* auth) : jobs_(jobs), auth_(auth) {}
+  TrainingServiceImpl(JobManager* jobs, const Authorizer* auth, int max_watch_streams)
+      : jobs_(jobs), auth_(auth), max_watch_streams_(max_watch_streams) {}
   grpc::Status Train(grpc::ServerContext* context, const v1::TrainRequest* request,
                      v1::TrainResponse* response) override;
   grpc::Status GetTrainingJob(grpc::ServerContext* context,
@@ -80,6 +85,8 @@ class TrainingServiceImpl final : public v1::TrainingService::Service {
  private:
   JobManager* jobs_;
   const Authorizer* auth_;
+  const int max_watch_streams_;
+  std::atomic<int> open_watch_streams_{0};
 };
 
 class ModelServiceImpl final : public v1::ModelService::Service {

@@ -1,3 +1,5 @@
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/services.h"
 #include "server/status_util.h"
@@ -46,6 +48,15 @@ grpc::Status TrainingServiceImpl::WatchTrainingJob(
     grpc::ServerContext* context, const v1::WatchTrainingJobRequest* request,
     grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) {
   if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  // Each open stream holds a thread of the synchronous server: bounded, released on return.
+  if (open_watch_streams_.fetch_add(1) >= max_watch_streams_) {
+    open_watch_streams_.fetch_sub(1);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("the server already has its maximum of ", max_watch_streams_,
+                                     " open WatchTrainingJob streams (--max_watch_streams): "
+                                     "retry later, or poll GetTrainingJob"));
+  }
+  const absl::Cleanup release = [this] { open_watch_streams_.fetch_sub(1); };
   // Wakes at least every half second to notice a client that went away, so an abandoned Watch
   // never holds its thread for long.
   int64_t seen = -1;

@@ -364,11 +364,11 @@ TEST(ServerBinaryTest, BadSecurityFilesFailWithTheFlagNamed) {
     return RunCommand(argv, absl::Seconds(60)).value();
   };
   CommandResult tokens = with({"--auth_tokens_file=" + dir + "/tokens"});
-  EXPECT_EQ(tokens.exit_code, 1);
+  EXPECT_EQ(tokens.exit_code, 2);  // a bad flag value: a usage error
   EXPECT_THAT(tokens.err, HasSubstr("auth_tokens_file: " + dir + "/tokens:2:"));
   CommandResult cert =
       with({"--tls_cert_file=" + dir + "/missing.pem", "--tls_key_file=" + dir + "/tokens"});
-  EXPECT_EQ(cert.exit_code, 1);
+  EXPECT_EQ(cert.exit_code, 2);
   EXPECT_THAT(cert.err, HasSubstr("tls_cert_file: "));
   EXPECT_THAT(cert.err, HasSubstr("missing.pem"));
   std::system(("rm -rf " + dir).c_str());

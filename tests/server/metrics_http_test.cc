@@ -3,12 +3,14 @@
 
 #include "server/metrics_http.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
@@ -136,13 +138,49 @@ TEST_F(MetricsHttpTest, SilentClientsTimeOutWithoutBlockingTheNextScrape) {
   ASSERT_GE(partial, 0);
   ASSERT_GT(send(partial, "GET /met", 8, MSG_NOSIGNAL), 0);
   const absl::Time start = absl::Now();
-  ExpectScrapeWorks();  // served once the two stalled connections have timed out
+  ExpectScrapeWorks();  // by a free thread, or once the two stalled connections timed out
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   absl::StatusOr<HttpResponse> timed_out = ReadResponse(silent, absl::Seconds(5));
   ASSERT_TRUE(timed_out.ok()) << timed_out.status();
   EXPECT_EQ(timed_out->status, 408);
   close(silent);
   close(partial);
+}
+
+// Silent clients hold one thread each, up to their read timeout; the other threads keep
+// serving scrapes meanwhile (one thread at a time made every scrape wait the full timeout).
+TEST_F(MetricsHttpTest, SilentClientsDoNotDelayScrapesWhileThreadsAreFree) {
+  MetricsHttpOptions options;
+  options.read_timeout = absl::Seconds(20);
+  options.num_threads = 3;
+  Start(options);
+  std::vector<int> silent;
+  for (int i = 0; i + 1 < options.num_threads; ++i) {
+    silent.push_back(ConnectLocal(server_->port()));
+    ASSERT_GE(silent.back(), 0);
+  }
+  for (int i = 0; i < 5; ++i) {
+    const absl::Time start = absl::Now();
+    ExpectScrapeWorks();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "scrape " << i;
+  }
+  // The silent connections are still open and unanswered: they held their threads all along.
+  for (int fd : silent) {
+    pollfd ready = {fd, POLLIN, 0};
+    EXPECT_EQ(poll(&ready, 1, 0), 0);
+    close(fd);
+  }
+  EXPECT_EQ(renders_, 5);
+}
+
+TEST(MetricsHttpStartTest, RejectsAThreadCountOutOfRange) {
+  MetricsHttpOptions options;
+  for (int threads : {0, -1, 65}) {
+    options.num_threads = threads;
+    auto server = MetricsHttpServer::Start(
+        "127.0.0.1:0", [] { return std::string(); }, options);
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << threads;
+  }
 }
 
 TEST_F(MetricsHttpTest, ClientsThatLeaveOrNeverReadDoNotHangIt) {
@@ -199,6 +237,7 @@ TEST(MetricsHttpStartTest, RejectsBadAddressesByName) {
   auto taken = MetricsHttpServer::Start(absl::StrCat("127.0.0.1:", (*first)->port()), render);
   ASSERT_FALSE(taken.ok());
   EXPECT_EQ(taken.status().code(), absl::StatusCode::kUnavailable) << taken.status();
+  EXPECT_THAT(taken.status().message(), HasSubstr("address already in use"));
   // Every interface, and IPv6 in brackets where the machine has it.
   auto any = MetricsHttpServer::Start(":0", render);
   ASSERT_TRUE(any.ok()) << any.status();

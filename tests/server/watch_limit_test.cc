@@ -1,0 +1,119 @@
+// The bound on open WatchTrainingJob streams (--max_watch_streams): each open stream holds a
+// thread of the synchronous server, so one stream beyond the bound is refused
+// RESOURCE_EXHAUSTED, naming the flag, and a slot frees when a stream ends.
+
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "invnet/v1/training_service.grpc.pb.h"
+#include "server/server.h"
+#include "tests/testing/train_requests.h"
+
+namespace invnet::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kMaxStreams = 3;
+
+struct Watch {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::WatchTrainingJobResponse>> reader;
+};
+
+class WatchLimitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/invnet_watch_limit_XXXXXX";
+    repository_ = mkdtemp(tmpl);
+    ServerOptions options;
+    options.address = "127.0.0.1:0";
+    options.repository = repository_;
+    options.torch_threads = 1;
+    options.max_watch_streams = kMaxStreams;
+    server_ = Server::Start(options).value();
+    stub_ = v1::TrainingService::NewStub(server_->InProcessChannel());
+    // A job that runs far longer than the test, so that its streams stay open.
+    grpc::ClientContext context;
+    v1::TrainResponse response;
+    ASSERT_TRUE(
+        stub_
+            ->Train(&context,
+                    invnet::testing::SmallTrainRequest("long", v1::LOSS_DIVERGENCE, 1000000),
+                    &response)
+            .ok());
+    job_id_ = response.job().job_id();
+  }
+
+  void TearDown() override {
+    grpc::ClientContext context;
+    v1::CancelTrainingJobRequest request;
+    request.set_job_id(job_id_);
+    v1::CancelTrainingJobResponse response;
+    stub_->CancelTrainingJob(&context, request, &response);
+    server_.reset();
+    std::system(("rm -rf " + repository_).c_str());
+  }
+
+  std::unique_ptr<Watch> OpenWatch() {
+    auto watch = std::make_unique<Watch>();
+    watch->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::WatchTrainingJobRequest request;
+    request.set_job_id(job_id_);
+    watch->reader = stub_->WatchTrainingJob(&watch->context, request);
+    return watch;
+  }
+
+  // Cancels the stream and returns its status.
+  static grpc::Status Close(Watch& watch) {
+    watch.context.TryCancel();
+    return watch.reader->Finish();
+  }
+
+  std::string repository_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<v1::TrainingService::Stub> stub_;
+  std::string job_id_;
+};
+
+TEST_F(WatchLimitTest, OneStreamBeyondTheBoundIsRefusedUntilOneCloses) {
+  std::vector<std::unique_ptr<Watch>> open;
+  for (int i = 0; i < kMaxStreams; ++i) {
+    open.push_back(OpenWatch());
+    v1::WatchTrainingJobResponse update;
+    ASSERT_TRUE(open.back()->reader->Read(&update)) << "stream " << i;  // it holds its slot
+    EXPECT_EQ(update.job().job_id(), job_id_);
+  }
+  std::unique_ptr<Watch> refused = OpenWatch();
+  v1::WatchTrainingJobResponse update;
+  EXPECT_FALSE(refused->reader->Read(&update));
+  const grpc::Status status = refused->reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("--max_watch_streams"));
+
+  // Closing one frees its slot once its handler has noticed (within its half-second wake-up).
+  EXPECT_EQ(Close(*open.front()).error_code(), grpc::StatusCode::CANCELLED);
+  open.erase(open.begin());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  bool admitted = false;
+  while (!admitted && absl::Now() < deadline) {
+    std::unique_ptr<Watch> next = OpenWatch();
+    if (next->reader->Read(&update)) {
+      admitted = true;
+      open.push_back(std::move(next));
+    } else {
+      EXPECT_EQ(next->reader->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    }
+  }
+  EXPECT_TRUE(admitted) << "no slot freed after a stream closed";
+  for (auto& watch : open) Close(*watch);
+}
+
+}  // namespace
+}  // namespace invnet::server
