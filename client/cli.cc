@@ -14,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -58,7 +59,7 @@ const char* const kGroups[] = {"jobs", "models", "datasets"};
 // Shared helpers.
 
 absl::StatusOr<std::unique_ptr<InvnetClient>> ConnectFor(const Invocation& inv, Context& ctx) {
-  if (inv.flags.server.empty()) return UsageError("--server must not be empty");
+  INVNET_RETURN_IF_ERROR(CheckServerAddress(inv.flags.server));
   ClientOptions options;
   if (inv.has("timeout")) {
     const double seconds = inv.flags.timeout;
@@ -166,9 +167,18 @@ std::string ArchitectureSummary(const v1::Architecture& a) {
                       ", seed ", a.has_seed() ? absl::StrCat(a.seed()) : "-");
 }
 
-std::string TrainingSummary(const v1::Training& t) {
+// `problem` resolves a loss weight left at its default (the server marks it negative: delta^2,
+// with delta the problem's noise level).
+std::string TrainingSummary(const v1::Training& t, const v1::Problem& problem) {
   std::string text = absl::StrCat("loss ", LossName(t.loss()));
-  if (t.has_loss_weight()) absl::StrAppend(&text, " (weight ", FormatNumber(t.loss_weight()), ")");
+  if (t.has_loss_weight() && t.loss_weight() >= 0) {
+    absl::StrAppend(&text, " (weight ", FormatNumber(t.loss_weight()), ")");
+  } else if (t.has_loss_weight()) {
+    const double delta = problem.noise_level();
+    absl::StrAppend(&text, " (weight default",
+                    delta > 0 ? absl::StrCat(" delta^2 = ", FormatNumber(delta * delta)) : "",
+                    ")");
+  }
   absl::StrAppend(&text, ", target ", TargetSpaceName(t.target_space()), ", ",
                   OptionalInt(t.has_steps(), t.steps()), " steps, batch ",
                   OptionalInt(t.has_batch_size(), t.batch_size()), ", lr ",
@@ -294,7 +304,14 @@ absl::Status RunTrain(const Invocation& inv, const Operands&, Context& ctx) {
     return absl::OkStatus();
   }
   *ctx.err << "job " << job.job_id() << " started: training model " << job.model_name() << "\n";
-  return FollowJob(*client, job.job_id(), ctx);
+  if (ctx.set_interrupt_message) {
+    ctx.set_interrupt_message(absl::StrCat("job ", job.job_id(),
+                                           " keeps running on the server; `invnet jobs cancel ",
+                                           job.job_id(), "` stops it"));
+  }
+  absl::Status followed = FollowJob(*client, job.job_id(), ctx);
+  if (ctx.set_interrupt_message) ctx.set_interrupt_message("");
+  return followed;
 }
 
 absl::Status RunJobsList(const Invocation& inv, const Operands&, Context& ctx) {
@@ -343,7 +360,7 @@ absl::Status RunJobsShow(const Invocation& inv, const Operands& operands, Contex
   fields.push_back({"preset", job.preset().empty() ? "-" : job.preset()});
   fields.push_back({"problem", ProblemSummary(job.problem())});
   fields.push_back({"architecture", ArchitectureSummary(job.architecture())});
-  fields.push_back({"training", TrainingSummary(job.training())});
+  fields.push_back({"training", TrainingSummary(job.training(), job.problem())});
   if (job.has_last_validation()) {
     const v1::ValidationMetrics& v = job.last_validation();
     fields.push_back(
@@ -363,8 +380,20 @@ absl::Status RunJobsCancel(const Invocation& inv, const Operands& operands, Cont
   request.set_job_id(operands[0]);
   INVNET_ASSIGN_OR_RETURN(v1::CancelTrainingJobResponse response,
                           client->CancelTrainingJob(request));
-  *ctx.out << "job " << response.job().job_id() << ": " << JobStateName(response.job().state())
-           << "\n";
+  const v1::TrainingJob& job = response.job();
+  switch (job.state()) {
+    case v1::JOB_STATE_CANCELLED:
+      *ctx.out << "job " << job.job_id() << " cancelled\n";
+      break;
+    case v1::JOB_STATE_QUEUED:
+    case v1::JOB_STATE_RUNNING:
+      // The trainer stops at its next step; `jobs watch` shows when.
+      *ctx.out << "job " << job.job_id() << ": cancel requested (stops at its next step; "
+               << "'invnet jobs watch " << job.job_id() << "' follows it)\n";
+      break;
+    default:
+      *ctx.out << "job " << job.job_id() << " already " << JobStateName(job.state()) << "\n";
+  }
   return absl::OkStatus();
 }
 
@@ -409,7 +438,7 @@ void PrintModelVersion(const v1::ModelVersion& v, std::ostream& out) {
       {"problem", ProblemSummary(v.problem())},
       {"dims", absl::StrCat("m=", v.measurement_dim(), " -> n=", v.architecture().dim())},
       {"architecture", ArchitectureSummary(v.architecture())},
-      {"training", TrainingSummary(v.training())},
+      {"training", TrainingSummary(v.training(), v.problem())},
       {"lipschitz", absl::StrCat(FormatNumber(v.lower_lipschitz()), " <= |phi(a)-phi(b)|/|a-b| <= ",
                                  FormatNumber(v.upper_lipschitz()))},
       {"size", FormatBytes(v.size_bytes())},
@@ -598,17 +627,8 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
 // bench
 
 absl::Status RunBench(const Invocation& inv, const Operands&, Context& ctx) {
-  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "model", inv.flags.model, "NAME"));
+  INVNET_ASSIGN_OR_RETURN(LoadOptions options, BuildLoadOptions(inv));
   const CliFlags& f = inv.flags;
-  if (f.rpc != "reconstruct" && f.rpc != "forward") {
-    return UsageError(absl::StrCat("--rpc must be reconstruct or forward, got '", f.rpc, "'"));
-  }
-  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch", f.batch, 1));
-  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("concurrency", f.concurrency, 1));
-  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("requests", f.requests, 0));
-  INVNET_RETURN_IF_ERROR(RequirePositive("duration", f.duration));
-  if (!(f.rate >= 0) || !(f.warmup >= 0)) return UsageError("--rate and --warmup must be >= 0");
-  if (inv.has("tolerance")) INVNET_RETURN_IF_ERROR(RequirePositive("tolerance", f.tolerance));
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
   // The input dimension comes from the model's description.
   v1::GetModelRequest get;
@@ -621,17 +641,7 @@ absl::Status RunBench(const Invocation& inv, const Operands&, Context& ctx) {
   if (version == nullptr) {
     return absl::NotFoundError(absl::StrCat("model ", f.model, " has no version ", f.version));
   }
-  LoadOptions options;
-  options.rpc = f.rpc;
-  options.model = f.model;
   options.version = version->version();
-  options.batch = f.batch;
-  options.concurrency = static_cast<int>(f.concurrency);
-  options.duration = absl::Seconds(f.duration);
-  options.requests = f.requests;
-  options.rate = f.rate;
-  options.warmup = absl::Seconds(f.warmup);
-  if (inv.has("tolerance")) options.tolerance = f.tolerance;
   const int64_t dim = f.rpc == "reconstruct" ? version->measurement_dim()
                                              : version->architecture().dim();
   INVNET_ASSIGN_OR_RETURN(LoadReport report, RunLoad(client->channel(), dim, options));
@@ -771,10 +781,16 @@ absl::Status RunExperiment(const Invocation& inv, const Operands&, Context& ctx)
   for (v1::Loss loss : config.losses) names.push_back(ModelNameFor(config, loss));
   *ctx.err << "experiment " << config.label << ": training " << names.size()
            << " models, one per loss (" << absl::StrJoin(names, ", ") << ")\n";
+  if (ctx.set_interrupt_message) {
+    ctx.set_interrupt_message(
+        "the experiment's jobs keep running on the server; `invnet jobs list` shows them and "
+        "`invnet jobs cancel JOB_ID` stops one");
+  }
   absl::StatusOr<TrainingOutcome> outcome = [&] {
     MultiJobProgress progress(ctx.err, ctx.interactive, names, ctx.columns);
     return TrainAll(*client, config, &progress);
   }();
+  if (ctx.set_interrupt_message) ctx.set_interrupt_message("");
   if (!outcome.ok()) return outcome.status();
   std::vector<std::string> failures;
   for (const FailedTraining& f : outcome->failed) {
@@ -1073,6 +1089,48 @@ std::string ProgramHelp() {
   return text;
 }
 
+// --helpfull: every flag of every command, with the commands that take it.
+std::string AllFlagsHelp() {
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const FlagInfo& flag : AllFlags()) {
+    std::vector<std::string> users;
+    const bool global =
+        std::find_if(std::begin(kGlobalFlags), std::end(kGlobalFlags), [&](const char* name) {
+          return absl::string_view(name) == flag.name;
+        }) != std::end(kGlobalFlags);
+    if (global) {
+      users.push_back("every command");
+    } else {
+      for (const Command& command : Commands()) {
+        for (const char* name : command.flags) {
+          if (absl::string_view(name) == flag.name) users.push_back(command.name);
+        }
+      }
+    }
+    rows.emplace_back(FlagSynopsis(flag),
+                      absl::StrCat(flag.help, "\n[", absl::StrJoin(users, ", "), "]"));
+  }
+  std::string text = "\nAll flags:\n";
+  AppendColumns(rows, &text);
+  return text;
+}
+
+// Levenshtein distance, for suggesting the flag a typo meant.
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
 std::string HelpHint(const std::vector<std::string>& args) {
   absl::StatusOr<std::pair<const Command*, size_t>> resolved = Resolve(args);
   if (resolved.ok()) return absl::StrCat("invnet ", resolved->first->name, " --help");
@@ -1117,7 +1175,10 @@ const std::vector<FlagInfo>& AllFlags() {
        "train: seed of the training data, noise and probes; experiment: seed of the\n"
        "held-out test pairs (default 0)."},
       {"detach", "", "Print the job id and return at once instead of following the job."},
-      {"version", "N", "Model version (default: the latest)."},
+      {"version", "N",
+       "Model version. reconstruct, forward, estimate, pairs, bench: default the latest;\n"
+       "models show: default every version; models delete: no default (--version=N or\n"
+       "--all_versions). Alone, 'invnet --version' prints the program's version."},
       {"all_versions", "", "models delete: delete every version of the model."},
       {"input", "FILE", "Input matrix [batch, dim], .npy or .csv."},
       {"output", "FILE", "Output matrix, .npy or .csv (default: CSV on stdout)."},
@@ -1133,8 +1194,11 @@ const std::vector<FlagInfo>& AllFlags() {
       {"rpc", "RPC", "bench: reconstruct or forward (default reconstruct)."},
       {"batch", "N", "bench: samples per request (default 1)."},
       {"concurrency", "N", "bench: requests in flight, one per worker (default 1)."},
-      {"duration", "SECONDS", "bench: measured time (default 10), after the warm-up."},
-      {"requests", "N", "bench: stop after N measured requests instead of --duration."},
+      {"duration", "SECONDS",
+       "bench: time to send measured requests (default 10, or none with --requests),\n"
+       "after the warm-up; the report divides by the time until the last answer."},
+      {"requests", "N",
+       "bench: stop after N measured requests (with --duration: whichever comes first)."},
       {"rate", "PER_SECOND",
        "bench: fixed total arrival rate; latency counts from the scheduled send time\n"
        "(default 0: closed loop)."},
@@ -1148,6 +1212,53 @@ const std::vector<FlagInfo>& AllFlags() {
        "experiment: report directory (default ./invnet-report-<preset or spec name>)."},
   };
   return *flags;
+}
+
+const char* Version() { return INVNET_VERSION; }
+
+std::string NearestFlag(absl::string_view name, const std::vector<std::string>& candidates) {
+  std::vector<std::string> all;
+  if (candidates.empty()) {
+    for (const FlagInfo& flag : AllFlags()) all.emplace_back(flag.name);
+  }
+  const std::vector<std::string>& pool = candidates.empty() ? all : candidates;
+  std::string best;
+  size_t best_distance = std::max<size_t>(1, name.size() / 3) + 1;
+  for (const std::string& candidate : pool) {
+    const size_t distance = EditDistance(name, candidate);
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+absl::Status CheckServerAddress(absl::string_view target) {
+  if (target.empty()) return UsageError("--server must not be empty");
+  // A gRPC target URI with a scheme goes to gRPC as it is.
+  for (absl::string_view scheme : {"dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:"}) {
+    if (absl::StartsWith(target, scheme)) return absl::OkStatus();
+  }
+  const size_t colon = target.rfind(':');
+  const bool bracketed = absl::StartsWith(target, "[");
+  const bool has_port = colon != absl::string_view::npos &&
+                        (!bracketed || (colon > 0 && target[colon - 1] == ']'));
+  if (!has_port || colon == 0 || (!bracketed && target.substr(0, colon).find(':') !=
+                                                    absl::string_view::npos)) {
+    return UsageError(absl::StrCat("--server '", target,
+                                   "' needs a port: HOST:PORT, e.g. localhost:50051 (IPv6: "
+                                   "[::1]:50051)"));
+  }
+  const absl::string_view port_text = target.substr(colon + 1);
+  int port = 0;
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(port_text, &port) || port < 1 || port > 65535) {
+    return UsageError(absl::StrCat("--server '", target, "': the port '", port_text,
+                                   "' must be a number in 1..65535"));
+  }
+  return absl::OkStatus();
 }
 
 std::string FlagHelp(absl::string_view name) {
@@ -1309,9 +1420,78 @@ absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& inv) {
   return plan;
 }
 
+namespace {
+
+// "unknown flag '--modle'; did you mean --model?", the suggestion taken from the flags of the
+// command named by `args` when it resolves, else from all flags.
+std::string UnknownFlagMessage(absl::string_view name, const std::vector<std::string>& args) {
+  std::vector<std::string> candidates;
+  absl::StatusOr<std::pair<const Command*, size_t>> resolved = Resolve(args);
+  if (resolved.ok()) {
+    candidates.assign(std::begin(kGlobalFlags), std::end(kGlobalFlags));
+    candidates.insert(candidates.end(), resolved->first->flags.begin(),
+                      resolved->first->flags.end());
+  }
+  std::string message = absl::StrCat("unknown flag '--", name, "'");
+  std::string nearest = NearestFlag(name, candidates);
+  if (nearest.empty() && resolved.ok()) {
+    nearest = NearestFlag(name);
+    if (!nearest.empty()) {
+      absl::StrAppend(&message, "; --", nearest, " exists but does not apply to 'invnet ",
+                      resolved->first->name, "'");
+      return message;
+    }
+  }
+  if (!nearest.empty()) absl::StrAppend(&message, "; did you mean --", nearest, "?");
+  return message;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadOptions> BuildLoadOptions(const Invocation& inv) {
+  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "model", inv.flags.model, "NAME"));
+  const CliFlags& f = inv.flags;
+  if (f.rpc != "reconstruct" && f.rpc != "forward") {
+    return UsageError(absl::StrCat("--rpc must be reconstruct or forward, got '", f.rpc, "'"));
+  }
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch", f.batch, 1));
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("concurrency", f.concurrency, 1));
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("requests", f.requests, 0));
+  INVNET_RETURN_IF_ERROR(RequirePositive("duration", f.duration));
+  if (!(f.rate >= 0) || !(f.warmup >= 0)) return UsageError("--rate and --warmup must be >= 0");
+  if (inv.has("tolerance")) INVNET_RETURN_IF_ERROR(RequirePositive("tolerance", f.tolerance));
+  LoadOptions options;
+  options.rpc = f.rpc;
+  options.model = f.model;
+  options.batch = f.batch;
+  options.concurrency = static_cast<int>(f.concurrency);
+  // --requests alone means "until N are done": --duration's default must not cut it short.
+  options.duration = f.requests > 0 && !inv.has("duration") ? absl::InfiniteDuration()
+                                                            : absl::Seconds(f.duration);
+  options.requests = f.requests;
+  options.rate = f.rate;
+  options.warmup = absl::Seconds(f.warmup);
+  if (inv.has("tolerance")) options.tolerance = f.tolerance;
+  return options;
+}
+
 absl::Status Run(const Invocation& inv, Context& ctx) {
+  if (!inv.unknown_flags.empty()) {
+    return UsageError(UnknownFlagMessage(inv.unknown_flags.front(), inv.args));
+  }
+  if (!inv.flag_error.empty()) return UsageError(inv.flag_error);
   if (inv.help) {
     *ctx.out << HelpText(inv.args);
+    if (inv.help_full) *ctx.out << AllFlagsHelp();
+    return absl::OkStatus();
+  }
+  if (inv.version_requested) {
+    if (!inv.args.empty()) {
+      return UsageError(
+          "--version needs a value N (the model version); 'invnet --version' alone prints the "
+          "program's version");
+    }
+    *ctx.out << "invnet " << Version() << "\n";
     return absl::OkStatus();
   }
   INVNET_ASSIGN_OR_RETURN(auto resolved, Resolve(inv.args));
@@ -1337,6 +1517,24 @@ absl::Status Run(const Invocation& inv, Context& ctx) {
   return command.run(inv, operands, ctx);
 }
 
+namespace {
+
+// gRPC's UNAVAILABLE for a server that could not be reached ("failed to connect to all
+// addresses", "Connection refused", a name that does not resolve), as opposed to one that
+// answered UNAVAILABLE itself (shutting down, a model loading).
+bool IsConnectFailure(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kUnavailable) return false;
+  const std::string message = absl::AsciiStrToLower(status.message());
+  for (absl::string_view mark : {"failed to connect", "connection refused", "connect failed",
+                                 "dns resolution failed", "name resolution", "no route to host",
+                                 "connection reset", "socket closed"}) {
+    if (absl::StrContains(message, mark)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 int Main(const Invocation& inv, Context& ctx) {
   if (!ctx.connect) {
     ctx.connect = [](const std::string& target, const ClientOptions& options) {
@@ -1351,8 +1549,10 @@ int Main(const Invocation& inv, Context& ctx) {
   } else {
     *ctx.err << "invnet: error: " << absl::StatusCodeToString(status.code()) << ": "
              << status.message();
-    if (status.code() == absl::StatusCode::kUnavailable ||
-        status.code() == absl::StatusCode::kDeadlineExceeded) {
+    if (IsConnectFailure(status)) {
+      *ctx.err << "; is invnet-server running at " << inv.flags.server << "? (--server)";
+    } else if (status.code() == absl::StatusCode::kUnavailable ||
+               status.code() == absl::StatusCode::kDeadlineExceeded) {
       *ctx.err << " (server " << inv.flags.server << ")";
     }
     if (const std::string id = RequestIdOf(status); !id.empty()) {

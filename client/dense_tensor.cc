@@ -48,10 +48,11 @@ absl::Status DenseTensor::Validate(absl::string_view field) const {
   }
   for (size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      std::string where = absl::StrCat("values[", i, "]");
+      // Counted from 1, as CSV line numbers and spreadsheets count.
+      std::string where = absl::StrCat("value ", i + 1);
       if (is_matrix() && shape[1] > 0) {
-        where = absl::StrCat("row ", i / static_cast<size_t>(shape[1]), ", column ",
-                             i % static_cast<size_t>(shape[1]));
+        where = absl::StrCat("row ", i / static_cast<size_t>(shape[1]) + 1, ", column ",
+                             i % static_cast<size_t>(shape[1]) + 1);
       }
       return absl::InvalidArgumentError(absl::StrCat(field, ": ", where, " is not finite (",
                                                      std::isnan(values[i]) ? "NaN" : "Inf", ")"));

@@ -37,8 +37,8 @@ struct DenseTensor {
 
   // OK when every shape entry is >= 0, prod(shape) does not overflow int64 and equals
   // values.size(), and every value is finite. Otherwise INVALID_ARGUMENT whose message starts
-  // with `field` (e.g. "measurements: shape[1] = -2 is negative"), so the caller can tell which
-  // input was bad.
+  // with `field` (e.g. "measurements: shape[1] = -2 is negative", "y: row 2, column 1 is not
+  // finite (NaN)", rows and columns counted from 1), so the caller can tell which input was bad.
   absl::Status Validate(absl::string_view field) const;
   // Validate() plus rank == 2 (INVALID_ARGUMENT naming `field` otherwise).
   absl::Status ValidateMatrix(absl::string_view field) const;

@@ -413,7 +413,8 @@ TEST_F(CliTest, ReconstructWithoutOutputPrintsCsv) {
 TEST_F(CliTest, ReconstructRejectsBadInputFilesBeforeSending) {
   WriteText("nan.csv", "1,nan,3\n");
   EXPECT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("nan.csv")}), 1);
-  EXPECT_THAT(err_.str(), HasSubstr("INVALID_ARGUMENT: " + Path("nan.csv") + ": row 0, column 1"));
+  // Rows and columns count from 1, as the CSV reader's line numbers do.
+  EXPECT_THAT(err_.str(), HasSubstr("INVALID_ARGUMENT: " + Path("nan.csv") + ": row 1, column 2"));
   WriteText("ragged.csv", "1,2\n3\n");
   EXPECT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("ragged.csv")}), 1);
   EXPECT_THAT(err_.str(), HasSubstr("line 2 has 1 values"));
