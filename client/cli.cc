@@ -216,14 +216,9 @@ absl::Status RunHealth(const Invocation& inv, const Operands&, Context& ctx) {
 // train and jobs
 
 absl::StatusOr<v1::Loss> ParseLoss(absl::string_view text) {
-  const std::string name = absl::AsciiStrToLower(text);
-  if (name == "approximation") return v1::LOSS_APPROXIMATION;
-  if (name == "reconstruction") return v1::LOSS_RECONSTRUCTION;
-  if (name == "logdet" || name == "log_det") return v1::LOSS_LOG_DET;
-  if (name == "divergence") return v1::LOSS_DIVERGENCE;
-  return UsageError(absl::StrCat("--loss: '", text,
-                                 "' is not one of approximation, reconstruction, logdet, "
-                                 "divergence"));
+  absl::StatusOr<v1::Loss> loss = ParseLossName(text);
+  if (!loss.ok()) return UsageError(absl::StrCat("--loss: ", loss.status().message()));
+  return loss;
 }
 
 absl::StatusOr<v1::TargetSpace> ParseTargetSpace(absl::string_view text) {
@@ -556,8 +551,60 @@ std::string Destination(const Invocation& inv) {
   return inv.has("output") ? inv.flags.output : "stdout";
 }
 
+// The rows of one request, at most: --chunk_rows, or what the server allows.
+absl::StatusOr<int64_t> ChunkRows(const Invocation& inv) {
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("chunk_rows", inv.flags.chunk_rows, 1));
+  return inv.flags.chunk_rows;
+}
+
+// Calls `call(begin, count)` for consecutive row ranges covering [0, rows), at most
+// `chunk_rows` rows each. When the server refuses a range as larger than its --max_batch
+// (RESOURCE_EXHAUSTED "... limit of N (--max_batch)"), the rest goes in ranges of that limit
+// (half the range when the message names no number).
+template <typename Call>
+absl::Status InChunks(int64_t rows, int64_t chunk_rows, Call call) {
+  int64_t chunk = std::max<int64_t>(1, std::min(chunk_rows, rows));
+  for (int64_t begin = 0; begin < rows;) {
+    const int64_t count = std::min(chunk, rows - begin);
+    absl::Status status = call(begin, count);
+    if (status.code() == absl::StatusCode::kResourceExhausted && count > 1 &&
+        absl::StrContains(status.message(), "--max_batch")) {
+      int64_t limit = 0;
+      const size_t at = status.message().find("limit of ");
+      if (at != absl::string_view::npos) {
+        const absl::string_view rest = status.message().substr(at + 9);
+        (void)absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &limit);
+      }
+      chunk = limit >= 1 && limit < count ? limit : count / 2;
+      continue;
+    }
+    INVNET_RETURN_IF_ERROR(status);
+    begin += count;
+  }
+  return absl::OkStatus();
+}
+
+// Per-sample solver diagnostics as CSV, one row per input row (counted from 1).
+std::string DiagnosticsCsv(const v1::ReconstructResponse& r) {
+  std::string csv = "row,iterations,converged,error_bound,forward_residual\n";
+  for (int i = 0; i < r.iterations_size(); ++i) {
+    absl::StrAppend(&csv, i + 1, ",", r.iterations(i), ",",
+                    i < r.converged_size() && r.converged(i) ? "true" : "false", ",",
+                    i < r.error_bound_size() ? absl::StrFormat("%.9g", r.error_bound(i)) : "",
+                    ",",
+                    i < r.forward_residual_size() ? absl::StrFormat("%.9g", r.forward_residual(i))
+                                                  : "",
+                    "\n");
+  }
+  return csv;
+}
+
 absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
+  INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
+  if (inv.has("diagnostics") && inv.flags.diagnostics.empty()) {
+    return UsageError("--diagnostics must name a file");
+  }
   v1::ReconstructRequest request;
   request.set_model(inv.flags.model);
   request.set_version(inv.flags.version);
@@ -577,13 +624,28 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
     solver->set_anderson_memory(inv.flags.anderson_memory);
   }
   INVNET_ASSIGN_OR_RETURN(DenseTensor measurements, ReadInput(inv));
-  measurements.ToProto(request.mutable_measurements());
 
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
-  INVNET_ASSIGN_OR_RETURN(v1::ReconstructResponse response, client->Reconstruct(request));
-  INVNET_ASSIGN_OR_RETURN(DenseTensor x,
-                          DenseTensor::FromProto(response.reconstructions(), "reconstructions"));
+  // The chunks' answers, concatenated in order; every chunk after the first asks for the
+  // version that answered the first, so that one model answers them all.
+  v1::ReconstructResponse response;
+  DenseTensor x;
+  INVNET_RETURN_IF_ERROR(InChunks(
+      measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+        RowRange(measurements, begin, count).ToProto(request.mutable_measurements());
+        INVNET_ASSIGN_OR_RETURN(v1::ReconstructResponse part, client->Reconstruct(request));
+        INVNET_ASSIGN_OR_RETURN(DenseTensor part_x, DenseTensor::FromProto(
+                                                        part.reconstructions(), "reconstructions"));
+        AppendRows(part_x, &x);
+        request.set_version(part.version());
+        part.clear_reconstructions();
+        response.MergeFrom(part);  // appends the per-sample fields, keeps model and version
+        return absl::OkStatus();
+      }));
   INVNET_RETURN_IF_ERROR(WriteResult(x, inv.flags.output, ctx));
+  if (inv.has("diagnostics")) {
+    INVNET_RETURN_IF_ERROR(WriteFileAtomically(inv.flags.diagnostics, DiagnosticsCsv(response)));
+  }
 
   const int64_t batch = x.rows();
   int64_t max_iterations = 0;
@@ -603,6 +665,10 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
   err << "reconstructed " << batch << " samples (dimension " << x.cols() << ") with model "
       << response.model() << " version " << response.version() << " -> " << Destination(inv)
       << "\n";
+  if (inv.has("diagnostics")) {
+    err << "per-sample diagnostics (iterations, converged, error_bound, forward_residual) -> "
+        << inv.flags.diagnostics << "\n";
+  }
   PrintFields(err,
               {{"iterations",
                 absl::StrCat("mean ",
@@ -657,12 +723,21 @@ absl::Status RunForward(const Invocation& inv, const Operands&, Context& ctx) {
   v1::ForwardRequest request;
   request.set_model(inv.flags.model);
   request.set_version(inv.flags.version);
+  INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
   INVNET_ASSIGN_OR_RETURN(DenseTensor signals, ReadInput(inv));
-  signals.ToProto(request.mutable_signals());
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
-  INVNET_ASSIGN_OR_RETURN(v1::ForwardResponse response, client->Forward(request));
-  INVNET_ASSIGN_OR_RETURN(DenseTensor outputs,
-                          DenseTensor::FromProto(response.outputs(), "outputs"));
+  v1::ForwardResponse response;
+  DenseTensor outputs;
+  INVNET_RETURN_IF_ERROR(InChunks(
+      signals.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+        RowRange(signals, begin, count).ToProto(request.mutable_signals());
+        INVNET_ASSIGN_OR_RETURN(response, client->Forward(request));
+        INVNET_ASSIGN_OR_RETURN(DenseTensor part,
+                                DenseTensor::FromProto(response.outputs(), "outputs"));
+        AppendRows(part, &outputs);
+        request.set_version(response.version());
+        return absl::OkStatus();
+      }));
   INVNET_RETURN_IF_ERROR(WriteResult(outputs, inv.flags.output, ctx));
   *ctx.err << "phi(x) for " << outputs.rows() << " samples (dimension " << outputs.cols()
            << ") with model " << response.model() << " version " << response.version() << " -> "
@@ -692,8 +767,8 @@ const std::vector<EstimatorInfo>& Estimators() {
   return *estimators;
 }
 
-// "out.npy" + "map" -> "out.map.npy".
-std::string EstimatorPath(const std::string& output, absl::string_view estimator) {
+// "out.npy" + "map" -> "out.map.npy" (estimate's files, pairs' .x and .y files).
+std::string SuffixedPath(const std::string& output, absl::string_view estimator) {
   const size_t dot = output.rfind('.');
   const size_t slash = output.rfind('/');
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) {
@@ -721,17 +796,32 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
       request.add_estimators(it->value);
     }
   }
+  INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
   INVNET_ASSIGN_OR_RETURN(DenseTensor measurements, ReadInput(inv));
-  measurements.ToProto(request.mutable_measurements());
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
-  INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse response, client->Estimate(request));
+  v1::EstimateResponse response;  // model, version and map_objective of every chunk
+  std::map<const EstimatorInfo*, DenseTensor> merged;
+  INVNET_RETURN_IF_ERROR(InChunks(
+      measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+        RowRange(measurements, begin, count).ToProto(request.mutable_measurements());
+        INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse part, client->Estimate(request));
+        for (const EstimatorInfo& e : Estimators()) {
+          if (!(part.*e.has)()) continue;
+          INVNET_ASSIGN_OR_RETURN(DenseTensor tensor,
+                                  DenseTensor::FromProto((part.*e.get)(), e.name));
+          AppendRows(tensor, &merged[&e]);
+        }
+        request.set_version(part.version());
+        response.set_model(part.model());
+        response.set_version(part.version());
+        response.mutable_map_objective()->MergeFrom(part.map_objective());
+        return absl::OkStatus();
+      }));
 
   std::vector<std::pair<const EstimatorInfo*, DenseTensor>> results;
   for (const EstimatorInfo& e : Estimators()) {
-    if (!(response.*e.has)()) continue;
-    INVNET_ASSIGN_OR_RETURN(DenseTensor tensor,
-                            DenseTensor::FromProto((response.*e.get)(), e.name));
-    results.emplace_back(&e, std::move(tensor));
+    auto it = merged.find(&e);
+    if (it != merged.end()) results.emplace_back(&e, std::move(it->second));
   }
   if (results.empty()) return absl::InternalError("the server returned no estimates");
   std::vector<std::string> written;
@@ -742,7 +832,7 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
       continue;
     }
     const std::string path =
-        results.size() == 1 ? inv.flags.output : EstimatorPath(inv.flags.output, e->name);
+        results.size() == 1 ? inv.flags.output : SuffixedPath(inv.flags.output, e->name);
     INVNET_RETURN_IF_ERROR(WriteMatrix(path, tensor));
     written.push_back(path);
   }
@@ -766,6 +856,38 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
                                        ", max ", FormatNumber(max))});
   }
   PrintFields(err, fields, "  ");
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// pairs
+
+absl::Status RunPairs(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
+  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "output", inv.flags.output, "FILE"));
+  if (!inv.has("count")) return UsageError("--count N is required");
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("count", inv.flags.count, 1));
+  v1::DrawTestPairsRequest request;
+  request.set_model(inv.flags.model);
+  request.set_version(inv.flags.version);
+  request.set_count(inv.flags.count);
+  request.set_seed(inv.flags.seed);
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::DrawTestPairsResponse response, client->DrawTestPairs(request));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor x, DenseTensor::FromProto(response.signals(), "signals"));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor y,
+                          DenseTensor::FromProto(response.measurements(), "measurements"));
+  const std::string x_path = SuffixedPath(inv.flags.output, "x");
+  const std::string y_path = SuffixedPath(inv.flags.output, "y");
+  INVNET_RETURN_IF_ERROR(WriteMatrix(x_path, x));
+  INVNET_RETURN_IF_ERROR(WriteMatrix(y_path, y));
+  *ctx.err << "drew " << x.rows() << " held-out test pairs (seed " << request.seed()
+           << ") from the problem of model " << response.model() << " version "
+           << response.version() << "\n";
+  PrintFields(*ctx.err,
+              {{"signals x", absl::StrCat(ShapeToString(x.shape), " -> ", x_path)},
+               {"measurements y", absl::StrCat(ShapeToString(y.shape), " -> ", y_path)}},
+              "  ");
   return absl::OkStatus();
 }
 
@@ -929,30 +1051,45 @@ const std::vector<Command>& Commands() {
        0,
        "Reconstruct signals x from measurements y with a trained model.",
        {"model", "version", "input", "output", "tolerance", "max_iterations", "anderson",
-        "anderson_memory"},
+        "anderson_memory", "diagnostics", "chunk_rows"},
        "--input holds y as [batch, m]; the reconstructions [batch, n] go to --output (CSV on\n"
        "stdout without it). A summary of the solver's convergence goes to stderr; samples that\n"
-       "did not converge are reported, not an error.",
+       "did not converge are reported, not an error. --diagnostics=FILE writes one CSV row per\n"
+       "sample: row,iterations,converged,error_bound,forward_residual. Inputs of more than\n"
+       "--chunk_rows rows (or than the server's --max_batch) go in several requests, answered\n"
+       "by one model version and concatenated in order.",
        RunReconstruct},
       {"forward",
        "",
        0,
        0,
        "Apply a trained network phi to signals x.",
-       {"model", "version", "input", "output"},
+       {"model", "version", "input", "output", "chunk_rows"},
        "--input holds x as [batch, n]; phi(x) [batch, n] goes to --output (CSV on stdout\n"
-       "without it).",
+       "without it). Large inputs go in chunks, as with reconstruct.",
        RunForward},
+      {"pairs",
+       "",
+       0,
+       0,
+       "Draw held-out test pairs (x, y) from a model's problem, e.g. a y file to reconstruct.",
+       {"model", "version", "count", "seed", "output"},
+       "Draws --count signals x from the model's prior and their measurements\n"
+       "y = A x + noise (DrawTestPairs; the same --seed gives the same pairs) and writes them\n"
+       "next to --output with .x and .y before the extension: --output=pairs.csv writes\n"
+       "pairs.x.csv ([count, n]) and pairs.y.csv ([count, m]).",
+       RunPairs},
       {"estimate",
        "",
        0,
        0,
        "Exact Bayesian reference estimates for a model's problem.",
-       {"model", "version", "input", "output", "estimators"},
+       {"model", "version", "input", "output", "estimators", "chunk_rows"},
        "--input holds y as [batch, m]. With one estimator the result goes to --output; with\n"
-       "several, each goes to --output with its name before the extension (out.map.npy).\n"
-       "Without --output, each is printed as CSV after a '# name' line. Gaussian-mixture priors\n"
-       "only.",
+       "several (the default: all five), each goes to its own file, --output with the\n"
+       "estimator's name before the extension (--output=ref.npy writes ref.posterior_mean.npy,\n"
+       "ref.map.npy, ...); the files written are listed on stderr. Without --output, each is\n"
+       "printed as CSV after a '# name' line. Gaussian-mixture priors only.",
        RunEstimate},
       {"help", "[COMMAND...]", 0, 2, "Show help for the program or a command.", {}, "", RunHelp},
   };
@@ -1115,20 +1252,22 @@ std::string AllFlagsHelp() {
   return text;
 }
 
-// Levenshtein distance, for suggesting the flag a typo meant.
+// Edit distance counting a swap of two neighbours as one edit (optimal string alignment), for
+// suggesting the flag a typo meant: "modle" is one edit from "model".
 size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1,
+                          d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
     }
   }
-  return row[b.size()];
+  return d[a.size()][b.size()];
 }
 
 std::string HelpHint(const std::vector<std::string>& args) {
@@ -1164,7 +1303,9 @@ const std::vector<FlagInfo>& AllFlags() {
        "(experiment: default bimodal2d unless --spec is given)."},
       {"spec", "FILE", "TrainRequest in protobuf text format; flags override its fields."},
       {"model", "NAME", "Model name: [a-z0-9][a-z0-9_-]{0,62}."},
-      {"loss", "LOSS", "approximation, reconstruction, logdet or divergence."},
+      {"loss", "LOSS",
+       "approximation, reconstruction, log-det or divergence (also accepted: logdet,\n"
+       "log_det, LOSS_LOG_DET; any case)."},
       {"target_space", "SPACE",
        "measurement (phi ~ A) or normal (phi ~ A^T A); default: the loss's."},
       {"dataset", "NAME", "Train on an uploaded dataset's signals (needs a problem from --spec)."},
@@ -1172,7 +1313,7 @@ const std::vector<FlagInfo>& AllFlags() {
       {"batch_size", "N", "Signals per step (default: the preset's, else 512)."},
       {"learning_rate", "LR", "Adam learning rate (default: the preset's, else 1e-3)."},
       {"seed", "N",
-       "train: seed of the training data, noise and probes; experiment: seed of the\n"
+       "train: seed of the training data, noise and probes; experiment, pairs: seed of the\n"
        "held-out test pairs (default 0)."},
       {"detach", "", "Print the job id and return at once instead of following the job."},
       {"version", "N",
@@ -1191,6 +1332,13 @@ const std::vector<FlagInfo>& AllFlags() {
        "Comma-separated: posterior_mean, posterior_std, map, wiener, pseudo_inverse\n"
        "(default: all)."},
       {"rows_per_chunk", "N", "Samples per upload message (default: automatic, ~4 MiB)."},
+      {"chunk_rows", "N",
+       "Rows per request at most (default 100000); larger inputs go in several requests,\n"
+       "and fewer rows when the server's --max_batch is smaller."},
+      {"diagnostics", "FILE",
+       "reconstruct: per-sample CSV (row, iterations, converged, error_bound,\n"
+       "forward_residual)."},
+      {"count", "N", "pairs: test pairs to draw, 1..1000000."},
       {"rpc", "RPC", "bench: reconstruct or forward (default reconstruct)."},
       {"batch", "N", "bench: samples per request (default 1)."},
       {"concurrency", "N", "bench: requests in flight, one per worker (default 1)."},
@@ -1206,10 +1354,11 @@ const std::vector<FlagInfo>& AllFlags() {
       {"name", "NAME", "experiment: prefix of the model names, NAME-LOSS (default experiment)."},
       {"losses", "LIST",
        "experiment: comma-separated losses to train (default\n"
-       "approximation,logdet,divergence,reconstruction)."},
+       "approximation,log-det,divergence,reconstruction)."},
       {"test_pairs", "N", "experiment: held-out test pairs to evaluate on (default 5000)."},
       {"output_dir", "DIR",
-       "experiment: report directory (default ./invnet-report-<preset or spec name>)."},
+       "experiment: report directory (default ./invnet-report-LABEL, LABEL being --name, else\n"
+       "the spec's model_name, else the preset's or the spec file's name)."},
   };
   return *flags;
 }
@@ -1314,7 +1463,7 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& inv) {
   }
   if (training->loss() == v1::LOSS_UNSPECIFIED) {
     return UsageError(
-        "--loss is required (approximation, reconstruction, logdet or divergence), or "
+        "--loss is required (approximation, reconstruction, log-det or divergence), or "
         "training.loss in the --spec file");
   }
   if (inv.has("target_space")) {
@@ -1375,6 +1524,9 @@ absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& inv) {
   }
   config.name_prefix = flags.name;
   if (!inv.has("name") && !base.model_name().empty()) config.name_prefix = base.model_name();
+  // A chosen name (--name, or the spec's model_name) names the report too, so that the report
+  // and its models go by one name; otherwise the preset's or the spec file's name.
+  if (inv.has("name") || !base.model_name().empty()) config.label = config.name_prefix;
   base.clear_model_name();
   // The longest model name is NAME-reconstruction; the server allows [a-z0-9][a-z0-9_-]{0,62}.
   const std::string& prefix = config.name_prefix;

@@ -69,6 +69,12 @@ struct CliFlags {
   std::string estimators;
   // datasets upload (0 = automatic).
   int64_t rows_per_chunk = 0;
+  // reconstruct, forward, estimate: rows per request at most.
+  int64_t chunk_rows = 100000;
+  // reconstruct: per-sample diagnostics CSV ("" = none).
+  std::string diagnostics;
+  // pairs: test pairs to draw.
+  int64_t count = 0;
   // bench
   std::string rpc = "reconstruct";
   int64_t batch = 1;
@@ -79,9 +85,9 @@ struct CliFlags {
   double warmup = 1;
   // experiment (also preset, spec, steps, batch_size, learning_rate, seed).
   std::string name = "experiment";
-  std::string losses = "approximation,logdet,divergence,reconstruction";
+  std::string losses = "approximation,log-det,divergence,reconstruction";
   int64_t test_pairs = 5000;
-  std::string output_dir;  // "" = ./invnet-report-<preset or spec name>
+  std::string output_dir;  // "" = ./invnet-report-<label> (see --output_dir's help)
 };
 
 // One parsed command line.

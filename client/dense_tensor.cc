@@ -1,5 +1,6 @@
 #include "client/dense_tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -32,6 +33,22 @@ absl::StatusOr<int64_t> NumElements(const std::vector<int64_t>& shape, absl::str
     }
   }
   return count;
+}
+
+DenseTensor RowRange(const DenseTensor& m, int64_t begin, int64_t count) {
+  DenseTensor out = DenseTensor::Matrix(count, m.cols());
+  std::copy(m.values.begin() + begin * m.cols(), m.values.begin() + (begin + count) * m.cols(),
+            out.values.begin());
+  return out;
+}
+
+void AppendRows(const DenseTensor& part, DenseTensor* all) {
+  if (all->shape.empty()) {
+    *all = part;
+    return;
+  }
+  all->shape[0] += part.rows();
+  all->values.insert(all->values.end(), part.values.begin(), part.values.end());
 }
 
 std::string ShapeToString(const std::vector<int64_t>& shape) {

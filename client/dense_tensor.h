@@ -51,6 +51,13 @@ struct DenseTensor {
   static absl::StatusOr<DenseTensor> FromProto(const v1::Tensor& proto, absl::string_view field);
 };
 
+// Rows [begin, begin + count) of a matrix, as a [count, cols] matrix. Precondition:
+// m.is_matrix(), 0 <= begin, count >= 0, begin + count <= m.rows().
+DenseTensor RowRange(const DenseTensor& m, int64_t begin, int64_t count);
+// Appends the rows of `part` to `all` (an empty tensor {} takes part's shape). Precondition:
+// both are matrices with the same number of columns, or `all` is empty.
+void AppendRows(const DenseTensor& part, DenseTensor* all);
+
 // prod(shape), or INVALID_ARGUMENT naming `field` when an entry is negative or the product
 // overflows int64.
 absl::StatusOr<int64_t> NumElements(const std::vector<int64_t>& shape, absl::string_view field);

@@ -77,19 +77,44 @@ TEST_F(CliBinaryTest, HelpExitsZero) {
 TEST_F(CliBinaryTest, FlagParsingErrorsExitTwo) {
   Result r = Invnet("health --no_such_flag=1");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.err, HasSubstr("unknown flag '--no_such_flag=1'"));
+  EXPECT_THAT(r.err, HasSubstr("unknown flag '--no_such_flag'"));
   r = Invnet("reconstruct --model=blur --max_iterations=lots");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("bad value for --max_iterations"));
   r = Invnet("reconstruct --model");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("--model needs a value"));
-  r = Invnet("--helpfull");  // absl's own flags are not invnet's
-  EXPECT_EQ(r.exit_code, 2);
   r = Invnet("--nomodel");  // --noX only for switches
   EXPECT_EQ(r.exit_code, 2);
   r = Invnet("teleport");
   EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(fake_.calls(), ::testing::IsEmpty());
+}
+
+TEST_F(CliBinaryTest, HelpfullAndVersionExitZero) {
+  Result r = Invnet("--helpfull");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("All flags:"));
+  EXPECT_THAT(r.out, HasSubstr("--chunk_rows=N"));
+  r = Invnet("--version");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, std::string("invnet ") + INVNET_EXPECTED_VERSION + "\n");
+  // With a number, --version is still the model version.
+  std::ofstream(dir_ + "/y.csv") << "2,4\n";
+  r = Invnet("reconstruct " + Server() + " --model blur --version 1 --input " + dir_ + "/y.csv");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  absl::MutexLock lock(&fake_.state().mu);
+  EXPECT_EQ(fake_.state().reconstruct.version(), 1);
+}
+
+TEST_F(CliBinaryTest, TyposGetTheNearestFlagAndTheCommandsHelp) {
+  Result r = Invnet("reconstruct --modle=blur --input y.csv");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("unknown flag '--modle'; did you mean --model?"));
+  EXPECT_THAT(r.err, HasSubstr("Run 'invnet reconstruct --help' for usage."));
+  r = Invnet("health --server=localhost");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--server 'localhost' needs a port"));
   EXPECT_THAT(fake_.calls(), ::testing::IsEmpty());
 }
 
@@ -100,6 +125,7 @@ TEST_F(CliBinaryTest, HealthAgainstTheServer) {
   r = Invnet("health --server 127.0.0.1:1 --timeout 5");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(r.err, HasSubstr("is invnet-server running at 127.0.0.1:1? (--server)"));
 }
 
 TEST_F(CliBinaryTest, ReconstructEndToEnd) {
