@@ -311,6 +311,17 @@ class FakeTraining final : public v1::TrainingService::Service {
       *message.mutable_job() = job;
       if (!writer->Write(message)) break;
     }
+    bool hold = false;
+    {
+      absl::MutexLock lock(&state_.mu);
+      hold = state_.hold_watch_open;
+    }
+    if (hold) {
+      const absl::Time give_up = absl::Now() + absl::Seconds(20);
+      while (!context->IsCancelled() && absl::Now() < give_up) {
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+    }
     return Status::OK;
   }
 

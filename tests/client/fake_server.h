@@ -20,7 +20,7 @@
 //                `simulate_training`, see below)
 //   Get/Cancel   look up `jobs` (NOT_FOUND; Cancel of a finished job: FAILED_PRECONDITION;
 //                see cancel_is_immediate)
-//   Watch        streams `watch_updates` (NOT_FOUND when empty)
+//   Watch        streams `watch_updates` (NOT_FOUND when empty; see hold_watch_open)
 //   Models/Datasets  list, get and delete over `models` / `datasets`
 //   UploadDataset   records every message; ALREADY_EXISTS right after the header when the name
 //                   is in `datasets`; otherwise appends the new dataset
@@ -70,6 +70,9 @@ struct FakeState {
   // CancelTrainingJob of a queued or running job: CANCELLED at once (true), or left in its
   // state, as a running job on the real server stays RUNNING until its next step (false).
   bool cancel_is_immediate ABSL_GUARDED_BY(mu) = true;
+  // Watch keeps the stream open after `watch_updates` until the client goes away (a job still
+  // running), at most 20 s.
+  bool hold_watch_open ABSL_GUARDED_BY(mu) = false;
   // Per model: the factor Reconstruct multiplies y by (0.5 when absent).
   std::map<std::string, float> reconstruct_scale ABSL_GUARDED_BY(mu);
 
