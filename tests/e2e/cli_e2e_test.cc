@@ -230,6 +230,59 @@ TEST_F(CliE2eTest, KilledDuringTrainingLosesNothingAndPublishesNothingHalfDone) 
   EXPECT_TRUE(fs::is_empty(Path("repo/tmp")));
 }
 
+// A user's y file from `invnet pairs`, reconstructed in chunks the server's --max_batch allows,
+// with per-sample diagnostics; the job as `jobs show` describes it (the resolved loss weight).
+TEST_F(CliE2eTest, PairsThenReconstructInChunksWithDiagnostics) {
+  server_.reset();
+  auto server = ServerProcess::Start(
+      INVNET_SERVER_BINARY,
+      {"--repository=" + Path("repo"), "--torch_threads=1", "--max_batch=4"},
+      Path("server.log"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = *std::move(server);
+  ASSERT_EQ(Cli({"health"}).exit_code, 0);
+  CommandResult train = Cli({"train", "--spec=" + WriteSpec("small", "LOSS_LOG_DET", 100)});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  // "job J started: training model small"
+  const size_t at = train.err.find("job ");
+  ASSERT_NE(at, std::string::npos) << train.err;
+  const std::string job_id = train.err.substr(at + 4, train.err.find(' ', at + 4) - at - 4);
+  CommandResult show = Cli({"jobs", "show", job_id});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  // bimodal2d's noise level is 0.2: the default weight is delta^2 = 0.04.
+  EXPECT_THAT(show.out, HasSubstr("loss log-det (weight default delta^2 = 0.04)"));
+  EXPECT_THAT(show.out, ::testing::Not(HasSubstr("weight -1")));
+
+  CommandResult pairs =
+      Cli({"pairs", "--model=small", "--count=10", "--seed=3", "--output=" + Path("p.csv")});
+  ASSERT_EQ(pairs.exit_code, 0) << pairs.err;
+  EXPECT_THAT(pairs.err, HasSubstr(Path("p.x.csv")));
+  ASSERT_EQ(ReadCsv(Path("p.x.csv")).size(), 10u);
+  ASSERT_EQ(ReadCsv(Path("p.y.csv")).size(), 10u);
+
+  // 10 rows against --max_batch=4: refused once, then 4 + 4 + 2; the same as one by one.
+  CommandResult chunked =
+      Cli({"reconstruct", "--model=small", "--input=" + Path("p.y.csv"),
+           "--output=" + Path("x.csv"), "--diagnostics=" + Path("diag.csv")});
+  ASSERT_EQ(chunked.exit_code, 0) << chunked.err;
+  CommandResult single = Cli({"reconstruct", "--model=small", "--input=" + Path("p.y.csv"),
+                              "--output=" + Path("x1.csv"), "--chunk_rows=1"});
+  ASSERT_EQ(single.exit_code, 0) << single.err;
+  const Matrix x = ReadCsv(Path("x.csv"));
+  ASSERT_EQ(x.size(), 10u);
+  EXPECT_LT(RmsDistance(x, ReadCsv(Path("x1.csv"))), 1e-4);
+  std::ifstream diag(Path("diag.csv"));
+  std::string line;
+  std::getline(diag, line);
+  EXPECT_EQ(line, "row,iterations,converged,error_bound,forward_residual");
+  int rows = 0;
+  while (std::getline(diag, line)) {
+    ++rows;
+    EXPECT_TRUE(absl::StartsWith(line, absl::StrCat(rows, ","))) << line;
+  }
+  EXPECT_EQ(rows, 10);
+}
+
 // `invnet experiment` on a tiny bimodal2d schedule: two losses trained concurrently, evaluated
 // on the same pairs, and a report folder with a table, a CSV and figures that parse.
 TEST_F(CliE2eTest, ExperimentWritesAReportWithTablesAndFigures) {
