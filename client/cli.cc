@@ -280,13 +280,26 @@ absl::Status PrintJobOutcome(const v1::TrainingJob& job, Context& ctx) {
 }
 
 // Watches a job to its end with progress on ctx.err; OK only when it succeeded.
-absl::Status FollowJob(const InvnetClient& client, const std::string& job_id, Context& ctx) {
+absl::Status WatchToTheEnd(const InvnetClient& client, const std::string& job_id, Context& ctx) {
   ProgressPrinter printer(ctx.err, ctx.interactive);
   absl::StatusOr<v1::TrainingJob> last = client.WatchTrainingJob(
       job_id, [&printer](const v1::TrainingJob& job) { printer.Update(job); });
   printer.Finish();
   if (!last.ok()) return last.status();
   return PrintJobOutcome(*last, ctx);
+}
+
+// Watches a job to its end with progress on ctx.err; OK only when it succeeded. Meanwhile an
+// interrupt (Ctrl-C) says that the job goes on without us.
+absl::Status FollowJob(const InvnetClient& client, const std::string& job_id, Context& ctx) {
+  if (ctx.set_interrupt_message) {
+    ctx.set_interrupt_message(absl::StrCat(
+        "job ", job_id, " keeps running on the server; `invnet jobs cancel ", job_id,
+        "` stops it"));
+  }
+  absl::Status followed = WatchToTheEnd(client, job_id, ctx);
+  if (ctx.set_interrupt_message) ctx.set_interrupt_message("");
+  return followed;
 }
 
 absl::Status RunTrain(const Invocation& inv, const Operands&, Context& ctx) {
@@ -299,14 +312,7 @@ absl::Status RunTrain(const Invocation& inv, const Operands&, Context& ctx) {
     return absl::OkStatus();
   }
   *ctx.err << "job " << job.job_id() << " started: training model " << job.model_name() << "\n";
-  if (ctx.set_interrupt_message) {
-    ctx.set_interrupt_message(absl::StrCat("job ", job.job_id(),
-                                           " keeps running on the server; `invnet jobs cancel ",
-                                           job.job_id(), "` stops it"));
-  }
-  absl::Status followed = FollowJob(*client, job.job_id(), ctx);
-  if (ctx.set_interrupt_message) ctx.set_interrupt_message("");
-  return followed;
+  return FollowJob(*client, job.job_id(), ctx);
 }
 
 absl::Status RunJobsList(const Invocation& inv, const Operands&, Context& ctx) {

@@ -125,8 +125,8 @@ struct Context {
   bool interactive = false;
   // The width of that terminal in columns (0: unknown).
   int columns = 0;
-  // Called by `train` once its job exists, with what to print if the user interrupts the
-  // command (Ctrl-C) while it follows the job, and with "" when the job has ended. The binary
+  // Called by `train`, `jobs watch` and `experiment` while they follow jobs, with what to print
+  // if the user interrupts the command (Ctrl-C), and with "" when that is over. The binary
   // prints the last message from its SIGINT handler; null: nobody listens.
   std::function<void(const std::string& message)> set_interrupt_message;
 };

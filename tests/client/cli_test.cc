@@ -722,6 +722,10 @@ TEST_F(CliTest, TrainTellsTheInterruptHandlerThatTheJobGoesOn) {
               ElementsAre("job job-1 keeps running on the server; `invnet jobs cancel job-1` "
                           "stops it",
                           ""));
+  interrupt_messages_.clear();
+  ASSERT_EQ(Run({"jobs", "watch", "job-1"}), 0) << err_.str();
+  EXPECT_THAT(interrupt_messages_,
+              ElementsAre(HasSubstr("job job-1 keeps running on the server"), ""));
 }
 
 TEST_F(CliTest, ModelsDeleteHelpPromisesNoDefaultVersion) {
