@@ -542,7 +542,9 @@ TEST(ExperimentPlanTest, DefaultsAndOverrides) {
 
 // A spec's model_name names both the models and the report (not the spec file's name).
 TEST(ExperimentPlanTest, TheSpecsModelNameNamesTheModelsAndTheReport) {
-  const std::string spec = ::testing::TempDir() + "/my_problem.spec";
+  std::string dir = ::testing::TempDir() + "/plan_XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  const std::string spec = dir + "/my_problem.spec";
   std::ofstream(spec) << "model_name: \"toy\" preset: \"bimodal2d\"\n";
   cli::Invocation inv;
   inv.args = {"experiment"};
