@@ -176,8 +176,7 @@ std::string TrainingSummary(const v1::Training& t, const v1::Problem& problem) {
   } else if (t.has_loss_weight()) {
     const double delta = problem.noise_level();
     absl::StrAppend(&text, " (weight default",
-                    delta > 0 ? absl::StrCat(" delta^2 = ", FormatNumber(delta * delta)) : "",
-                    ")");
+                    delta > 0 ? absl::StrCat(" delta^2 = ", FormatNumber(delta * delta)) : "", ")");
   }
   absl::StrAppend(&text, ", target ", TargetSpaceName(t.target_space()), ", ",
                   OptionalInt(t.has_steps(), t.steps()), " steps, batch ",
@@ -293,9 +292,9 @@ absl::Status WatchToTheEnd(const InvnetClient& client, const std::string& job_id
 // interrupt (Ctrl-C) says that the job goes on without us.
 absl::Status FollowJob(const InvnetClient& client, const std::string& job_id, Context& ctx) {
   if (ctx.set_interrupt_message) {
-    ctx.set_interrupt_message(absl::StrCat(
-        "job ", job_id, " keeps running on the server; `invnet jobs cancel ", job_id,
-        "` stops it"));
+    ctx.set_interrupt_message(absl::StrCat("job ", job_id,
+                                           " keeps running on the server; `invnet jobs cancel ",
+                                           job_id, "` stops it"));
   }
   absl::Status followed = WatchToTheEnd(client, job_id, ctx);
   if (ctx.set_interrupt_message) ctx.set_interrupt_message("");
@@ -594,13 +593,11 @@ absl::Status InChunks(int64_t rows, int64_t chunk_rows, Call call) {
 std::string DiagnosticsCsv(const v1::ReconstructResponse& r) {
   std::string csv = "row,iterations,converged,error_bound,forward_residual\n";
   for (int i = 0; i < r.iterations_size(); ++i) {
-    absl::StrAppend(&csv, i + 1, ",", r.iterations(i), ",",
-                    i < r.converged_size() && r.converged(i) ? "true" : "false", ",",
-                    i < r.error_bound_size() ? absl::StrFormat("%.9g", r.error_bound(i)) : "",
-                    ",",
-                    i < r.forward_residual_size() ? absl::StrFormat("%.9g", r.forward_residual(i))
-                                                  : "",
-                    "\n");
+    absl::StrAppend(
+        &csv, i + 1, ",", r.iterations(i), ",",
+        i < r.converged_size() && r.converged(i) ? "true" : "false", ",",
+        i < r.error_bound_size() ? absl::StrFormat("%.9g", r.error_bound(i)) : "", ",",
+        i < r.forward_residual_size() ? absl::StrFormat("%.9g", r.forward_residual(i)) : "", "\n");
   }
   return csv;
 }
@@ -636,12 +633,12 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
   // version that answered the first, so that one model answers them all.
   v1::ReconstructResponse response;
   DenseTensor x;
-  INVNET_RETURN_IF_ERROR(InChunks(
-      measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+  INVNET_RETURN_IF_ERROR(
+      InChunks(measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
         RowRange(measurements, begin, count).ToProto(request.mutable_measurements());
         INVNET_ASSIGN_OR_RETURN(v1::ReconstructResponse part, client->Reconstruct(request));
-        INVNET_ASSIGN_OR_RETURN(DenseTensor part_x, DenseTensor::FromProto(
-                                                        part.reconstructions(), "reconstructions"));
+        INVNET_ASSIGN_OR_RETURN(DenseTensor part_x,
+                                DenseTensor::FromProto(part.reconstructions(), "reconstructions"));
         AppendRows(part_x, &x);
         request.set_version(part.version());
         part.clear_reconstructions();
@@ -714,8 +711,8 @@ absl::Status RunBench(const Invocation& inv, const Operands&, Context& ctx) {
     return absl::NotFoundError(absl::StrCat("model ", f.model, " has no version ", f.version));
   }
   options.version = version->version();
-  const int64_t dim = f.rpc == "reconstruct" ? version->measurement_dim()
-                                             : version->architecture().dim();
+  const int64_t dim =
+      f.rpc == "reconstruct" ? version->measurement_dim() : version->architecture().dim();
   INVNET_ASSIGN_OR_RETURN(LoadReport report, RunLoad(client->channel(), dim, options));
   *ctx.out << FormatLoadReport(report, options);
   if (report.requests == 0) {
@@ -734,8 +731,8 @@ absl::Status RunForward(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
   v1::ForwardResponse response;
   DenseTensor outputs;
-  INVNET_RETURN_IF_ERROR(InChunks(
-      signals.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+  INVNET_RETURN_IF_ERROR(
+      InChunks(signals.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
         RowRange(signals, begin, count).ToProto(request.mutable_signals());
         INVNET_ASSIGN_OR_RETURN(response, client->Forward(request));
         INVNET_ASSIGN_OR_RETURN(DenseTensor part,
@@ -807,8 +804,8 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
   v1::EstimateResponse response;  // model, version and map_objective of every chunk
   std::map<const EstimatorInfo*, DenseTensor> merged;
-  INVNET_RETURN_IF_ERROR(InChunks(
-      measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+  INVNET_RETURN_IF_ERROR(
+      InChunks(measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
         RowRange(measurements, begin, count).ToProto(request.mutable_measurements());
         INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse part, client->Estimate(request));
         for (const EstimatorInfo& e : Estimators()) {
@@ -1025,8 +1022,8 @@ const std::vector<Command>& Commands() {
        0,
        0,
        "Load-test a running server: throughput and latency percentiles.",
-       {"model", "version", "rpc", "batch", "concurrency", "duration", "requests", "rate",
-        "warmup", "tolerance"},
+       {"model", "version", "rpc", "batch", "concurrency", "duration", "requests", "rate", "warmup",
+        "tolerance"},
        "--concurrency workers send --rpc requests of --batch random samples, closed loop (each\n"
        "sends again when its answer arrives) or at a fixed total --rate. Prints requests/s,\n"
        "samples/s and latency p50/p90/p99/p99.9, like ghz or perf_analyzer.",
@@ -1266,8 +1263,8 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
   for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     for (size_t j = 1; j <= b.size(); ++j) {
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1,
-                          d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
       if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
         d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
       }
@@ -1331,7 +1328,8 @@ const std::vector<FlagInfo>& AllFlags() {
       {"output", "FILE", "Output matrix, .npy or .csv (default: CSV on stdout)."},
       {"tolerance", "TOL", "Solver tolerance on each block's error bound (default 1e-5)."},
       {"max_iterations", "N", "Solver iterations per block and sample (default 1000)."},
-      {"anderson", "", "Anderson acceleration in the fixed-point solver (default on; --anderson=false\n"
+      {"anderson", "",
+       "Anderson acceleration in the fixed-point solver (default on; --anderson=false\n"
        "for the plain iteration)."},
       {"anderson_memory", "K", "Anderson memory, 1..8 (default 5)."},
       {"estimators", "LIST",
@@ -1397,10 +1395,10 @@ absl::Status CheckServerAddress(absl::string_view target) {
   }
   const size_t colon = target.rfind(':');
   const bool bracketed = absl::StartsWith(target, "[");
-  const bool has_port = colon != absl::string_view::npos &&
-                        (!bracketed || (colon > 0 && target[colon - 1] == ']'));
-  if (!has_port || colon == 0 || (!bracketed && target.substr(0, colon).find(':') !=
-                                                    absl::string_view::npos)) {
+  const bool has_port =
+      colon != absl::string_view::npos && (!bracketed || (colon > 0 && target[colon - 1] == ']'));
+  if (!has_port || colon == 0 ||
+      (!bracketed && target.substr(0, colon).find(':') != absl::string_view::npos)) {
     return UsageError(absl::StrCat("--server '", target,
                                    "' needs a port: HOST:PORT, e.g. localhost:50051 (IPv6: "
                                    "[::1]:50051)"));
@@ -1624,8 +1622,8 @@ absl::StatusOr<LoadOptions> BuildLoadOptions(const Invocation& inv) {
   options.batch = f.batch;
   options.concurrency = static_cast<int>(f.concurrency);
   // --requests alone means "until N are done": --duration's default must not cut it short.
-  options.duration = f.requests > 0 && !inv.has("duration") ? absl::InfiniteDuration()
-                                                            : absl::Seconds(f.duration);
+  options.duration =
+      f.requests > 0 && !inv.has("duration") ? absl::InfiniteDuration() : absl::Seconds(f.duration);
   options.requests = f.requests;
   options.rate = f.rate;
   options.warmup = absl::Seconds(f.warmup);
@@ -1683,9 +1681,9 @@ namespace {
 bool IsConnectFailure(const absl::Status& status) {
   if (status.code() != absl::StatusCode::kUnavailable) return false;
   const std::string message = absl::AsciiStrToLower(status.message());
-  for (absl::string_view mark : {"failed to connect", "connection refused", "connect failed",
-                                 "dns resolution failed", "name resolution", "no route to host",
-                                 "connection reset", "socket closed"}) {
+  for (absl::string_view mark :
+       {"failed to connect", "connection refused", "connect failed", "dns resolution failed",
+        "name resolution", "no route to host", "connection reset", "socket closed"}) {
     if (absl::StrContains(message, mark)) return true;
   }
   return false;

@@ -78,7 +78,6 @@ bool Finished(v1::JobState state) {
 // ---------------------------------------------------------------------------------------------
 // Evaluation helpers.
 
-
 int64_t RowsPerCall(int64_t cols) { return std::max<int64_t>(1, kValuesPerCall / cols); }
 
 // A response tensor, checked to be [rows, cols].

@@ -94,8 +94,8 @@ absl::StatusOr<v1::Loss> ParseLossName(absl::string_view text) {
   if (absl::StartsWith(name, "loss_")) name.erase(0, 5);
   name.erase(std::remove_if(name.begin(), name.end(), [](char c) { return c == '-' || c == '_'; }),
              name.end());
-  for (v1::Loss loss : {v1::LOSS_APPROXIMATION, v1::LOSS_RECONSTRUCTION, v1::LOSS_LOG_DET,
-                        v1::LOSS_DIVERGENCE}) {
+  for (v1::Loss loss :
+       {v1::LOSS_APPROXIMATION, v1::LOSS_RECONSTRUCTION, v1::LOSS_LOG_DET, v1::LOSS_DIVERGENCE}) {
     std::string candidate = LossName(loss);
     candidate.erase(std::remove(candidate.begin(), candidate.end(), '-'), candidate.end());
     if (name == candidate) return loss;

@@ -125,8 +125,7 @@ TEST_F(CliBinaryTest, TyposGetTheNearestFlagAndTheCommandsHelp) {
 TEST_F(CliBinaryTest, InterruptedTrainSaysTheJobKeepsRunning) {
   {
     absl::MutexLock lock(&fake_.state().mu);
-    fake_.state().watch_updates = {
-        testing::MakeJob("job-1", "m1", v1::JOB_STATE_RUNNING, 5, 100)};
+    fake_.state().watch_updates = {testing::MakeJob("job-1", "m1", v1::JOB_STATE_RUNNING, 5, 100)};
     fake_.state().hold_watch_open = true;
   }
   const std::string err_path = dir_ + "/train.err";

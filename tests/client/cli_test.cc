@@ -584,9 +584,9 @@ TEST(FlagDocsTest, EveryCommandFlagIsDocumented) {
 }
 
 TEST_F(CliTest, BenchReportsThroughputAndLatency) {
-  ASSERT_EQ(Run({"bench", "--model=blur", "--requests=40", "--concurrency=4", "--batch=8",
-                 "--warmup=0"}),
-            0)
+  ASSERT_EQ(
+      Run({"bench", "--model=blur", "--requests=40", "--concurrency=4", "--batch=8", "--warmup=0"}),
+      0)
       << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("reconstruct model=blur batch=8 concurrency=4 closed-loop"));
   EXPECT_THAT(out_.str(), HasSubstr("40 ok, 0 errors"));
@@ -599,9 +599,9 @@ TEST_F(CliTest, BenchReportsThroughputAndLatency) {
     EXPECT_EQ(fake_.state().reconstruct.measurements().shape(1), 3);
   }
   // A fixed arrival rate, and the Forward RPC.
-  ASSERT_EQ(Run({"bench", "--model=blur", "--rpc=forward", "--rate=200", "--duration=0.2",
-                 "--warmup=0"}),
-            0)
+  ASSERT_EQ(
+      Run({"bench", "--model=blur", "--rpc=forward", "--rate=200", "--duration=0.2", "--warmup=0"}),
+      0)
       << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("rate=200/s"));
   EXPECT_EQ(Run({"bench", "--model=blur", "--rpc=estimate"}), 2);
@@ -716,8 +716,7 @@ TEST_F(CliTest, TrainTellsTheInterruptHandlerThatTheJobGoesOn) {
     absl::MutexLock lock(&fake_.state().mu);
     fake_.state().watch_updates = {MakeJob("job-1", "m1", v1::JOB_STATE_SUCCEEDED, 10, 10)};
   }
-  ASSERT_EQ(Run({"train", "--preset=bimodal2d", "--model=m1", "--loss=log-det"}), 0)
-      << err_.str();
+  ASSERT_EQ(Run({"train", "--preset=bimodal2d", "--model=m1", "--loss=log-det"}), 0) << err_.str();
   EXPECT_THAT(interrupt_messages_,
               ElementsAre("job job-1 keeps running on the server; `invnet jobs cancel job-1` "
                           "stops it",
@@ -749,8 +748,7 @@ TEST_F(CliTest, EveryLossSpellingIsAcceptedAndOneIsPrinted) {
 }
 
 TEST_F(CliTest, PairsWritesAnXAndAYFile) {
-  ASSERT_EQ(Run({"pairs", "--model=blur", "--count=4", "--seed=9", "--output=" + Path("p.csv")}),
-            0)
+  ASSERT_EQ(Run({"pairs", "--model=blur", "--count=4", "--seed=9", "--output=" + Path("p.csv")}), 0)
       << err_.str();
   absl::StatusOr<DenseTensor> x = ReadMatrix(Path("p.x.csv"));
   absl::StatusOr<DenseTensor> y = ReadMatrix(Path("p.y.csv"));
@@ -769,10 +767,10 @@ TEST_F(CliTest, PairsWritesAnXAndAYFile) {
 
 TEST_F(CliTest, ReconstructInChunksWithDiagnostics) {
   WriteText("y.csv", "2,4,6\n8,10,12\n14,16,18\n20,22,24\n26,28,30\n");
-  ASSERT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("y.csv"),
-                 "--output=" + Path("x.csv"), "--chunk_rows=2",
-                 "--diagnostics=" + Path("diag.csv")}),
-            0)
+  ASSERT_EQ(
+      Run({"reconstruct", "--model=blur", "--input=" + Path("y.csv"), "--output=" + Path("x.csv"),
+           "--chunk_rows=2", "--diagnostics=" + Path("diag.csv")}),
+      0)
       << err_.str();
   EXPECT_THAT(fake_.calls(), ElementsAre("Reconstruct", "Reconstruct", "Reconstruct"));
   absl::StatusOr<DenseTensor> x = ReadMatrix(Path("x.csv"));
@@ -804,9 +802,8 @@ TEST_F(CliTest, InputsOverTheServersMaxBatchAreSplit) {
   // One refused request of 5 rows, then 2 + 2 + 1.
   EXPECT_THAT(fake_.calls(), ElementsAre("Forward", "Forward", "Forward", "Forward"));
   EXPECT_EQ(out_.str(), "4,8,12\n16,20,24\n28,32,36\n40,44,48\n52,56,60\n");
-  ASSERT_EQ(Run({"estimate", "--model=blur", "--input=" + Path("y.csv"),
-                 "--estimators=map,wiener"}),
-            0)
+  ASSERT_EQ(
+      Run({"estimate", "--model=blur", "--input=" + Path("y.csv"), "--estimators=map,wiener"}), 0)
       << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("# map\n2,4,6\n8,10,12\n14,16,18\n20,22,24\n26,28,30\n"));
 }

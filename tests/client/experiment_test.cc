@@ -496,10 +496,10 @@ TEST_F(ExperimentTest, UsageErrorsExitTwoWithoutCallingTheServer) {
                                           "training { loss: LOSS_LOG_DET }\n");
   const std::string empty = WriteSpec("empty.spec", "training { steps: 10 }\n");
   const std::vector<std::vector<std::pair<std::string, std::string>>> cases = {
-      {{"losses", "magic"}}, {{"losses", "logdet,LOSS_LOG_DET"}},   {{"losses", ""}},
-      {{"test_pairs", "0"}}, {{"test_pairs", "2000000"}},      {{"name", "Upper"}},
-      {{"name", "-dash"}},   {{"name", std::string(49, 'a')}}, {{"spec", with_loss}},
-      {{"spec", empty}},     {{"spec", spec}, {"steps", "0"}}, {{"output_dir", ""}},
+      {{"losses", "magic"}}, {{"losses", "logdet,LOSS_LOG_DET"}}, {{"losses", ""}},
+      {{"test_pairs", "0"}}, {{"test_pairs", "2000000"}},         {{"name", "Upper"}},
+      {{"name", "-dash"}},   {{"name", std::string(49, 'a')}},    {{"spec", with_loss}},
+      {{"spec", empty}},     {{"spec", spec}, {"steps", "0"}},    {{"output_dir", ""}},
       {{"preset", ""}},
   };
   for (const auto& flags : cases) {

@@ -110,10 +110,10 @@ Status CheckBatch(const FakeState& state, const v1::Tensor& tensor, const std::s
   }
   if (state.max_batch > 0 && tensor.shape(0) > state.max_batch) {
     // The real server's message (server/tensor_codec.cc).
-    return Status(StatusCode::RESOURCE_EXHAUSTED,
-                  absl::StrCat(field, ": a batch of ", tensor.shape(0),
-                               " rows exceeds the server's limit of ", state.max_batch,
-                               " (--max_batch)"));
+    return Status(
+        StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat(field, ": a batch of ", tensor.shape(0),
+                     " rows exceeds the server's limit of ", state.max_batch, " (--max_batch)"));
   }
   return Status::OK;
 }

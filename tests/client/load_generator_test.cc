@@ -44,7 +44,7 @@ TEST_F(LoadGeneratorTest, AFixedRateTheServerCannotKeepUpWithIsNotReportedAsAchi
   EXPECT_EQ(report->requests, 100);
   EXPECT_GE(report->seconds, 100 * 0.020 * 0.9);  // 100 answers, 20 ms apart
   EXPECT_LE(report->seconds, elapsed);
-  EXPECT_LT(report->requests_per_second(), 60);   // not the 1000/s asked for
+  EXPECT_LT(report->requests_per_second(), 60);  // not the 1000/s asked for
 }
 
 // With a request budget and no time limit, the load runs until the budget is spent.

@@ -140,12 +140,12 @@ TEST_F(CliE2eTest, TrainReconstructCompareWithTheReferencesAndDelete) {
   auto [x, y] = BimodalPairs(200, 7);
   WriteCsv(Path("x.csv"), x);
   WriteCsv(Path("y.csv"), y);
-  CommandResult reconstruct = Cli({"reconstruct", "--model=toy", "--input=" + Path("y.csv"),
-                                   "--output=" + Path("xhat.csv")});
+  CommandResult reconstruct = Cli(
+      {"reconstruct", "--model=toy", "--input=" + Path("y.csv"), "--output=" + Path("xhat.csv")});
   ASSERT_EQ(reconstruct.exit_code, 0) << reconstruct.err;
   CommandResult estimate =
-      Cli({"estimate", "--model=toy", "--input=" + Path("y.csv"),
-           "--output=" + Path("ref.csv"), "--estimators=posterior_mean,pseudo_inverse"});
+      Cli({"estimate", "--model=toy", "--input=" + Path("y.csv"), "--output=" + Path("ref.csv"),
+           "--estimators=posterior_mean,pseudo_inverse"});
   ASSERT_EQ(estimate.exit_code, 0) << estimate.err;
   Matrix x_hat = ReadCsv(Path("xhat.csv"));
   Matrix pm = ReadCsv(Path("ref.posterior_mean.csv"));
@@ -160,8 +160,8 @@ TEST_F(CliE2eTest, TrainReconstructCompareWithTheReferencesAndDelete) {
   EXPECT_LT(network_to_pm, 0.5 * inverse_to_pm) << network_to_pm << " vs " << inverse_to_pm;
   EXPECT_LT(std::pow(RmsDistance(x_hat, x), 2), 1.3 * std::pow(RmsDistance(pm, x), 2));
 
-  CommandResult forward = Cli({"forward", "--model=toy", "--input=" + Path("x.csv"),
-                               "--output=" + Path("phi.npy")});
+  CommandResult forward =
+      Cli({"forward", "--model=toy", "--input=" + Path("x.csv"), "--output=" + Path("phi.npy")});
   ASSERT_EQ(forward.exit_code, 0) << forward.err;
   EXPECT_TRUE(fs::exists(Path("phi.npy")));
 
@@ -235,8 +235,7 @@ TEST_F(CliE2eTest, KilledDuringTrainingLosesNothingAndPublishesNothingHalfDone) 
 TEST_F(CliE2eTest, PairsThenReconstructInChunksWithDiagnostics) {
   server_.reset();
   auto server = ServerProcess::Start(
-      INVNET_SERVER_BINARY,
-      {"--repository=" + Path("repo"), "--torch_threads=1", "--max_batch=4"},
+      INVNET_SERVER_BINARY, {"--repository=" + Path("repo"), "--torch_threads=1", "--max_batch=4"},
       Path("server.log"));
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = *std::move(server);
@@ -261,9 +260,8 @@ TEST_F(CliE2eTest, PairsThenReconstructInChunksWithDiagnostics) {
   ASSERT_EQ(ReadCsv(Path("p.y.csv")).size(), 10u);
 
   // 10 rows against --max_batch=4: refused once, then 4 + 4 + 2; the same as one by one.
-  CommandResult chunked =
-      Cli({"reconstruct", "--model=small", "--input=" + Path("p.y.csv"),
-           "--output=" + Path("x.csv"), "--diagnostics=" + Path("diag.csv")});
+  CommandResult chunked = Cli({"reconstruct", "--model=small", "--input=" + Path("p.y.csv"),
+                               "--output=" + Path("x.csv"), "--diagnostics=" + Path("diag.csv")});
   ASSERT_EQ(chunked.exit_code, 0) << chunked.err;
   CommandResult single = Cli({"reconstruct", "--model=small", "--input=" + Path("p.y.csv"),
                               "--output=" + Path("x1.csv"), "--chunk_rows=1"});
@@ -335,11 +333,11 @@ TEST_F(CliE2eTest, ExperimentWritesAReportWithTablesAndFigures) {
   EXPECT_EQ(rows["divergence"][5], "normal");
   EXPECT_EQ(rows["approximation"][5], "measurement");
   for (const char* key : {"approximation", "divergence"}) {
-    EXPECT_GT(number(key, 6), 0);                     // mse
-    EXPECT_GT(number(key, 7), 0.9);                   // no better than the Bayes risk
-    EXPECT_GT(number(key, 10), 0);                    // forward error
-    EXPECT_NEAR(number(key, 11), 1.0, 0.01);          // converged fraction
-    EXPECT_GT(number(key, 13), 0);                    // train seconds
+    EXPECT_GT(number(key, 6), 0);             // mse
+    EXPECT_GT(number(key, 7), 0.9);           // no better than the Bayes risk
+    EXPECT_GT(number(key, 10), 0);            // forward error
+    EXPECT_NEAR(number(key, 11), 1.0, 0.01);  // converged fraction
+    EXPECT_GT(number(key, 13), 0);            // train seconds
   }
   // The MAP-like network beats the unregularised one already after 100 steps.
   EXPECT_LT(number("divergence", 6), number("approximation", 6));
