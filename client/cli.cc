@@ -14,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -58,7 +59,7 @@ const char* const kGroups[] = {"jobs", "models", "datasets"};
 // Shared helpers.
 
 absl::StatusOr<std::unique_ptr<InvnetClient>> ConnectFor(const Invocation& inv, Context& ctx) {
-  if (inv.flags.server.empty()) return UsageError("--server must not be empty");
+  INVNET_RETURN_IF_ERROR(CheckServerAddress(inv.flags.server));
   ClientOptions options;
   if (inv.has("timeout")) {
     const double seconds = inv.flags.timeout;
@@ -166,9 +167,17 @@ std::string ArchitectureSummary(const v1::Architecture& a) {
                       ", seed ", a.has_seed() ? absl::StrCat(a.seed()) : "-");
 }
 
-std::string TrainingSummary(const v1::Training& t) {
+// `problem` resolves a loss weight left at its default (the server marks it negative: delta^2,
+// with delta the problem's noise level).
+std::string TrainingSummary(const v1::Training& t, const v1::Problem& problem) {
   std::string text = absl::StrCat("loss ", LossName(t.loss()));
-  if (t.has_loss_weight()) absl::StrAppend(&text, " (weight ", FormatNumber(t.loss_weight()), ")");
+  if (t.has_loss_weight() && t.loss_weight() >= 0) {
+    absl::StrAppend(&text, " (weight ", FormatNumber(t.loss_weight()), ")");
+  } else if (t.has_loss_weight()) {
+    const double delta = problem.noise_level();
+    absl::StrAppend(&text, " (weight default",
+                    delta > 0 ? absl::StrCat(" delta^2 = ", FormatNumber(delta * delta)) : "", ")");
+  }
   absl::StrAppend(&text, ", target ", TargetSpaceName(t.target_space()), ", ",
                   OptionalInt(t.has_steps(), t.steps()), " steps, batch ",
                   OptionalInt(t.has_batch_size(), t.batch_size()), ", lr ",
@@ -206,14 +215,9 @@ absl::Status RunHealth(const Invocation& inv, const Operands&, Context& ctx) {
 // train and jobs
 
 absl::StatusOr<v1::Loss> ParseLoss(absl::string_view text) {
-  const std::string name = absl::AsciiStrToLower(text);
-  if (name == "approximation") return v1::LOSS_APPROXIMATION;
-  if (name == "reconstruction") return v1::LOSS_RECONSTRUCTION;
-  if (name == "logdet" || name == "log_det") return v1::LOSS_LOG_DET;
-  if (name == "divergence") return v1::LOSS_DIVERGENCE;
-  return UsageError(absl::StrCat("--loss: '", text,
-                                 "' is not one of approximation, reconstruction, logdet, "
-                                 "divergence"));
+  absl::StatusOr<v1::Loss> loss = ParseLossName(text);
+  if (!loss.ok()) return UsageError(absl::StrCat("--loss: ", loss.status().message()));
+  return loss;
 }
 
 absl::StatusOr<v1::TargetSpace> ParseTargetSpace(absl::string_view text) {
@@ -275,13 +279,26 @@ absl::Status PrintJobOutcome(const v1::TrainingJob& job, Context& ctx) {
 }
 
 // Watches a job to its end with progress on ctx.err; OK only when it succeeded.
-absl::Status FollowJob(const InvnetClient& client, const std::string& job_id, Context& ctx) {
+absl::Status WatchToTheEnd(const InvnetClient& client, const std::string& job_id, Context& ctx) {
   ProgressPrinter printer(ctx.err, ctx.interactive);
   absl::StatusOr<v1::TrainingJob> last = client.WatchTrainingJob(
       job_id, [&printer](const v1::TrainingJob& job) { printer.Update(job); });
   printer.Finish();
   if (!last.ok()) return last.status();
   return PrintJobOutcome(*last, ctx);
+}
+
+// Watches a job to its end with progress on ctx.err; OK only when it succeeded. Meanwhile an
+// interrupt (Ctrl-C) says that the job goes on without us.
+absl::Status FollowJob(const InvnetClient& client, const std::string& job_id, Context& ctx) {
+  if (ctx.set_interrupt_message) {
+    ctx.set_interrupt_message(absl::StrCat("job ", job_id,
+                                           " keeps running on the server; `invnet jobs cancel ",
+                                           job_id, "` stops it"));
+  }
+  absl::Status followed = WatchToTheEnd(client, job_id, ctx);
+  if (ctx.set_interrupt_message) ctx.set_interrupt_message("");
+  return followed;
 }
 
 absl::Status RunTrain(const Invocation& inv, const Operands&, Context& ctx) {
@@ -343,7 +360,7 @@ absl::Status RunJobsShow(const Invocation& inv, const Operands& operands, Contex
   fields.push_back({"preset", job.preset().empty() ? "-" : job.preset()});
   fields.push_back({"problem", ProblemSummary(job.problem())});
   fields.push_back({"architecture", ArchitectureSummary(job.architecture())});
-  fields.push_back({"training", TrainingSummary(job.training())});
+  fields.push_back({"training", TrainingSummary(job.training(), job.problem())});
   if (job.has_last_validation()) {
     const v1::ValidationMetrics& v = job.last_validation();
     fields.push_back(
@@ -363,8 +380,20 @@ absl::Status RunJobsCancel(const Invocation& inv, const Operands& operands, Cont
   request.set_job_id(operands[0]);
   INVNET_ASSIGN_OR_RETURN(v1::CancelTrainingJobResponse response,
                           client->CancelTrainingJob(request));
-  *ctx.out << "job " << response.job().job_id() << ": " << JobStateName(response.job().state())
-           << "\n";
+  const v1::TrainingJob& job = response.job();
+  switch (job.state()) {
+    case v1::JOB_STATE_CANCELLED:
+      *ctx.out << "job " << job.job_id() << " cancelled\n";
+      break;
+    case v1::JOB_STATE_QUEUED:
+    case v1::JOB_STATE_RUNNING:
+      // The trainer stops at its next step; `jobs watch` shows when.
+      *ctx.out << "job " << job.job_id() << ": cancel requested (stops at its next step; "
+               << "'invnet jobs watch " << job.job_id() << "' follows it)\n";
+      break;
+    default:
+      *ctx.out << "job " << job.job_id() << " already " << JobStateName(job.state()) << "\n";
+  }
   return absl::OkStatus();
 }
 
@@ -409,7 +438,7 @@ void PrintModelVersion(const v1::ModelVersion& v, std::ostream& out) {
       {"problem", ProblemSummary(v.problem())},
       {"dims", absl::StrCat("m=", v.measurement_dim(), " -> n=", v.architecture().dim())},
       {"architecture", ArchitectureSummary(v.architecture())},
-      {"training", TrainingSummary(v.training())},
+      {"training", TrainingSummary(v.training(), v.problem())},
       {"lipschitz", absl::StrCat(FormatNumber(v.lower_lipschitz()), " <= |phi(a)-phi(b)|/|a-b| <= ",
                                  FormatNumber(v.upper_lipschitz()))},
       {"size", FormatBytes(v.size_bytes())},
@@ -527,8 +556,58 @@ std::string Destination(const Invocation& inv) {
   return inv.has("output") ? inv.flags.output : "stdout";
 }
 
+// The rows of one request, at most: --chunk_rows, or what the server allows.
+absl::StatusOr<int64_t> ChunkRows(const Invocation& inv) {
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("chunk_rows", inv.flags.chunk_rows, 1));
+  return inv.flags.chunk_rows;
+}
+
+// Calls `call(begin, count)` for consecutive row ranges covering [0, rows), at most
+// `chunk_rows` rows each. When the server refuses a range as larger than its --max_batch
+// (RESOURCE_EXHAUSTED "... limit of N (--max_batch)"), the rest goes in ranges of that limit
+// (half the range when the message names no number).
+template <typename Call>
+absl::Status InChunks(int64_t rows, int64_t chunk_rows, Call call) {
+  int64_t chunk = std::max<int64_t>(1, std::min(chunk_rows, rows));
+  for (int64_t begin = 0; begin < rows;) {
+    const int64_t count = std::min(chunk, rows - begin);
+    absl::Status status = call(begin, count);
+    if (status.code() == absl::StatusCode::kResourceExhausted && count > 1 &&
+        absl::StrContains(status.message(), "--max_batch")) {
+      int64_t limit = 0;
+      const size_t at = status.message().find("limit of ");
+      if (at != absl::string_view::npos) {
+        const absl::string_view rest = status.message().substr(at + 9);
+        (void)absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &limit);
+      }
+      chunk = limit >= 1 && limit < count ? limit : count / 2;
+      continue;
+    }
+    INVNET_RETURN_IF_ERROR(status);
+    begin += count;
+  }
+  return absl::OkStatus();
+}
+
+// Per-sample solver diagnostics as CSV, one row per input row (counted from 1).
+std::string DiagnosticsCsv(const v1::ReconstructResponse& r) {
+  std::string csv = "row,iterations,converged,error_bound,forward_residual\n";
+  for (int i = 0; i < r.iterations_size(); ++i) {
+    absl::StrAppend(
+        &csv, i + 1, ",", r.iterations(i), ",",
+        i < r.converged_size() && r.converged(i) ? "true" : "false", ",",
+        i < r.error_bound_size() ? absl::StrFormat("%.9g", r.error_bound(i)) : "", ",",
+        i < r.forward_residual_size() ? absl::StrFormat("%.9g", r.forward_residual(i)) : "", "\n");
+  }
+  return csv;
+}
+
 absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
+  INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
+  if (inv.has("diagnostics") && inv.flags.diagnostics.empty()) {
+    return UsageError("--diagnostics must name a file");
+  }
   v1::ReconstructRequest request;
   request.set_model(inv.flags.model);
   request.set_version(inv.flags.version);
@@ -548,13 +627,28 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
     solver->set_anderson_memory(inv.flags.anderson_memory);
   }
   INVNET_ASSIGN_OR_RETURN(DenseTensor measurements, ReadInput(inv));
-  measurements.ToProto(request.mutable_measurements());
 
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
-  INVNET_ASSIGN_OR_RETURN(v1::ReconstructResponse response, client->Reconstruct(request));
-  INVNET_ASSIGN_OR_RETURN(DenseTensor x,
-                          DenseTensor::FromProto(response.reconstructions(), "reconstructions"));
+  // The chunks' answers, concatenated in order; every chunk after the first asks for the
+  // version that answered the first, so that one model answers them all.
+  v1::ReconstructResponse response;
+  DenseTensor x;
+  INVNET_RETURN_IF_ERROR(
+      InChunks(measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+        RowRange(measurements, begin, count).ToProto(request.mutable_measurements());
+        INVNET_ASSIGN_OR_RETURN(v1::ReconstructResponse part, client->Reconstruct(request));
+        INVNET_ASSIGN_OR_RETURN(DenseTensor part_x,
+                                DenseTensor::FromProto(part.reconstructions(), "reconstructions"));
+        AppendRows(part_x, &x);
+        request.set_version(part.version());
+        part.clear_reconstructions();
+        response.MergeFrom(part);  // appends the per-sample fields, keeps model and version
+        return absl::OkStatus();
+      }));
   INVNET_RETURN_IF_ERROR(WriteResult(x, inv.flags.output, ctx));
+  if (inv.has("diagnostics")) {
+    INVNET_RETURN_IF_ERROR(WriteFileAtomically(inv.flags.diagnostics, DiagnosticsCsv(response)));
+  }
 
   const int64_t batch = x.rows();
   int64_t max_iterations = 0;
@@ -574,6 +668,10 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
   err << "reconstructed " << batch << " samples (dimension " << x.cols() << ") with model "
       << response.model() << " version " << response.version() << " -> " << Destination(inv)
       << "\n";
+  if (inv.has("diagnostics")) {
+    err << "per-sample diagnostics (iterations, converged, error_bound, forward_residual) -> "
+        << inv.flags.diagnostics << "\n";
+  }
   PrintFields(err,
               {{"iterations",
                 absl::StrCat("mean ",
@@ -598,17 +696,8 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
 // bench
 
 absl::Status RunBench(const Invocation& inv, const Operands&, Context& ctx) {
-  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "model", inv.flags.model, "NAME"));
+  INVNET_ASSIGN_OR_RETURN(LoadOptions options, BuildLoadOptions(inv));
   const CliFlags& f = inv.flags;
-  if (f.rpc != "reconstruct" && f.rpc != "forward") {
-    return UsageError(absl::StrCat("--rpc must be reconstruct or forward, got '", f.rpc, "'"));
-  }
-  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch", f.batch, 1));
-  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("concurrency", f.concurrency, 1));
-  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("requests", f.requests, 0));
-  INVNET_RETURN_IF_ERROR(RequirePositive("duration", f.duration));
-  if (!(f.rate >= 0) || !(f.warmup >= 0)) return UsageError("--rate and --warmup must be >= 0");
-  if (inv.has("tolerance")) INVNET_RETURN_IF_ERROR(RequirePositive("tolerance", f.tolerance));
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
   // The input dimension comes from the model's description.
   v1::GetModelRequest get;
@@ -621,19 +710,9 @@ absl::Status RunBench(const Invocation& inv, const Operands&, Context& ctx) {
   if (version == nullptr) {
     return absl::NotFoundError(absl::StrCat("model ", f.model, " has no version ", f.version));
   }
-  LoadOptions options;
-  options.rpc = f.rpc;
-  options.model = f.model;
   options.version = version->version();
-  options.batch = f.batch;
-  options.concurrency = static_cast<int>(f.concurrency);
-  options.duration = absl::Seconds(f.duration);
-  options.requests = f.requests;
-  options.rate = f.rate;
-  options.warmup = absl::Seconds(f.warmup);
-  if (inv.has("tolerance")) options.tolerance = f.tolerance;
-  const int64_t dim = f.rpc == "reconstruct" ? version->measurement_dim()
-                                             : version->architecture().dim();
+  const int64_t dim =
+      f.rpc == "reconstruct" ? version->measurement_dim() : version->architecture().dim();
   INVNET_ASSIGN_OR_RETURN(LoadReport report, RunLoad(client->channel(), dim, options));
   *ctx.out << FormatLoadReport(report, options);
   if (report.requests == 0) {
@@ -647,12 +726,21 @@ absl::Status RunForward(const Invocation& inv, const Operands&, Context& ctx) {
   v1::ForwardRequest request;
   request.set_model(inv.flags.model);
   request.set_version(inv.flags.version);
+  INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
   INVNET_ASSIGN_OR_RETURN(DenseTensor signals, ReadInput(inv));
-  signals.ToProto(request.mutable_signals());
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
-  INVNET_ASSIGN_OR_RETURN(v1::ForwardResponse response, client->Forward(request));
-  INVNET_ASSIGN_OR_RETURN(DenseTensor outputs,
-                          DenseTensor::FromProto(response.outputs(), "outputs"));
+  v1::ForwardResponse response;
+  DenseTensor outputs;
+  INVNET_RETURN_IF_ERROR(
+      InChunks(signals.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+        RowRange(signals, begin, count).ToProto(request.mutable_signals());
+        INVNET_ASSIGN_OR_RETURN(response, client->Forward(request));
+        INVNET_ASSIGN_OR_RETURN(DenseTensor part,
+                                DenseTensor::FromProto(response.outputs(), "outputs"));
+        AppendRows(part, &outputs);
+        request.set_version(response.version());
+        return absl::OkStatus();
+      }));
   INVNET_RETURN_IF_ERROR(WriteResult(outputs, inv.flags.output, ctx));
   *ctx.err << "phi(x) for " << outputs.rows() << " samples (dimension " << outputs.cols()
            << ") with model " << response.model() << " version " << response.version() << " -> "
@@ -682,8 +770,8 @@ const std::vector<EstimatorInfo>& Estimators() {
   return *estimators;
 }
 
-// "out.npy" + "map" -> "out.map.npy".
-std::string EstimatorPath(const std::string& output, absl::string_view estimator) {
+// "out.npy" + "map" -> "out.map.npy" (estimate's files, pairs' .x and .y files).
+std::string SuffixedPath(const std::string& output, absl::string_view estimator) {
   const size_t dot = output.rfind('.');
   const size_t slash = output.rfind('/');
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) {
@@ -711,17 +799,32 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
       request.add_estimators(it->value);
     }
   }
+  INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
   INVNET_ASSIGN_OR_RETURN(DenseTensor measurements, ReadInput(inv));
-  measurements.ToProto(request.mutable_measurements());
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
-  INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse response, client->Estimate(request));
+  v1::EstimateResponse response;  // model, version and map_objective of every chunk
+  std::map<const EstimatorInfo*, DenseTensor> merged;
+  INVNET_RETURN_IF_ERROR(
+      InChunks(measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
+        RowRange(measurements, begin, count).ToProto(request.mutable_measurements());
+        INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse part, client->Estimate(request));
+        for (const EstimatorInfo& e : Estimators()) {
+          if (!(part.*e.has)()) continue;
+          INVNET_ASSIGN_OR_RETURN(DenseTensor tensor,
+                                  DenseTensor::FromProto((part.*e.get)(), e.name));
+          AppendRows(tensor, &merged[&e]);
+        }
+        request.set_version(part.version());
+        response.set_model(part.model());
+        response.set_version(part.version());
+        response.mutable_map_objective()->MergeFrom(part.map_objective());
+        return absl::OkStatus();
+      }));
 
   std::vector<std::pair<const EstimatorInfo*, DenseTensor>> results;
   for (const EstimatorInfo& e : Estimators()) {
-    if (!(response.*e.has)()) continue;
-    INVNET_ASSIGN_OR_RETURN(DenseTensor tensor,
-                            DenseTensor::FromProto((response.*e.get)(), e.name));
-    results.emplace_back(&e, std::move(tensor));
+    auto it = merged.find(&e);
+    if (it != merged.end()) results.emplace_back(&e, std::move(it->second));
   }
   if (results.empty()) return absl::InternalError("the server returned no estimates");
   std::vector<std::string> written;
@@ -732,7 +835,7 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
       continue;
     }
     const std::string path =
-        results.size() == 1 ? inv.flags.output : EstimatorPath(inv.flags.output, e->name);
+        results.size() == 1 ? inv.flags.output : SuffixedPath(inv.flags.output, e->name);
     INVNET_RETURN_IF_ERROR(WriteMatrix(path, tensor));
     written.push_back(path);
   }
@@ -760,6 +863,38 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// pairs
+
+absl::Status RunPairs(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
+  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "output", inv.flags.output, "FILE"));
+  if (!inv.has("count")) return UsageError("--count N is required");
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("count", inv.flags.count, 1));
+  v1::DrawTestPairsRequest request;
+  request.set_model(inv.flags.model);
+  request.set_version(inv.flags.version);
+  request.set_count(inv.flags.count);
+  request.set_seed(inv.flags.seed);
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::DrawTestPairsResponse response, client->DrawTestPairs(request));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor x, DenseTensor::FromProto(response.signals(), "signals"));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor y,
+                          DenseTensor::FromProto(response.measurements(), "measurements"));
+  const std::string x_path = SuffixedPath(inv.flags.output, "x");
+  const std::string y_path = SuffixedPath(inv.flags.output, "y");
+  INVNET_RETURN_IF_ERROR(WriteMatrix(x_path, x));
+  INVNET_RETURN_IF_ERROR(WriteMatrix(y_path, y));
+  *ctx.err << "drew " << x.rows() << " held-out test pairs (seed " << request.seed()
+           << ") from the problem of model " << response.model() << " version "
+           << response.version() << "\n";
+  PrintFields(*ctx.err,
+              {{"signals x", absl::StrCat(ShapeToString(x.shape), " -> ", x_path)},
+               {"measurements y", absl::StrCat(ShapeToString(y.shape), " -> ", y_path)}},
+              "  ");
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
 // experiment
 
 absl::Status RunExperiment(const Invocation& inv, const Operands&, Context& ctx) {
@@ -771,10 +906,16 @@ absl::Status RunExperiment(const Invocation& inv, const Operands&, Context& ctx)
   for (v1::Loss loss : config.losses) names.push_back(ModelNameFor(config, loss));
   *ctx.err << "experiment " << config.label << ": training " << names.size()
            << " models, one per loss (" << absl::StrJoin(names, ", ") << ")\n";
+  if (ctx.set_interrupt_message) {
+    ctx.set_interrupt_message(
+        "the experiment's jobs keep running on the server; `invnet jobs list` shows them and "
+        "`invnet jobs cancel JOB_ID` stops one");
+  }
   absl::StatusOr<TrainingOutcome> outcome = [&] {
     MultiJobProgress progress(ctx.err, ctx.interactive, names, ctx.columns);
     return TrainAll(*client, config, &progress);
   }();
+  if (ctx.set_interrupt_message) ctx.set_interrupt_message("");
   if (!outcome.ok()) return outcome.status();
   std::vector<std::string> failures;
   for (const FailedTraining& f : outcome->failed) {
@@ -881,8 +1022,8 @@ const std::vector<Command>& Commands() {
        0,
        0,
        "Load-test a running server: throughput and latency percentiles.",
-       {"model", "version", "rpc", "batch", "concurrency", "duration", "requests", "rate",
-        "warmup", "tolerance"},
+       {"model", "version", "rpc", "batch", "concurrency", "duration", "requests", "rate", "warmup",
+        "tolerance"},
        "--concurrency workers send --rpc requests of --batch random samples, closed loop (each\n"
        "sends again when its answer arrives) or at a fixed total --rate. Prints requests/s,\n"
        "samples/s and latency p50/p90/p99/p99.9, like ghz or perf_analyzer.",
@@ -913,30 +1054,45 @@ const std::vector<Command>& Commands() {
        0,
        "Reconstruct signals x from measurements y with a trained model.",
        {"model", "version", "input", "output", "tolerance", "max_iterations", "anderson",
-        "anderson_memory"},
+        "anderson_memory", "diagnostics", "chunk_rows"},
        "--input holds y as [batch, m]; the reconstructions [batch, n] go to --output (CSV on\n"
        "stdout without it). A summary of the solver's convergence goes to stderr; samples that\n"
-       "did not converge are reported, not an error.",
+       "did not converge are reported, not an error. --diagnostics=FILE writes one CSV row per\n"
+       "sample: row,iterations,converged,error_bound,forward_residual. Inputs of more than\n"
+       "--chunk_rows rows (or than the server's --max_batch) go in several requests, answered\n"
+       "by one model version and concatenated in order.",
        RunReconstruct},
       {"forward",
        "",
        0,
        0,
        "Apply a trained network phi to signals x.",
-       {"model", "version", "input", "output"},
+       {"model", "version", "input", "output", "chunk_rows"},
        "--input holds x as [batch, n]; phi(x) [batch, n] goes to --output (CSV on stdout\n"
-       "without it).",
+       "without it). Large inputs go in chunks, as with reconstruct.",
        RunForward},
+      {"pairs",
+       "",
+       0,
+       0,
+       "Draw held-out test pairs (x, y) from a model's problem, e.g. a y file to reconstruct.",
+       {"model", "version", "count", "seed", "output"},
+       "Draws --count signals x from the model's prior and their measurements\n"
+       "y = A x + noise (DrawTestPairs; the same --seed gives the same pairs) and writes them\n"
+       "next to --output with .x and .y before the extension: --output=pairs.csv writes\n"
+       "pairs.x.csv ([count, n]) and pairs.y.csv ([count, m]).",
+       RunPairs},
       {"estimate",
        "",
        0,
        0,
        "Exact Bayesian reference estimates for a model's problem.",
-       {"model", "version", "input", "output", "estimators"},
+       {"model", "version", "input", "output", "estimators", "chunk_rows"},
        "--input holds y as [batch, m]. With one estimator the result goes to --output; with\n"
-       "several, each goes to --output with its name before the extension (out.map.npy).\n"
-       "Without --output, each is printed as CSV after a '# name' line. Gaussian-mixture priors\n"
-       "only.",
+       "several (the default: all five), each goes to its own file, --output with the\n"
+       "estimator's name before the extension (--output=ref.npy writes ref.posterior_mean.npy,\n"
+       "ref.map.npy, ...); the files written are listed on stderr. Without --output, each is\n"
+       "printed as CSV after a '# name' line. Gaussian-mixture priors only.",
        RunEstimate},
       {"help", "[COMMAND...]", 0, 2, "Show help for the program or a command.", {}, "", RunHelp},
   };
@@ -1073,6 +1229,50 @@ std::string ProgramHelp() {
   return text;
 }
 
+// --helpfull: every flag of every command, with the commands that take it.
+std::string AllFlagsHelp() {
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const FlagInfo& flag : AllFlags()) {
+    std::vector<std::string> users;
+    const bool global =
+        std::find_if(std::begin(kGlobalFlags), std::end(kGlobalFlags), [&](const char* name) {
+          return absl::string_view(name) == flag.name;
+        }) != std::end(kGlobalFlags);
+    if (global) {
+      users.push_back("every command");
+    } else {
+      for (const Command& command : Commands()) {
+        for (const char* name : command.flags) {
+          if (absl::string_view(name) == flag.name) users.push_back(command.name);
+        }
+      }
+    }
+    rows.emplace_back(FlagSynopsis(flag),
+                      absl::StrCat(flag.help, "\n[", absl::StrJoin(users, ", "), "]"));
+  }
+  std::string text = "\nAll flags:\n";
+  AppendColumns(rows, &text);
+  return text;
+}
+
+// Edit distance counting a swap of two neighbours as one edit (optimal string alignment), for
+// suggesting the flag a typo meant: "modle" is one edit from "model".
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
 std::string HelpHint(const std::vector<std::string>& args) {
   absl::StatusOr<std::pair<const Command*, size_t>> resolved = Resolve(args);
   if (resolved.ok()) return absl::StrCat("invnet ", resolved->first->name, " --help");
@@ -1106,7 +1306,9 @@ const std::vector<FlagInfo>& AllFlags() {
        "(experiment: default bimodal2d unless --spec is given)."},
       {"spec", "FILE", "TrainRequest in protobuf text format; flags override its fields."},
       {"model", "NAME", "Model name: [a-z0-9][a-z0-9_-]{0,62}."},
-      {"loss", "LOSS", "approximation, reconstruction, logdet or divergence."},
+      {"loss", "LOSS",
+       "approximation, reconstruction, log-det or divergence (also accepted: logdet,\n"
+       "log_det, LOSS_LOG_DET; any case)."},
       {"target_space", "SPACE",
        "measurement (phi ~ A) or normal (phi ~ A^T A); default: the loss's."},
       {"dataset", "NAME", "Train on an uploaded dataset's signals (needs a problem from --spec)."},
@@ -1114,27 +1316,41 @@ const std::vector<FlagInfo>& AllFlags() {
       {"batch_size", "N", "Signals per step (default: the preset's, else 512)."},
       {"learning_rate", "LR", "Adam learning rate (default: the preset's, else 1e-3)."},
       {"seed", "N",
-       "train: seed of the training data, noise and probes; experiment: seed of the\n"
+       "train: seed of the training data, noise and probes; experiment, pairs: seed of the\n"
        "held-out test pairs (default 0)."},
       {"detach", "", "Print the job id and return at once instead of following the job."},
-      {"version", "N", "Model version (default: the latest)."},
+      {"version", "N",
+       "Model version. reconstruct, forward, estimate, pairs, bench: default the latest;\n"
+       "models show: default every version; models delete: no default (--version=N or\n"
+       "--all_versions). Alone, 'invnet --version' prints the program's version."},
       {"all_versions", "", "models delete: delete every version of the model."},
       {"input", "FILE", "Input matrix [batch, dim], .npy or .csv."},
       {"output", "FILE", "Output matrix, .npy or .csv (default: CSV on stdout)."},
       {"tolerance", "TOL", "Solver tolerance on each block's error bound (default 1e-5)."},
       {"max_iterations", "N", "Solver iterations per block and sample (default 1000)."},
-      {"anderson", "", "Anderson acceleration in the fixed-point solver (default on; --anderson=false\n"
+      {"anderson", "",
+       "Anderson acceleration in the fixed-point solver (default on; --anderson=false\n"
        "for the plain iteration)."},
       {"anderson_memory", "K", "Anderson memory, 1..8 (default 5)."},
       {"estimators", "LIST",
        "Comma-separated: posterior_mean, posterior_std, map, wiener, pseudo_inverse\n"
        "(default: all)."},
       {"rows_per_chunk", "N", "Samples per upload message (default: automatic, ~4 MiB)."},
+      {"chunk_rows", "N",
+       "Rows per request at most (default 100000); larger inputs go in several requests,\n"
+       "and fewer rows when the server's --max_batch is smaller."},
+      {"diagnostics", "FILE",
+       "reconstruct: per-sample CSV (row, iterations, converged, error_bound,\n"
+       "forward_residual)."},
+      {"count", "N", "pairs: test pairs to draw, 1..1000000."},
       {"rpc", "RPC", "bench: reconstruct or forward (default reconstruct)."},
       {"batch", "N", "bench: samples per request (default 1)."},
       {"concurrency", "N", "bench: requests in flight, one per worker (default 1)."},
-      {"duration", "SECONDS", "bench: measured time (default 10), after the warm-up."},
-      {"requests", "N", "bench: stop after N measured requests instead of --duration."},
+      {"duration", "SECONDS",
+       "bench: time to send measured requests (default 10, or none with --requests),\n"
+       "after the warm-up; the report divides by the time until the last answer."},
+      {"requests", "N",
+       "bench: stop after N measured requests (with --duration: whichever comes first)."},
       {"rate", "PER_SECOND",
        "bench: fixed total arrival rate; latency counts from the scheduled send time\n"
        "(default 0: closed loop)."},
@@ -1142,12 +1358,60 @@ const std::vector<FlagInfo>& AllFlags() {
       {"name", "NAME", "experiment: prefix of the model names, NAME-LOSS (default experiment)."},
       {"losses", "LIST",
        "experiment: comma-separated losses to train (default\n"
-       "approximation,logdet,divergence,reconstruction)."},
+       "approximation,log-det,divergence,reconstruction)."},
       {"test_pairs", "N", "experiment: held-out test pairs to evaluate on (default 5000)."},
       {"output_dir", "DIR",
-       "experiment: report directory (default ./invnet-report-<preset or spec name>)."},
+       "experiment: report directory (default ./invnet-report-LABEL, LABEL being --name, else\n"
+       "the spec's model_name, else the preset's or the spec file's name)."},
   };
   return *flags;
+}
+
+const char* Version() { return INVNET_VERSION; }
+
+std::string NearestFlag(absl::string_view name, const std::vector<std::string>& candidates) {
+  std::vector<std::string> all;
+  if (candidates.empty()) {
+    for (const FlagInfo& flag : AllFlags()) all.emplace_back(flag.name);
+  }
+  const std::vector<std::string>& pool = candidates.empty() ? all : candidates;
+  std::string best;
+  size_t best_distance = std::max<size_t>(1, name.size() / 3) + 1;
+  for (const std::string& candidate : pool) {
+    const size_t distance = EditDistance(name, candidate);
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+absl::Status CheckServerAddress(absl::string_view target) {
+  if (target.empty()) return UsageError("--server must not be empty");
+  // A gRPC target URI with a scheme goes to gRPC as it is.
+  for (absl::string_view scheme : {"dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:"}) {
+    if (absl::StartsWith(target, scheme)) return absl::OkStatus();
+  }
+  const size_t colon = target.rfind(':');
+  const bool bracketed = absl::StartsWith(target, "[");
+  const bool has_port =
+      colon != absl::string_view::npos && (!bracketed || (colon > 0 && target[colon - 1] == ']'));
+  if (!has_port || colon == 0 ||
+      (!bracketed && target.substr(0, colon).find(':') != absl::string_view::npos)) {
+    return UsageError(absl::StrCat("--server '", target,
+                                   "' needs a port: HOST:PORT, e.g. localhost:50051 (IPv6: "
+                                   "[::1]:50051)"));
+  }
+  const absl::string_view port_text = target.substr(colon + 1);
+  int port = 0;
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(port_text, &port) || port < 1 || port > 65535) {
+    return UsageError(absl::StrCat("--server '", target, "': the port '", port_text,
+                                   "' must be a number in 1..65535"));
+  }
+  return absl::OkStatus();
 }
 
 std::string FlagHelp(absl::string_view name) {
@@ -1203,7 +1467,7 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& inv) {
   }
   if (training->loss() == v1::LOSS_UNSPECIFIED) {
     return UsageError(
-        "--loss is required (approximation, reconstruction, logdet or divergence), or "
+        "--loss is required (approximation, reconstruction, log-det or divergence), or "
         "training.loss in the --spec file");
   }
   if (inv.has("target_space")) {
@@ -1264,6 +1528,9 @@ absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& inv) {
   }
   config.name_prefix = flags.name;
   if (!inv.has("name") && !base.model_name().empty()) config.name_prefix = base.model_name();
+  // A chosen name (--name, or the spec's model_name) names the report too, so that the report
+  // and its models go by one name; otherwise the preset's or the spec file's name.
+  if (inv.has("name") || !base.model_name().empty()) config.label = config.name_prefix;
   base.clear_model_name();
   // The longest model name is NAME-reconstruction; the server allows [a-z0-9][a-z0-9_-]{0,62}.
   const std::string& prefix = config.name_prefix;
@@ -1309,9 +1576,78 @@ absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& inv) {
   return plan;
 }
 
+namespace {
+
+// "unknown flag '--modle'; did you mean --model?", the suggestion taken from the flags of the
+// command named by `args` when it resolves, else from all flags.
+std::string UnknownFlagMessage(absl::string_view name, const std::vector<std::string>& args) {
+  std::vector<std::string> candidates;
+  absl::StatusOr<std::pair<const Command*, size_t>> resolved = Resolve(args);
+  if (resolved.ok()) {
+    candidates.assign(std::begin(kGlobalFlags), std::end(kGlobalFlags));
+    candidates.insert(candidates.end(), resolved->first->flags.begin(),
+                      resolved->first->flags.end());
+  }
+  std::string message = absl::StrCat("unknown flag '--", name, "'");
+  std::string nearest = NearestFlag(name, candidates);
+  if (nearest.empty() && resolved.ok()) {
+    nearest = NearestFlag(name);
+    if (!nearest.empty()) {
+      absl::StrAppend(&message, "; --", nearest, " exists but does not apply to 'invnet ",
+                      resolved->first->name, "'");
+      return message;
+    }
+  }
+  if (!nearest.empty()) absl::StrAppend(&message, "; did you mean --", nearest, "?");
+  return message;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadOptions> BuildLoadOptions(const Invocation& inv) {
+  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "model", inv.flags.model, "NAME"));
+  const CliFlags& f = inv.flags;
+  if (f.rpc != "reconstruct" && f.rpc != "forward") {
+    return UsageError(absl::StrCat("--rpc must be reconstruct or forward, got '", f.rpc, "'"));
+  }
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch", f.batch, 1));
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("concurrency", f.concurrency, 1));
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("requests", f.requests, 0));
+  INVNET_RETURN_IF_ERROR(RequirePositive("duration", f.duration));
+  if (!(f.rate >= 0) || !(f.warmup >= 0)) return UsageError("--rate and --warmup must be >= 0");
+  if (inv.has("tolerance")) INVNET_RETURN_IF_ERROR(RequirePositive("tolerance", f.tolerance));
+  LoadOptions options;
+  options.rpc = f.rpc;
+  options.model = f.model;
+  options.batch = f.batch;
+  options.concurrency = static_cast<int>(f.concurrency);
+  // --requests alone means "until N are done": --duration's default must not cut it short.
+  options.duration =
+      f.requests > 0 && !inv.has("duration") ? absl::InfiniteDuration() : absl::Seconds(f.duration);
+  options.requests = f.requests;
+  options.rate = f.rate;
+  options.warmup = absl::Seconds(f.warmup);
+  if (inv.has("tolerance")) options.tolerance = f.tolerance;
+  return options;
+}
+
 absl::Status Run(const Invocation& inv, Context& ctx) {
+  if (!inv.unknown_flags.empty()) {
+    return UsageError(UnknownFlagMessage(inv.unknown_flags.front(), inv.args));
+  }
+  if (!inv.flag_error.empty()) return UsageError(inv.flag_error);
   if (inv.help) {
     *ctx.out << HelpText(inv.args);
+    if (inv.help_full) *ctx.out << AllFlagsHelp();
+    return absl::OkStatus();
+  }
+  if (inv.version_requested) {
+    if (!inv.args.empty()) {
+      return UsageError(
+          "--version needs a value N (the model version); 'invnet --version' alone prints the "
+          "program's version");
+    }
+    *ctx.out << "invnet " << Version() << "\n";
     return absl::OkStatus();
   }
   INVNET_ASSIGN_OR_RETURN(auto resolved, Resolve(inv.args));
@@ -1337,6 +1673,24 @@ absl::Status Run(const Invocation& inv, Context& ctx) {
   return command.run(inv, operands, ctx);
 }
 
+namespace {
+
+// gRPC's UNAVAILABLE for a server that could not be reached ("failed to connect to all
+// addresses", "Connection refused", a name that does not resolve), as opposed to one that
+// answered UNAVAILABLE itself (shutting down, a model loading).
+bool IsConnectFailure(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kUnavailable) return false;
+  const std::string message = absl::AsciiStrToLower(status.message());
+  for (absl::string_view mark :
+       {"failed to connect", "connection refused", "connect failed", "dns resolution failed",
+        "name resolution", "no route to host", "connection reset", "socket closed"}) {
+    if (absl::StrContains(message, mark)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 int Main(const Invocation& inv, Context& ctx) {
   if (!ctx.connect) {
     ctx.connect = [](const std::string& target, const ClientOptions& options) {
@@ -1351,8 +1705,10 @@ int Main(const Invocation& inv, Context& ctx) {
   } else {
     *ctx.err << "invnet: error: " << absl::StatusCodeToString(status.code()) << ": "
              << status.message();
-    if (status.code() == absl::StatusCode::kUnavailable ||
-        status.code() == absl::StatusCode::kDeadlineExceeded) {
+    if (IsConnectFailure(status)) {
+      *ctx.err << "; is invnet-server running at " << inv.flags.server << "? (--server)";
+    } else if (status.code() == absl::StatusCode::kUnavailable ||
+               status.code() == absl::StatusCode::kDeadlineExceeded) {
       *ctx.err << " (server " << inv.flags.server << ")";
     }
     if (const std::string id = RequestIdOf(status); !id.empty()) {

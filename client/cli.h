@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "client/client.h"
 #include "client/experiment.h"
+#include "client/load_generator.h"
 #include "invnet/v1/training_service.pb.h"
 
 namespace invnet::client::cli {
@@ -68,6 +69,12 @@ struct CliFlags {
   std::string estimators;
   // datasets upload (0 = automatic).
   int64_t rows_per_chunk = 0;
+  // reconstruct, forward, estimate: rows per request at most.
+  int64_t chunk_rows = 100000;
+  // reconstruct: per-sample diagnostics CSV ("" = none).
+  std::string diagnostics;
+  // pairs: test pairs to draw.
+  int64_t count = 0;
   // bench
   std::string rpc = "reconstruct";
   int64_t batch = 1;
@@ -78,9 +85,9 @@ struct CliFlags {
   double warmup = 1;
   // experiment (also preset, spec, steps, batch_size, learning_rate, seed).
   std::string name = "experiment";
-  std::string losses = "approximation,logdet,divergence,reconstruction";
+  std::string losses = "approximation,log-det,divergence,reconstruction";
   int64_t test_pairs = 5000;
-  std::string output_dir;  // "" = ./invnet-report-<preset or spec name>
+  std::string output_dir;  // "" = ./invnet-report-<label> (see --output_dir's help)
 };
 
 // One parsed command line.
@@ -91,8 +98,16 @@ struct Invocation {
   // Names of the flags given explicitly; a flag not listed here keeps its server-side default
   // (a TrainRequest field stays unset, and so on).
   std::set<std::string> specified;
-  // --help (or -h) was given.
+  // --help (or -h) was given; --helpfull also lists every flag of every command.
   bool help = false;
+  bool help_full = false;
+  // --version without a value (the model version takes one): print the program's version.
+  bool version_requested = false;
+  // Flags the parser did not know (names without the dashes), reported by Run() with the
+  // nearest known flag and the command's help; and the first other flag-parsing error
+  // ("flag --model needs a value"), reported as a usage error.
+  std::vector<std::string> unknown_flags;
+  std::string flag_error;
 
   bool has(absl::string_view flag) const { return specified.count(std::string(flag)) > 0; }
 };
@@ -110,6 +125,10 @@ struct Context {
   bool interactive = false;
   // The width of that terminal in columns (0: unknown).
   int columns = 0;
+  // Called by `train`, `jobs watch` and `experiment` while they follow jobs, with what to print
+  // if the user interrupts the command (Ctrl-C), and with "" when that is over. The binary
+  // prints the last message from its SIGINT handler; null: nobody listens.
+  std::function<void(const std::string& message)> set_interrupt_message;
 };
 
 // Documentation of one flag, for help text (and the binary's flag definitions).
@@ -127,6 +146,18 @@ absl::Status UsageError(absl::string_view message);
 bool IsUsageError(const absl::Status& status);
 // 0 for OK, 2 for a usage error, 1 otherwise.
 int ExitCode(const absl::Status& status);
+
+// The program's version, CMake's PROJECT_VERSION ("0.1.0").
+const char* Version();
+
+// The flag of AllFlags() nearest to `name` by edit distance among `candidates` (all flags when
+// empty), or "" when none is close (more than a third of the letters differ).
+std::string NearestFlag(absl::string_view name, const std::vector<std::string>& candidates = {});
+
+// Checks a --server value: "HOST:PORT" with PORT in 1..65535 ("[::1]:PORT" for IPv6), or a gRPC
+// target URI with a scheme ("dns:///host:port", "unix:/path", "ipv4:...", passed as given).
+// A usage error naming --server otherwise (e.g. "localhost", which gRPC would dial on 443).
+absl::Status CheckServerAddress(absl::string_view target);
 
 // The help text: of the whole program for {}, of a command group for {"jobs"}, of one
 // command for {"jobs", "list"}. Unknown words fall back to the program's help.
@@ -154,6 +185,12 @@ struct ExperimentPlan {
   std::string output_dir;
 };
 absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& invocation);
+
+// Exposed for tests: the load `invnet bench` runs for these flags (without the model's version
+// and dimension, which come from the server). --requests alone runs until that many requests
+// are done (no time limit); with --duration too, whichever comes first. Usage errors for bad
+// flags.
+absl::StatusOr<LoadOptions> BuildLoadOptions(const Invocation& invocation);
 
 }  // namespace invnet::client::cli
 

@@ -4,11 +4,14 @@
 // absl::ParseCommandLine, for two reasons: ParseCommandLine exits with status 1 on an unknown
 // flag or a bad value, while invnet's contract is 2 for every usage error; and its --help
 // lists flags, not subcommands. Not linking absl::flags_parse / absl::flags_usage also keeps
-// absl's own --version flag out of the binary, so --version can mean the model version.
+// absl's own --version flag out of the binary, so --version can mean the model version (and,
+// without a value, the program's version).
 
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -19,6 +22,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "client/cli.h"
@@ -58,6 +62,9 @@ INVNET_CLI_FLAG(bool, anderson);
 INVNET_CLI_FLAG(int64_t, anderson_memory);
 INVNET_CLI_FLAG(std::string, estimators);
 INVNET_CLI_FLAG(int64_t, rows_per_chunk);
+INVNET_CLI_FLAG(int64_t, chunk_rows);
+INVNET_CLI_FLAG(std::string, diagnostics);
+INVNET_CLI_FLAG(int64_t, count);
 INVNET_CLI_FLAG(std::string, rpc);
 INVNET_CLI_FLAG(int64_t, batch);
 INVNET_CLI_FLAG(int64_t, concurrency);
@@ -79,9 +86,19 @@ bool IsCliFlag(absl::string_view name) {
   return false;
 }
 
+bool IsInteger(absl::string_view word) {
+  int64_t unused;
+  return absl::SimpleAtoi(word, &unused);
+}
+
 // argv -> Invocation. Accepts --name=value, --name value, -name..., --switch, --noswitch and
-// "--" (everything after it is positional). Returns false with `error` set on a usage error.
-bool ParseArgs(int argc, char** argv, cli::Invocation* inv, std::string* error) {
+// "--" (everything after it is positional). Unknown flags and bad values are recorded in the
+// Invocation (cli::Run reports them with the command's help), and parsing goes on so that the
+// command words after them are still known.
+void ParseArgs(int argc, char** argv, cli::Invocation* inv) {
+  auto fail = [inv](std::string error) {
+    if (inv->flag_error.empty()) inv->flag_error = std::move(error);
+  };
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     if (arg == "--") {
@@ -93,14 +110,20 @@ bool ParseArgs(int argc, char** argv, cli::Invocation* inv, std::string* error) 
       continue;
     }
     const absl::string_view body = arg.substr(arg[1] == '-' ? 2 : 1);
-    if (body == "help" || body == "h") {
+    if (body == "help" || body == "h" || body == "helpfull") {
       inv->help = true;
+      inv->help_full = inv->help_full || body == "helpfull";
       continue;
     }
     const size_t eq = body.find('=');
     std::string name(body.substr(0, eq));
     const bool has_value = eq != absl::string_view::npos;
     std::string value = has_value ? std::string(body.substr(eq + 1)) : "";
+    // --version takes the model version (an integer); alone it asks for the program's version.
+    if (name == "version" && !has_value && (i + 1 >= argc || !IsInteger(argv[i + 1]))) {
+      inv->version_requested = true;
+      continue;
+    }
 
     absl::CommandLineFlag* flag = IsCliFlag(name) ? absl::FindCommandLineFlag(name) : nullptr;
     if (flag == nullptr && absl::StartsWith(name, "no") && !has_value &&
@@ -110,7 +133,9 @@ bool ParseArgs(int argc, char** argv, cli::Invocation* inv, std::string* error) 
         name = name.substr(2);
         value = "false";
       } else {
-        flag = nullptr;
+        fail(absl::StrCat("--", name.substr(2), " is not a switch; give --", name.substr(2),
+                          "=VALUE"));
+        continue;
       }
     } else if (flag != nullptr && !has_value) {
       if (flag->IsOfType<bool>()) {
@@ -118,22 +143,21 @@ bool ParseArgs(int argc, char** argv, cli::Invocation* inv, std::string* error) 
       } else if (i + 1 < argc) {
         value = argv[++i];
       } else {
-        *error = absl::StrCat("flag --", name, " needs a value");
-        return false;
+        fail(absl::StrCat("flag --", name, " needs a value"));
+        continue;
       }
     }
     if (flag == nullptr) {
-      *error = absl::StrCat("unknown flag '", arg, "'");
-      return false;
+      inv->unknown_flags.push_back(name);
+      continue;
     }
     std::string parse_error;
     if (!flag->ParseFrom(value, &parse_error)) {
-      *error = absl::StrCat("bad value for --", name, ": ", parse_error);
-      return false;
+      fail(absl::StrCat("bad value for --", name, ": ", parse_error));
+      continue;
     }
     inv->specified.insert(name);
   }
-  return true;
 }
 
 cli::CliFlags CollectFlags() {
@@ -167,6 +191,9 @@ cli::CliFlags CollectFlags() {
   f.anderson_memory = absl::GetFlag(FLAGS_anderson_memory);
   f.estimators = absl::GetFlag(FLAGS_estimators);
   f.rows_per_chunk = absl::GetFlag(FLAGS_rows_per_chunk);
+  f.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
+  f.diagnostics = absl::GetFlag(FLAGS_diagnostics);
+  f.count = absl::GetFlag(FLAGS_count);
   f.rpc = absl::GetFlag(FLAGS_rpc);
   f.batch = absl::GetFlag(FLAGS_batch);
   f.concurrency = absl::GetFlag(FLAGS_concurrency);
@@ -179,6 +206,27 @@ cli::CliFlags CollectFlags() {
   f.test_pairs = absl::GetFlag(FLAGS_test_pairs);
   f.output_dir = absl::GetFlag(FLAGS_output_dir);
   return f;
+}
+
+// What to say when Ctrl-C interrupts the command (cli::Context::set_interrupt_message). The
+// handler may only read it with write(2): the buffer is swapped under a lock-free pointer, and
+// old buffers are never freed (there are at most a few per run).
+std::atomic<const std::string*> interrupt_message{nullptr};
+
+void SetInterruptMessage(const std::string& message) {
+  interrupt_message.store(message.empty() ? nullptr : new std::string(message));
+}
+
+extern "C" void OnInterrupt(int) {
+  const std::string* message = interrupt_message.load();
+  if (message != nullptr) {
+    const char prefix[] = "\ninvnet: interrupted: ";
+    ssize_t ignored = ::write(STDERR_FILENO, prefix, sizeof(prefix) - 1);
+    ignored = ::write(STDERR_FILENO, message->data(), message->size());
+    ignored = ::write(STDERR_FILENO, "\n", 1);
+    (void)ignored;
+  }
+  ::_exit(130);  // 128 + SIGINT, as the shell reports a process killed by it
 }
 
 bool StderrIsTerminal() {
@@ -197,17 +245,15 @@ int StderrColumns() {
 
 int main(int argc, char** argv) {
   cli::Invocation invocation;
-  std::string error;
-  if (!ParseArgs(argc, argv, &invocation, &error)) {
-    std::cerr << "invnet: " << error << "\nRun 'invnet --help' for usage.\n";
-    return 2;
-  }
+  ParseArgs(argc, argv, &invocation);
   invocation.flags = CollectFlags();
   cli::Context ctx;
   ctx.out = &std::cout;
   ctx.err = &std::cerr;
   ctx.interactive = StderrIsTerminal();
   if (ctx.interactive) ctx.columns = StderrColumns();
+  ctx.set_interrupt_message = SetInterruptMessage;
+  std::signal(SIGINT, OnInterrupt);
   const int code = cli::Main(invocation, ctx);
   std::cout.flush();
   return code;

@@ -1,5 +1,6 @@
 #include "client/dense_tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -34,6 +35,22 @@ absl::StatusOr<int64_t> NumElements(const std::vector<int64_t>& shape, absl::str
   return count;
 }
 
+DenseTensor RowRange(const DenseTensor& m, int64_t begin, int64_t count) {
+  DenseTensor out = DenseTensor::Matrix(count, m.cols());
+  std::copy(m.values.begin() + begin * m.cols(), m.values.begin() + (begin + count) * m.cols(),
+            out.values.begin());
+  return out;
+}
+
+void AppendRows(const DenseTensor& part, DenseTensor* all) {
+  if (all->shape.empty()) {
+    *all = part;
+    return;
+  }
+  all->shape[0] += part.rows();
+  all->values.insert(all->values.end(), part.values.begin(), part.values.end());
+}
+
 std::string ShapeToString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
@@ -48,10 +65,11 @@ absl::Status DenseTensor::Validate(absl::string_view field) const {
   }
   for (size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      std::string where = absl::StrCat("values[", i, "]");
+      // Counted from 1, as CSV line numbers and spreadsheets count.
+      std::string where = absl::StrCat("value ", i + 1);
       if (is_matrix() && shape[1] > 0) {
-        where = absl::StrCat("row ", i / static_cast<size_t>(shape[1]), ", column ",
-                             i % static_cast<size_t>(shape[1]));
+        where = absl::StrCat("row ", i / static_cast<size_t>(shape[1]) + 1, ", column ",
+                             i % static_cast<size_t>(shape[1]) + 1);
       }
       return absl::InvalidArgumentError(absl::StrCat(field, ": ", where, " is not finite (",
                                                      std::isnan(values[i]) ? "NaN" : "Inf", ")"));

@@ -37,8 +37,8 @@ struct DenseTensor {
 
   // OK when every shape entry is >= 0, prod(shape) does not overflow int64 and equals
   // values.size(), and every value is finite. Otherwise INVALID_ARGUMENT whose message starts
-  // with `field` (e.g. "measurements: shape[1] = -2 is negative"), so the caller can tell which
-  // input was bad.
+  // with `field` (e.g. "measurements: shape[1] = -2 is negative", "y: row 2, column 1 is not
+  // finite (NaN)", rows and columns counted from 1), so the caller can tell which input was bad.
   absl::Status Validate(absl::string_view field) const;
   // Validate() plus rank == 2 (INVALID_ARGUMENT naming `field` otherwise).
   absl::Status ValidateMatrix(absl::string_view field) const;
@@ -50,6 +50,13 @@ struct DenseTensor {
   // the shape is negative, overflows or disagrees with the value count, or a value is NaN/Inf.
   static absl::StatusOr<DenseTensor> FromProto(const v1::Tensor& proto, absl::string_view field);
 };
+
+// Rows [begin, begin + count) of a matrix, as a [count, cols] matrix. Precondition:
+// m.is_matrix(), 0 <= begin, count >= 0, begin + count <= m.rows().
+DenseTensor RowRange(const DenseTensor& m, int64_t begin, int64_t count);
+// Appends the rows of `part` to `all` (an empty tensor {} takes part's shape). Precondition:
+// both are matrices with the same number of columns, or `all` is empty.
+void AppendRows(const DenseTensor& part, DenseTensor* all);
 
 // prod(shape), or INVALID_ARGUMENT naming `field` when an entry is negative or the product
 // overflows int64.

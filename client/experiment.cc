@@ -78,22 +78,6 @@ bool Finished(v1::JobState state) {
 // ---------------------------------------------------------------------------------------------
 // Evaluation helpers.
 
-DenseTensor Rows(const DenseTensor& m, int64_t begin, int64_t count) {
-  DenseTensor out = DenseTensor::Matrix(count, m.cols());
-  std::copy(m.values.begin() + begin * m.cols(), m.values.begin() + (begin + count) * m.cols(),
-            out.values.begin());
-  return out;
-}
-
-void AppendRows(const DenseTensor& part, DenseTensor* all) {
-  if (all->shape.empty()) {
-    *all = part;
-    return;
-  }
-  all->shape[0] += part.rows();
-  all->values.insert(all->values.end(), part.values.begin(), part.values.end());
-}
-
 int64_t RowsPerCall(int64_t cols) { return std::max<int64_t>(1, kValuesPerCall / cols); }
 
 // A response tensor, checked to be [rows, cols].
@@ -123,7 +107,7 @@ absl::StatusOr<Reconstruction> ReconstructAll(const InvnetClient& client, const 
     v1::ReconstructRequest request;
     request.set_model(m.model);
     request.set_version(m.version);
-    Rows(y, begin, count).ToProto(request.mutable_measurements());
+    RowRange(y, begin, count).ToProto(request.mutable_measurements());
     absl::StatusOr<v1::ReconstructResponse> response = client.Reconstruct(request);
     if (!response.ok()) {
       return absl::Status(response.status().code(),
@@ -156,7 +140,7 @@ absl::StatusOr<DenseTensor> ForwardAll(const InvnetClient& client, const Trained
     v1::ForwardRequest request;
     request.set_model(m.model);
     request.set_version(m.version);
-    Rows(x, begin, count).ToProto(request.mutable_signals());
+    RowRange(x, begin, count).ToProto(request.mutable_signals());
     absl::StatusOr<v1::ForwardResponse> response = client.Forward(request);
     if (!response.ok()) {
       return absl::Status(response.status().code(),
@@ -185,7 +169,7 @@ absl::StatusOr<ReferenceResults> EstimateAll(const InvnetClient& client, const T
     request.add_estimators(v1::ESTIMATOR_MAP);
     request.add_estimators(v1::ESTIMATOR_PSEUDO_INVERSE);
     if (with_wiener) request.add_estimators(v1::ESTIMATOR_WIENER);
-    Rows(y, begin, count).ToProto(request.mutable_measurements());
+    RowRange(y, begin, count).ToProto(request.mutable_measurements());
     INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse response, client.Estimate(request));
     INVNET_ASSIGN_OR_RETURN(DenseTensor pm,
                             Expect(response.posterior_mean(), count, n, "posterior_mean"));
@@ -245,7 +229,7 @@ const std::vector<LossInfo>& ExperimentLosses() {
   static const auto* losses = new std::vector<LossInfo>{
       {v1::LOSS_APPROXIMATION, "approximation", "approximation training", "approximation",
        "#E69F00"},
-      {v1::LOSS_LOG_DET, "logdet", "log-det regularised", "log-det", "#0072B2"},
+      {v1::LOSS_LOG_DET, "log-det", "log-det regularised", "log-det", "#0072B2"},
       {v1::LOSS_DIVERGENCE, "divergence", "divergence regularised", "divergence", "#CC79A7"},
       {v1::LOSS_RECONSTRUCTION, "reconstruction", "reconstruction training", "reconstruction",
        "#009E73"},
@@ -263,19 +247,11 @@ const LossInfo& InfoFor(v1::Loss loss) {
 absl::StatusOr<std::vector<v1::Loss>> ParseLossList(absl::string_view list) {
   std::vector<v1::Loss> losses;
   for (absl::string_view word : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
-    const std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(word));
-    const LossInfo* found = nullptr;
-    for (const LossInfo& info : ExperimentLosses()) {
-      if (name == info.key || (name == "log_det" && info.loss == v1::LOSS_LOG_DET)) found = &info;
-    }
-    if (found == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", word, "' is not one of approximation, reconstruction, logdet, divergence"));
-    }
-    if (std::find(losses.begin(), losses.end(), found->loss) != losses.end()) {
+    INVNET_ASSIGN_OR_RETURN(v1::Loss loss, ParseLossName(word));
+    if (std::find(losses.begin(), losses.end(), loss) != losses.end()) {
       return absl::InvalidArgumentError(absl::StrCat("'", word, "' is listed twice"));
     }
-    losses.push_back(found->loss);
+    losses.push_back(loss);
   }
   if (losses.empty()) return absl::InvalidArgumentError("no loss given");
   return losses;

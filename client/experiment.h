@@ -40,18 +40,19 @@ namespace invnet::client {
 // What the report calls each loss, and its colour in every figure.
 struct LossInfo {
   v1::Loss loss;
-  const char* key;          // the --losses word and the model-name suffix: "logdet"
+  // LossName(loss): the --losses word, the model-name suffix and results.csv's key: "log-det".
+  const char* key;
   const char* label;        // "log-det regularised"
   const char* short_label;  // "log-det", for panel titles
   const char* color;        // "#0072B2"
 };
-// The four losses in the report's order: approximation, logdet, divergence, reconstruction.
+// The four losses in the report's order: approximation, log-det, divergence, reconstruction.
 const std::vector<LossInfo>& ExperimentLosses();
 // Precondition: `loss` is one of the four.
 const LossInfo& InfoFor(v1::Loss loss);
-// "a,b" -> losses, in the order given. INVALID_ARGUMENT naming the bad word for an unknown loss
-// (approximation, reconstruction, logdet or log_det, divergence), a repeated one or an empty
-// list.
+// "a,b" -> losses, in the order given, each word as ParseLossName() reads it (log-det, logdet,
+// log_det, LOSS_LOG_DET, ...). INVALID_ARGUMENT naming the bad word for an unknown loss, a
+// repeated one or an empty list.
 absl::StatusOr<std::vector<v1::Loss>> ParseLossList(absl::string_view list);
 
 struct ExperimentConfig {

@@ -81,7 +81,28 @@ std::string JobStateName(v1::JobState state) {
   return EnumSuffix(v1::JobState_Name(state), "JOB_STATE_");
 }
 
-std::string LossName(v1::Loss loss) { return EnumSuffix(v1::Loss_Name(loss), "LOSS_"); }
+std::string LossName(v1::Loss loss) {
+  // The one spelling the CLI prints (the README's); the enum's would be "log_det".
+  if (loss == v1::LOSS_LOG_DET) return "log-det";
+  return EnumSuffix(v1::Loss_Name(loss), "LOSS_");
+}
+
+absl::StatusOr<v1::Loss> ParseLossName(absl::string_view text) {
+  // Case, a "LOSS_" prefix and the separators '-' and '_' do not matter: log-det, logdet,
+  // log_det and LOSS_LOG_DET are one loss.
+  std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
+  if (absl::StartsWith(name, "loss_")) name.erase(0, 5);
+  name.erase(std::remove_if(name.begin(), name.end(), [](char c) { return c == '-' || c == '_'; }),
+             name.end());
+  for (v1::Loss loss :
+       {v1::LOSS_APPROXIMATION, v1::LOSS_RECONSTRUCTION, v1::LOSS_LOG_DET, v1::LOSS_DIVERGENCE}) {
+    std::string candidate = LossName(loss);
+    candidate.erase(std::remove(candidate.begin(), candidate.end(), '-'), candidate.end());
+    if (name == candidate) return loss;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "'", text, "' is not one of approximation, reconstruction, log-det, divergence"));
+}
 
 std::string TargetSpaceName(v1::TargetSpace space) {
   return EnumSuffix(v1::TargetSpace_Name(space), "TARGET_SPACE_");

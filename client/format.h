@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "invnet/v1/model.pb.h"
 #include "invnet/v1/problem.pb.h"
@@ -40,9 +42,14 @@ std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp);
 // A double with up to 4 significant digits ("0.01234", "1.5e-06", "nan").
 std::string FormatNumber(double value);
 
-// Lower-case names without the enum prefix: "running", "log_det", "normal", "elu", ...
+// Lower-case names without the enum prefix: "running", "normal", "elu", ...; losses are
+// "approximation", "reconstruction", "log-det" and "divergence" (the CLI's one spelling).
 std::string JobStateName(v1::JobState state);
 std::string LossName(v1::Loss loss);
+// The loss a user means: LossName()'s spelling or any other common one (case-insensitive, with
+// or without "LOSS_", '-' or '_': "logdet", "log_det", "LOSS_LOG_DET"). INVALID_ARGUMENT
+// listing the four otherwise (the message does not name a flag).
+absl::StatusOr<v1::Loss> ParseLossName(absl::string_view text);
 std::string TargetSpaceName(v1::TargetSpace space);
 std::string ActivationName(v1::Activation activation);
 // "identity(n=2)", "dense(3x2)", "convolution(n=64, 5 taps, zero)".

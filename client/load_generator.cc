@@ -1,13 +1,13 @@
 #include "client/load_generator.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <random>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -31,6 +31,7 @@ v1::Tensor RandomBatch(int64_t batch, int64_t dim, uint64_t seed) {
 }
 
 struct WorkerResult {
+  absl::Time last_answer = absl::InfinitePast();  // of a measured request
   std::vector<double> latencies_us;
   std::map<std::string, int64_t> errors;
 };
@@ -41,8 +42,8 @@ double LoadReport::Percentile(double q) const {
   if (latencies_us.empty()) return 0;
   // The nearest-rank definition: the smallest value with at least q of the values at or below.
   const double rank = std::ceil(q * static_cast<double>(latencies_us.size())) - 1;
-  const size_t index = static_cast<size_t>(
-      std::clamp(rank, 0.0, static_cast<double>(latencies_us.size() - 1)));
+  const size_t index =
+      static_cast<size_t>(std::clamp(rank, 0.0, static_cast<double>(latencies_us.size() - 1)));
   return latencies_us[index];
 }
 
@@ -106,6 +107,7 @@ absl::StatusOr<LoadReport> RunLoad(std::shared_ptr<grpc::ChannelInterface> chann
       }
       const absl::Time done = absl::Now();
       if (!measuring) continue;
+      result.last_answer = std::max(result.last_answer, done);
       if (status.ok()) {
         result.latencies_us.push_back(absl::ToDoubleMicroseconds(done - scheduled));
       } else {
@@ -121,7 +123,14 @@ absl::StatusOr<LoadReport> RunLoad(std::shared_ptr<grpc::ChannelInterface> chann
 
   LoadReport report;
   report.batch = options.batch;
-  report.seconds = absl::ToDoubleSeconds(std::min(end, stop_at) - warm_until);
+  // The measured time runs from the end of the warm-up to the last measured answer, not to the
+  // scheduled end: a server that falls behind a fixed --rate answers after it.
+  absl::Time last_answer = absl::InfinitePast();
+  for (const WorkerResult& r : results) last_answer = std::max(last_answer, r.last_answer);
+  report.seconds = last_answer > warm_until
+                       ? absl::ToDoubleSeconds(last_answer - warm_until)
+                       : absl::ToDoubleSeconds(std::min(end, stop_at) - warm_until);
+  report.seconds = std::max(report.seconds, 0.0);
   for (WorkerResult& r : results) {
     report.latencies_us.insert(report.latencies_us.end(), r.latencies_us.begin(),
                                r.latencies_us.end());

@@ -7,14 +7,14 @@
 // then counts from the scheduled send time, so a slow server cannot hide its queueing: no
 // coordinated omission). Reports request and sample throughput and latency percentiles.
 
+#include <grpcpp/channel.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <grpcpp/channel.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -25,11 +25,13 @@ struct LoadOptions {
   std::string rpc = "reconstruct";  // "reconstruct" or "forward"
   std::string model;
   int64_t version = 0;
-  int64_t batch = 1;        // samples per request
-  int concurrency = 1;      // workers (requests in flight, closed loop)
+  int64_t batch = 1;    // samples per request
+  int concurrency = 1;  // workers (requests in flight, closed loop)
+  // Requests are sent until `duration` after the warm-up (absl::InfiniteDuration(): no limit)
+  // or until `requests` measured ones were sent (if > 0), whichever comes first.
   absl::Duration duration = absl::Seconds(10);
-  int64_t requests = 0;     // if > 0: stop after this many measured requests instead
-  double rate = 0;          // requests per second in total; 0 = closed loop
+  int64_t requests = 0;
+  double rate = 0;                           // requests per second in total; 0 = closed loop
   absl::Duration warmup = absl::Seconds(1);  // requests before measuring starts
   std::optional<double> tolerance;           // solver tolerance for reconstruct
   uint64_t seed = 1;
@@ -39,7 +41,8 @@ struct LoadReport {
   int64_t requests = 0;  // measured, successful
   int64_t errors = 0;
   std::map<std::string, int64_t> errors_by_code;
-  double seconds = 0;    // measured wall time
+  // Measured wall time: from the end of the warm-up to the last measured answer.
+  double seconds = 0;
   int64_t batch = 0;
   std::vector<double> latencies_us;  // sorted ascending
 

@@ -330,6 +330,11 @@ std::string ModelsTable(const ExperimentData& data) {
   return text;
 }
 
+// "3. Training curves" when two figures precede it: the one place figures are numbered.
+std::string Numbered(const std::vector<std::string>& figures_so_far, absl::string_view title) {
+  return absl::StrCat(figures_so_far.size() + 1, ". ", title);
+}
+
 std::string Figure(const std::string& heading, const std::string& file, const std::string& alt,
                    const std::string& caption) {
   return absl::StrCat("### ", heading, "\n\n![", alt, "](", file, ")\n\n", caption, "\n\n");
@@ -777,13 +782,13 @@ absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& data, const std::s
                     "map; approximation training's inverse looks like A⁻¹ (a linear map that "
                     "ignores the prior); reconstruction training's inverse approaches the "
                     "posterior mean but its φ no longer looks like A.");
-    figures.push_back(Figure("1. A regular grid through φ and φ⁻¹", "grids.svg",
+    figures.push_back(Figure(Numbered(figures, "A regular grid through φ and φ⁻¹"), "grids.svg",
                              "grids through phi and its inverse", caption));
 
     const int64_t count = ScatterCount(data, kMaxScatterPoints);
     files.emplace_back("samples.svg", SamplesSheet(data, kMaxScatterPoints));
     figures.push_back(Figure(
-        "2. Samples, measurements and reconstructions", "samples.svg",
+        Numbered(figures, "Samples, measurements and reconstructions"), "samples.svg",
         "samples, measurements and reconstructions",
         absl::StrCat(count < data.x.rows()
                          ? absl::StrCat("The first ", count, " of the ", data.x.rows(),
@@ -800,7 +805,7 @@ absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& data, const std::s
     const int64_t count = std::min(kSignalPanels, data.x.rows());
     files.emplace_back("signals.svg", SignalsSheet(data, kSignalPanels));
     figures.push_back(
-        Figure("2. Test signals and their reconstructions", "signals.svg",
+        Figure(Numbered(figures, "Test signals and their reconstructions"), "signals.svg",
                "test signals and their reconstructions",
                absl::StrCat("The first ", count,
                             " test signals x (black) against the sample index, with their "
@@ -812,7 +817,7 @@ absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& data, const std::s
   }
   files.emplace_back("curves.svg", CurvesSheet(data));
   figures.push_back(Figure(
-      absl::StrCat(figures.size() + 1, ". Training curves"), "curves.svg", "training curves",
+      Numbered(figures, "Training curves"), "curves.svg", "training curves",
       absl::StrCat("Training loss (mean over windows of steps), validation MSE and validation "
                    "forward error against the step, per loss. The log-det and divergence losses "
                    "subtract their regulariser, so their loss values are not comparable with the "

@@ -251,10 +251,17 @@ absl::StatusOr<DenseTensor> ParseNpy(absl::string_view bytes, absl::string_view 
   }
   std::vector<int64_t> shape = *header->shape;
   if (shape.size() == 1) {
-    shape.push_back(1);  // k scalars: k samples of dimension 1.
-  } else if (shape.size() != 2) {
+    // [k] could be one sample of dimension k or k samples of dimension 1: refuse to guess.
+    const std::string k = absl::StrCat(shape[0]);
     return Invalid(source,
-                   absl::StrCat("expected a 1-D or 2-D array, got shape ", ShapeToString(shape)));
+                   absl::StrCat("a 1-D array of shape [", k, "] is ambiguous: save it as [1, ", k,
+                                "] (one sample of dimension ", k, ") or [", k, ", 1] (", k,
+                                " samples of dimension 1), e.g. with "
+                                "a.reshape(1, -1) or a.reshape(-1, 1)"));
+  }
+  if (shape.size() != 2) {
+    return Invalid(source, absl::StrCat("expected a 2-D array [batch, dim], got shape ",
+                                        ShapeToString(shape)));
   }
   absl::StatusOr<int64_t> count = NumElements(shape, source);
   if (!count.ok()) return count.status();

@@ -5,10 +5,9 @@
 // file's extension (case-insensitive):
 //
 //   .npy  NumPy's format. Reads versions 1.0, 2.0 and 3.0, dtypes '<f4' and '<f8' (float64 is
-//         rounded to float32), C order, rank 1 or 2. A 1-D array of length k is read as k
-//         samples of dimension 1, shape [k, 1] (NumPy's convention for a batch of scalars;
-//         write a [1, k] array to mean one sample of dimension k). Writes version 1.0, '<f4',
-//         C order, rank 2.
+//         rounded to float32), C order, rank 2. A 1-D array [k] is refused as ambiguous (one
+//         sample of dimension k, or k samples of dimension 1?): the message says to save it as
+//         [1, k] or [k, 1]. Writes version 1.0, '<f4', C order, rank 2.
 //   .csv  One sample per line, values separated by commas. The first non-blank line is
 //         skipped when none of its fields is a number (a header such as "x0,x1"); blank lines
 //         are ignored; '\r\n' line ends are accepted. Writes no header and the shortest
@@ -19,7 +18,7 @@
 //   NOT_FOUND           the file (or, when writing, its directory) does not exist
 //   PERMISSION_DENIED   the file cannot be opened for lack of permission
 //   INVALID_ARGUMENT    unknown extension; malformed content (bad magic, truncated header or
-//                       data, unsupported dtype, Fortran order, rank > 2, ragged or
+//                       data, unsupported dtype, Fortran order, rank other than 2, ragged or
 //                       non-numeric CSV rows: the message names the line); writing a tensor
 //                       that is not a consistent rank-2 matrix
 //   other codes         from errno, for other I/O failures

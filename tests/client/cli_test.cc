@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/tensor_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -67,6 +69,9 @@ void SetFlag(CliFlags& f, const std::string& name, const std::string& v) {
           {"estimators", [](CliFlags& f, const std::string& v) { f.estimators = v; }},
           {"rows_per_chunk",
            [](CliFlags& f, const std::string& v) { f.rows_per_chunk = std::stoll(v); }},
+          {"chunk_rows", [](CliFlags& f, const std::string& v) { f.chunk_rows = std::stoll(v); }},
+          {"diagnostics", [](CliFlags& f, const std::string& v) { f.diagnostics = v; }},
+          {"count", [](CliFlags& f, const std::string& v) { f.count = std::stoll(v); }},
           {"rpc", [](CliFlags& f, const std::string& v) { f.rpc = v; }},
           {"batch", [](CliFlags& f, const std::string& v) { f.batch = std::stoll(v); }},
           {"concurrency", [](CliFlags& f, const std::string& v) { f.concurrency = std::stoll(v); }},
@@ -114,6 +119,9 @@ class CliTest : public ::testing::Test {
 
   // Runs `invnet <words>` against the fake; returns the exit code.
   int Run(const std::vector<std::string>& words, bool interactive = false) {
+    return RunInvocation(Parse(words), interactive);
+  }
+  int RunInvocation(const Invocation& invocation, bool interactive = false) {
     out_.str("");
     err_.str("");
     Context ctx;
@@ -128,7 +136,10 @@ class CliTest : public ::testing::Test {
       options_ = options;
       return std::make_unique<InvnetClient>(fake_.InProcessChannel(), options);
     };
-    return Main(Parse(words), ctx);
+    ctx.set_interrupt_message = [this](const std::string& message) {
+      interrupt_messages_.push_back(message);
+    };
+    return Main(invocation, ctx);
   }
 
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
@@ -141,6 +152,7 @@ class CliTest : public ::testing::Test {
   std::ostringstream out_;
   std::ostringstream err_;
   int connects_ = 0;
+  std::vector<std::string> interrupt_messages_;
   std::string target_;
   ClientOptions options_;
 };
@@ -189,6 +201,16 @@ TEST_F(CliTest, UsageErrorsExitTwoWithoutCallingTheServer) {
       {"train", "--preset=blur64", "--model=m", "--loss=logdet", "--dataset=digits"},
       {"health", "--server="},
       {"health", "--timeout=-1"},
+      {"health", "--server=localhost"},
+      {"health", "--server=127.0.0.1:99999"},
+      {"health", "--server=127.0.0.1:0"},
+      {"health", "--server=localhost:http"},
+      {"health", "--server=::1"},
+      {"pairs", "--model=blur", "--output=p.csv"},
+      {"pairs", "--model=blur", "--count=0", "--output=p.csv"},
+      {"pairs", "--model=blur", "--count=3"},
+      {"reconstruct", "--model=blur", "--input=y.csv", "--chunk_rows=0"},
+      {"reconstruct", "--model=blur", "--input=y.csv", "--diagnostics="},
   };
   for (const auto& words : cases) {
     SCOPED_TRACE(::testing::PrintToString(words));
@@ -321,7 +343,7 @@ TEST_F(CliTest, JobsShowAndCancel) {
   EXPECT_EQ(Run({"jobs", "show", "job-8"}), 1);
   EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND: job job-8"));
   EXPECT_EQ(Run({"jobs", "cancel", "job-7"}), 0);
-  EXPECT_EQ(out_.str(), "job job-7: cancelled\n");
+  EXPECT_EQ(out_.str(), "job job-7 cancelled\n");
   EXPECT_EQ(Run({"jobs", "cancel", "job-7"}), 1);
   EXPECT_THAT(err_.str(), HasSubstr("FAILED_PRECONDITION"));
 }
@@ -331,7 +353,7 @@ TEST_F(CliTest, ModelsListShowAndDelete) {
   EXPECT_EQ(
       out_.str(),
       "MODEL  VERSIONS  LATEST  OPERATOR       DIMS     LOSS     VAL_MSE  CREATED\n"
-      "blur   2         2       identity(n=3)  m=3 n=3  log_det  0.125    2023-11-14 22:13:22\n");
+      "blur   2         2       identity(n=3)  m=3 n=3  log-det  0.125    2023-11-14 22:13:22\n");
   ASSERT_EQ(Run({"models", "show", "blur", "--version=1"}), 0);
   EXPECT_THAT(out_.str(), StartsWith("model blur version 1\n"));
   EXPECT_THAT(out_.str(), Not(HasSubstr("version 2")));
@@ -413,7 +435,8 @@ TEST_F(CliTest, ReconstructWithoutOutputPrintsCsv) {
 TEST_F(CliTest, ReconstructRejectsBadInputFilesBeforeSending) {
   WriteText("nan.csv", "1,nan,3\n");
   EXPECT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("nan.csv")}), 1);
-  EXPECT_THAT(err_.str(), HasSubstr("INVALID_ARGUMENT: " + Path("nan.csv") + ": row 0, column 1"));
+  // Rows and columns count from 1, as the CSV reader's line numbers do.
+  EXPECT_THAT(err_.str(), HasSubstr("INVALID_ARGUMENT: " + Path("nan.csv") + ": row 1, column 2"));
   WriteText("ragged.csv", "1,2\n3\n");
   EXPECT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("ragged.csv")}), 1);
   EXPECT_THAT(err_.str(), HasSubstr("line 2 has 1 values"));
@@ -561,9 +584,9 @@ TEST(FlagDocsTest, EveryCommandFlagIsDocumented) {
 }
 
 TEST_F(CliTest, BenchReportsThroughputAndLatency) {
-  ASSERT_EQ(Run({"bench", "--model=blur", "--requests=40", "--concurrency=4", "--batch=8",
-                 "--warmup=0"}),
-            0)
+  ASSERT_EQ(
+      Run({"bench", "--model=blur", "--requests=40", "--concurrency=4", "--batch=8", "--warmup=0"}),
+      0)
       << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("reconstruct model=blur batch=8 concurrency=4 closed-loop"));
   EXPECT_THAT(out_.str(), HasSubstr("40 ok, 0 errors"));
@@ -576,15 +599,228 @@ TEST_F(CliTest, BenchReportsThroughputAndLatency) {
     EXPECT_EQ(fake_.state().reconstruct.measurements().shape(1), 3);
   }
   // A fixed arrival rate, and the Forward RPC.
-  ASSERT_EQ(Run({"bench", "--model=blur", "--rpc=forward", "--rate=200", "--duration=0.2",
-                 "--warmup=0"}),
-            0)
+  ASSERT_EQ(
+      Run({"bench", "--model=blur", "--rpc=forward", "--rate=200", "--duration=0.2", "--warmup=0"}),
+      0)
       << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("rate=200/s"));
   EXPECT_EQ(Run({"bench", "--model=blur", "--rpc=estimate"}), 2);
   EXPECT_EQ(Run({"bench", "--model=blur", "--concurrency=0"}), 2);
   EXPECT_EQ(Run({"bench"}), 2);
   EXPECT_EQ(Run({"bench", "--model=nope", "--requests=1"}), 1);
+}
+
+TEST_F(CliTest, VersionPrintsTheProjectVersion) {
+  Invocation inv;
+  inv.version_requested = true;
+  EXPECT_EQ(RunInvocation(inv), 0);
+  EXPECT_EQ(out_.str(), absl::StrCat("invnet ", INVNET_EXPECTED_VERSION, "\n"));
+  // With a command, --version is the model version and needs its value.
+  inv.args = {"reconstruct"};
+  EXPECT_EQ(RunInvocation(inv), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("--version needs a value N"));
+  EXPECT_EQ(connects_, 0);
+}
+
+TEST_F(CliTest, HelpFullListsEveryFlagWithItsCommands) {
+  Invocation inv;
+  inv.help = inv.help_full = true;
+  EXPECT_EQ(RunInvocation(inv), 0);
+  for (const FlagInfo& flag : AllFlags()) {
+    EXPECT_THAT(out_.str(), HasSubstr(absl::StrCat("--", flag.name))) << flag.name;
+  }
+  EXPECT_THAT(out_.str(), HasSubstr("All flags:"));
+  EXPECT_THAT(out_.str(), HasSubstr("[reconstruct]"));  // --diagnostics
+}
+
+TEST_F(CliTest, UnknownFlagsSuggestTheNearestAndTheCommandsHelp) {
+  Invocation inv;
+  inv.args = {"reconstruct"};
+  inv.unknown_flags = {"modle"};
+  EXPECT_EQ(RunInvocation(inv), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("unknown flag '--modle'; did you mean --model?"));
+  EXPECT_THAT(err_.str(), HasSubstr("Run 'invnet reconstruct --help' for usage."));
+  // A flag of another command: said so.
+  inv.args = {"health"};
+  inv.unknown_flags = {"tolerence"};
+  EXPECT_EQ(RunInvocation(inv), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("--tolerance exists but does not apply to 'invnet health'"));
+  // Nothing near: no suggestion.
+  inv.unknown_flags = {"zzzzzzzz"};
+  EXPECT_EQ(RunInvocation(inv), 2);
+  EXPECT_THAT(err_.str(), Not(HasSubstr("did you mean")));
+  EXPECT_EQ(NearestFlag("outptu"), "output");
+  EXPECT_EQ(NearestFlag("chunk_row"), "chunk_rows");
+  EXPECT_EQ(connects_, 0);
+}
+
+TEST_F(CliTest, ServerAddressNeedsAPortInRange) {
+  EXPECT_EQ(Run({"health", "--server=localhost"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("--server 'localhost' needs a port: HOST:PORT"));
+  EXPECT_EQ(Run({"health", "--server=127.0.0.1:99999"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("must be a number in 1..65535"));
+  for (const char* good : {"localhost:50051", "127.0.0.1:1", "[::1]:65535", "dns:///h:50051",
+                           "unix:/tmp/invnet.sock"}) {
+    EXPECT_THAT(CheckServerAddress(good), IsOk()) << good;
+  }
+  EXPECT_EQ(connects_, 0);
+}
+
+TEST_F(CliTest, UnreachableServerSaysWhereItLooked) {
+  fake_.FailWith(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "failed to connect to all addresses; last error: UNKNOWN: "
+                              "ipv4:127.0.0.1:1: Failed to connect to remote host: Connection "
+                              "refused"));
+  EXPECT_EQ(Run({"models", "list", "--server=127.0.0.1:1"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("; is invnet-server running at 127.0.0.1:1? (--server)"));
+  // A server that answered UNAVAILABLE itself (shutting down) is not "not running".
+  fake_.FailWith(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+  EXPECT_EQ(Run({"models", "list"}), 1);
+  EXPECT_THAT(err_.str(), Not(HasSubstr("is invnet-server running")));
+  EXPECT_THAT(err_.str(), HasSubstr("(server localhost:50051)"));
+}
+
+TEST_F(CliTest, JobsShowResolvesTheDefaultLossWeight) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    v1::TrainingJob job = MakeJob("job-7", "blur", v1::JOB_STATE_RUNNING, 150, 3000);
+    job.mutable_training()->set_loss(v1::LOSS_LOG_DET);
+    job.mutable_training()->set_loss_weight(-1);  // the server's mark for delta^2
+    job.mutable_problem()->set_noise_level(0.2);
+    fake_.state().jobs = {job};
+  }
+  ASSERT_EQ(Run({"jobs", "show", "job-7"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("loss log-det (weight default delta^2 = 0.04)"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("-1")));
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().jobs[0].mutable_training()->set_loss_weight(0.5);
+  }
+  ASSERT_EQ(Run({"jobs", "show", "job-7"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("loss log-det (weight 0.5)"));
+}
+
+TEST_F(CliTest, JobsCancelSaysWhatHappened) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().jobs = {MakeJob("job-7", "blur", v1::JOB_STATE_RUNNING, 150, 3000)};
+    fake_.state().cancel_is_immediate = false;  // a running job stops at its next step
+  }
+  ASSERT_EQ(Run({"jobs", "cancel", "job-7"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), StartsWith("job job-7: cancel requested"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("running")));
+}
+
+TEST_F(CliTest, TrainTellsTheInterruptHandlerThatTheJobGoesOn) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().watch_updates = {MakeJob("job-1", "m1", v1::JOB_STATE_SUCCEEDED, 10, 10)};
+  }
+  ASSERT_EQ(Run({"train", "--preset=bimodal2d", "--model=m1", "--loss=log-det"}), 0) << err_.str();
+  EXPECT_THAT(interrupt_messages_,
+              ElementsAre("job job-1 keeps running on the server; `invnet jobs cancel job-1` "
+                          "stops it",
+                          ""));
+  interrupt_messages_.clear();
+  ASSERT_EQ(Run({"jobs", "watch", "job-1"}), 0) << err_.str();
+  EXPECT_THAT(interrupt_messages_,
+              ElementsAre(HasSubstr("job job-1 keeps running on the server"), ""));
+}
+
+TEST_F(CliTest, ModelsDeleteHelpPromisesNoDefaultVersion) {
+  ASSERT_EQ(Run({"models", "delete", "--help"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("models delete: no default"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("(default: the latest)")));
+}
+
+TEST_F(CliTest, EveryLossSpellingIsAcceptedAndOneIsPrinted) {
+  for (const char* spelling : {"log-det", "logdet", "log_det", "LOSS_LOG_DET", "LogDet"}) {
+    SCOPED_TRACE(spelling);
+    absl::StatusOr<v1::TrainRequest> request = BuildTrainRequest(
+        Parse({"train", "--preset=blur64", "--model=m", std::string("--loss=") + spelling}));
+    ASSERT_THAT(request, IsOk());
+    EXPECT_EQ(request->training().loss(), v1::LOSS_LOG_DET);
+  }
+  EXPECT_EQ(Run({"train", "--preset=blur64", "--model=m", "--loss=logdeterminant"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("approximation, reconstruction, log-det, divergence"));
+  ASSERT_EQ(Run({"train", "--help"}), 0);
+  EXPECT_THAT(out_.str(), HasSubstr("approximation, reconstruction, log-det or divergence"));
+}
+
+TEST_F(CliTest, PairsWritesAnXAndAYFile) {
+  ASSERT_EQ(Run({"pairs", "--model=blur", "--count=4", "--seed=9", "--output=" + Path("p.csv")}), 0)
+      << err_.str();
+  absl::StatusOr<DenseTensor> x = ReadMatrix(Path("p.x.csv"));
+  absl::StatusOr<DenseTensor> y = ReadMatrix(Path("p.y.csv"));
+  ASSERT_THAT(x, IsOk());
+  ASSERT_THAT(y, IsOk());
+  EXPECT_THAT(x->shape, ElementsAre(4, 3));
+  EXPECT_THAT(y->shape, ElementsAre(4, 3));
+  EXPECT_EQ(x->at(3, 2), testing::FakeSignal(9, 3, 2));
+  EXPECT_EQ(y->at(1, 0), testing::FakeSignal(10, 1, 0));
+  EXPECT_THAT(err_.str(), HasSubstr(Path("p.x.csv")));
+  EXPECT_THAT(err_.str(), HasSubstr(Path("p.y.csv")));
+  absl::MutexLock lock(&fake_.state().mu);
+  EXPECT_EQ(fake_.state().draw.count(), 4);
+  EXPECT_EQ(fake_.state().draw.seed(), 9u);
+}
+
+TEST_F(CliTest, ReconstructInChunksWithDiagnostics) {
+  WriteText("y.csv", "2,4,6\n8,10,12\n14,16,18\n20,22,24\n26,28,30\n");
+  ASSERT_EQ(
+      Run({"reconstruct", "--model=blur", "--input=" + Path("y.csv"), "--output=" + Path("x.csv"),
+           "--chunk_rows=2", "--diagnostics=" + Path("diag.csv")}),
+      0)
+      << err_.str();
+  EXPECT_THAT(fake_.calls(), ElementsAre("Reconstruct", "Reconstruct", "Reconstruct"));
+  absl::StatusOr<DenseTensor> x = ReadMatrix(Path("x.csv"));
+  ASSERT_THAT(x, IsOk());
+  EXPECT_THAT(x->shape, ElementsAre(5, 3));
+  EXPECT_EQ(x->at(4, 2), 15);  // in order: the fake halves y
+  // One line per sample; the fake numbers iterations within each request from 1.
+  std::ifstream diag(Path("diag.csv"));
+  std::stringstream text;
+  text << diag.rdbuf();
+  EXPECT_EQ(text.str(),
+            "row,iterations,converged,error_bound,forward_residual\n"
+            "1,1,true,1e-06,1e-05\n"
+            "2,2,false,2e-06,1e-05\n"
+            "3,1,true,1e-06,1e-05\n"
+            "4,2,false,2e-06,1e-05\n"
+            "5,1,true,1e-06,1e-05\n");
+  EXPECT_THAT(err_.str(), HasSubstr("3/5 (60.0%)"));
+  EXPECT_THAT(err_.str(), HasSubstr("diagnostics"));
+}
+
+TEST_F(CliTest, InputsOverTheServersMaxBatchAreSplit) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().max_batch = 2;
+  }
+  WriteText("y.csv", "2,4,6\n8,10,12\n14,16,18\n20,22,24\n26,28,30\n");
+  ASSERT_EQ(Run({"forward", "--model=blur", "--input=" + Path("y.csv")}), 0) << err_.str();
+  // One refused request of 5 rows, then 2 + 2 + 1.
+  EXPECT_THAT(fake_.calls(), ElementsAre("Forward", "Forward", "Forward", "Forward"));
+  EXPECT_EQ(out_.str(), "4,8,12\n16,20,24\n28,32,36\n40,44,48\n52,56,60\n");
+  ASSERT_EQ(
+      Run({"estimate", "--model=blur", "--input=" + Path("y.csv"), "--estimators=map,wiener"}), 0)
+      << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("# map\n2,4,6\n8,10,12\n14,16,18\n20,22,24\n26,28,30\n"));
+}
+
+TEST(BenchOptionsTest, RequestsAloneRunUntilThatManyAreDone) {
+  Invocation inv = Parse({"bench", "--model=blur", "--requests=60000"});
+  absl::StatusOr<LoadOptions> options = BuildLoadOptions(inv);
+  ASSERT_THAT(options, IsOk());
+  EXPECT_EQ(options->requests, 60000);
+  EXPECT_EQ(options->duration, absl::InfiniteDuration());
+  inv = Parse({"bench", "--model=blur", "--requests=60000", "--duration=5"});
+  options = BuildLoadOptions(inv);
+  ASSERT_THAT(options, IsOk());
+  EXPECT_EQ(options->duration, absl::Seconds(5));
+  options = BuildLoadOptions(Parse({"bench", "--model=blur"}));
+  ASSERT_THAT(options, IsOk());
+  EXPECT_EQ(options->duration, absl::Seconds(10));
 }
 
 }  // namespace

@@ -68,10 +68,10 @@ TEST(DenseTensorTest, RejectsOverflowingShape) {
 TEST(DenseTensorTest, RejectsNonFiniteValuesNamingTheElement) {
   DenseTensor nan{{2, 2}, {1, 2, 3, std::nanf("")}};
   EXPECT_THAT(nan.Validate("y"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                          "y: row 1, column 1 is not finite (NaN)"));
+                                          "y: row 2, column 2 is not finite (NaN)"));
   DenseTensor inf{{3}, {1, std::numeric_limits<float>::infinity(), 3}};
   EXPECT_THAT(inf.Validate("x"),
-              StatusIs(absl::StatusCode::kInvalidArgument, "x: values[1] is not finite (Inf)"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "x: value 2 is not finite (Inf)"));
 }
 
 TEST(DenseTensorTest, ProtoRoundTrip) {
@@ -106,7 +106,7 @@ TEST(DenseTensorTest, FromProtoValidatesAndNamesTheField) {
   proto.add_values(std::numeric_limits<float>::infinity());
   proto.add_values(4);
   EXPECT_THAT(DenseTensor::FromProto(proto, "outputs"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outputs: row 1")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outputs: row 2, column 1")));
 }
 
 }  // namespace

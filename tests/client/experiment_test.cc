@@ -84,7 +84,7 @@ constexpr char kDatasetSpec[] = R"pb(
 )pb";
 
 const float kScale[] = {1.0f, 0.6f, 0.5f, 0.45f};  // Reconstruct's factor per loss, in order
-const char* const kKeys[] = {"approximation", "logdet", "divergence", "reconstruction"};
+const char* const kKeys[] = {"approximation", "log-det", "divergence", "reconstruction"};
 
 // Reference values computed here, independently of client/report.cc.
 double MeanSquared(const DenseTensor& a, const DenseTensor& b) {
@@ -229,7 +229,7 @@ TEST_F(ExperimentTest, ReportMatchesWhatTheServerAnswered) {
       EXPECT_TRUE(r.problem().has_prior());
       EXPECT_EQ(r.model_name(), absl::StrCat("experiment-", InfoFor(r.training().loss()).key));
     }
-    EXPECT_THAT(names, ElementsAre("experiment-approximation", "experiment-logdet",
+    EXPECT_THAT(names, ElementsAre("experiment-approximation", "experiment-log-det",
                                    "experiment-divergence", "experiment-reconstruction"));
     EXPECT_GE(s.train_refusals, 1);
     EXPECT_EQ(s.most_running, 2);
@@ -421,6 +421,10 @@ TEST_F(ExperimentTest, DatasetProblemsHaveNoReferenceRowsAndShowSignals) {
   EXPECT_THAT(md, Not(HasSubstr("| x PM")));
   EXPECT_THAT(md, Not(HasSubstr("grids.svg")));
   EXPECT_THAT(md, HasSubstr("](signals.svg)"));
+  // Numbered in order, each number once (n > 2 has no grid figure).
+  EXPECT_THAT(md, HasSubstr("### 1. Test signals and their reconstructions"));
+  EXPECT_THAT(md, HasSubstr("### 2. Training curves"));
+  EXPECT_THAT(md, Not(HasSubstr("### 2. Test signals")));
   absl::StatusOr<XmlElement> signals = ParseXml(ReadText(report_dir + "/signals.svg"));
   ASSERT_THAT(signals, IsOk());
   EXPECT_THAT(PanelIds(*signals), UnorderedElementsAreArray({"signal-0", "signal-1", "signal-2"}));
@@ -442,17 +446,17 @@ TEST_F(ExperimentTest, DatasetProblemsHaveNoReferenceRowsAndShowSignals) {
 TEST_F(ExperimentTest, AFailedJobIsReportedAndTheOthersEvaluated) {
   {
     absl::MutexLock lock(&fake_.state().mu);
-    fake_.state().failing_models = {"experiment-logdet"};
+    fake_.state().failing_models = {"experiment-log-det"};
   }
   const std::string report_dir = Path("partial");
   EXPECT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
                  {"test_pairs", "10"},
                  {"output_dir", report_dir}}),
             1);
-  EXPECT_THAT(err_.str(), HasSubstr("training failed for experiment-logdet"));
+  EXPECT_THAT(err_.str(), HasSubstr("training failed for experiment-log-det"));
   EXPECT_THAT(err_.str(), HasSubstr("simulated failure"));
   auto results = ReadResults(report_dir + "/results.csv");
-  EXPECT_EQ(results.count("logdet"), 0u);
+  EXPECT_EQ(results.count("log-det"), 0u);
   EXPECT_EQ(results.count("divergence"), 1u);
   EXPECT_THAT(ReadText(report_dir + "/report.md"), HasSubstr("**Training failed**"));
 }
@@ -481,7 +485,7 @@ TEST_F(ExperimentTest, InteractiveProgressRedrawsOneLinePerJob) {
       << err_.str();
   const std::string err = err_.str();
   EXPECT_THAT(err, HasSubstr("\x1b[2A"));  // back up over the two lines
-  EXPECT_THAT(err, HasSubstr("experiment-logdet          succeeded"));
+  EXPECT_THAT(err, HasSubstr("experiment-log-det         succeeded"));
   EXPECT_THAT(err, HasSubstr("experiment-reconstruction  succeeded"));
 }
 
@@ -492,10 +496,10 @@ TEST_F(ExperimentTest, UsageErrorsExitTwoWithoutCallingTheServer) {
                                           "training { loss: LOSS_LOG_DET }\n");
   const std::string empty = WriteSpec("empty.spec", "training { steps: 10 }\n");
   const std::vector<std::vector<std::pair<std::string, std::string>>> cases = {
-      {{"losses", "magic"}}, {{"losses", "logdet,log_det"}},   {{"losses", ""}},
-      {{"test_pairs", "0"}}, {{"test_pairs", "2000000"}},      {{"name", "Upper"}},
-      {{"name", "-dash"}},   {{"name", std::string(49, 'a')}}, {{"spec", with_loss}},
-      {{"spec", empty}},     {{"spec", spec}, {"steps", "0"}}, {{"output_dir", ""}},
+      {{"losses", "magic"}}, {{"losses", "logdet,LOSS_LOG_DET"}}, {{"losses", ""}},
+      {{"test_pairs", "0"}}, {{"test_pairs", "2000000"}},         {{"name", "Upper"}},
+      {{"name", "-dash"}},   {{"name", std::string(49, 'a')}},    {{"spec", with_loss}},
+      {{"spec", empty}},     {{"spec", spec}, {"steps", "0"}},    {{"output_dir", ""}},
       {{"preset", ""}},
   };
   for (const auto& flags : cases) {
@@ -528,15 +532,43 @@ TEST(ExperimentPlanTest, DefaultsAndOverrides) {
   inv.specified = {"preset", "losses", "name", "steps"};
   plan = cli::BuildExperimentPlan(inv);
   ASSERT_THAT(plan, IsOk());
-  EXPECT_EQ(plan->output_dir, "invnet-report-blur64");
+  // The report is named like its models.
+  EXPECT_EQ(plan->config.label, "run2");
+  EXPECT_EQ(plan->output_dir, "invnet-report-run2");
   EXPECT_THAT(plan->config.losses, ElementsAre(v1::LOSS_DIVERGENCE, v1::LOSS_APPROXIMATION));
   EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE), "run2-divergence");
   EXPECT_EQ(plan->config.base.training().steps(), 10);
 }
 
+// A spec's model_name names both the models and the report (not the spec file's name).
+TEST(ExperimentPlanTest, TheSpecsModelNameNamesTheModelsAndTheReport) {
+  std::string dir = ::testing::TempDir() + "/plan_XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  const std::string spec = dir + "/my_problem.spec";
+  std::ofstream(spec) << "model_name: \"toy\" preset: \"bimodal2d\"\n";
+  cli::Invocation inv;
+  inv.args = {"experiment"};
+  inv.flags.spec = spec;
+  inv.specified = {"spec"};
+  absl::StatusOr<cli::ExperimentPlan> plan = cli::BuildExperimentPlan(inv);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE), "toy-divergence");
+  EXPECT_EQ(plan->config.label, "toy");
+  EXPECT_EQ(plan->output_dir, "invnet-report-toy");
+  // Without model_name, the spec file's name.
+  std::ofstream(spec) << "preset: \"bimodal2d\"\n";
+  plan = cli::BuildExperimentPlan(inv);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->config.label, "my_problem");
+  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE), "experiment-divergence");
+}
+
 TEST(ParseLossListTest, NamesOrderAndErrors) {
   EXPECT_THAT(*ParseLossList("reconstruction, LOG_DET ,approximation"),
               ElementsAre(v1::LOSS_RECONSTRUCTION, v1::LOSS_LOG_DET, v1::LOSS_APPROXIMATION));
+  for (const char* spelling : {"log-det", "logdet", "log_det", "LOSS_LOG_DET", "Log-Det"}) {
+    EXPECT_THAT(*ParseLossList(spelling), ElementsAre(v1::LOSS_LOG_DET)) << spelling;
+  }
   EXPECT_THAT(ParseLossList("divergence,bogus"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'bogus'")));
   EXPECT_THAT(ParseLossList("divergence,divergence"),

@@ -32,13 +32,16 @@ std::optional<Status> Enter(FakeState& state, ServerContext* context, const std:
     left = absl::FromChrono(context->deadline()) - absl::Now();
   }
   bool block = false;
+  absl::Duration delay;
   {
     absl::MutexLock lock(&state.mu);
     state.calls.push_back(method);
     state.time_left[method] = left;
     block = state.block_until_cancelled;
+    delay = state.delay;
     if (!block && state.fail_with.has_value()) return state.fail_with;
   }
+  if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
   if (block) {
     const absl::Time give_up = absl::Now() + absl::Seconds(20);
     while (!context->IsCancelled() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
@@ -98,11 +101,19 @@ bool Unfinished(const v1::TrainingJob& job) {
   return job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RUNNING;
 }
 
-Status CheckBatch(const v1::Tensor& tensor, const std::string& field) {
+Status CheckBatch(const FakeState& state, const v1::Tensor& tensor, const std::string& field)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.mu) {
   int64_t count = 1;
   for (int64_t d : tensor.shape()) count *= d;
   if (tensor.shape_size() != 2 || count != tensor.values_size()) {
     return Status(StatusCode::INVALID_ARGUMENT, field + ": expected [batch, dim]");
+  }
+  if (state.max_batch > 0 && tensor.shape(0) > state.max_batch) {
+    // The real server's message (server/tensor_codec.cc).
+    return Status(
+        StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat(field, ": a batch of ", tensor.shape(0),
+                     " rows exceeds the server's limit of ", state.max_batch, " (--max_batch)"));
   }
   return Status::OK;
 }
@@ -117,7 +128,7 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     absl::MutexLock lock(&state_.mu);
     state_.reconstruct = *request;
     if (!HasModel(state_, request->model())) return NotFound("model " + request->model());
-    Status valid = CheckBatch(request->measurements(), "measurements");
+    Status valid = CheckBatch(state_, request->measurements(), "measurements");
     if (!valid.ok()) return valid;
     response->set_model(request->model());
     response->set_version(request->version() == 0 ? 1 : request->version());
@@ -138,7 +149,7 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     if (auto forced = Enter(state_, context, "Forward")) return *forced;
     absl::MutexLock lock(&state_.mu);
     if (!HasModel(state_, request->model())) return NotFound("model " + request->model());
-    Status valid = CheckBatch(request->signals(), "signals");
+    Status valid = CheckBatch(state_, request->signals(), "signals");
     if (!valid.ok()) return valid;
     response->set_model(request->model());
     response->set_version(1);
@@ -158,7 +169,7 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
                     "model '" + request->model() +
                         "' was trained on a dataset, not a Gaussian-mixture prior");
     }
-    Status valid = CheckBatch(request->measurements(), "measurements");
+    Status valid = CheckBatch(state_, request->measurements(), "measurements");
     if (!valid.ok()) return valid;
     auto wants = [&](v1::Estimator e) {
       if (request->estimators().empty()) return true;
@@ -275,8 +286,10 @@ class FakeTraining final : public v1::TrainingService::Service {
       if (job.state() != v1::JOB_STATE_QUEUED && job.state() != v1::JOB_STATE_RUNNING) {
         return Status(StatusCode::FAILED_PRECONDITION, "job " + job.job_id() + " has finished");
       }
-      job.set_state(v1::JOB_STATE_CANCELLED);
-      job.set_error("cancelled by request");
+      if (state_.cancel_is_immediate) {
+        job.set_state(v1::JOB_STATE_CANCELLED);
+        job.set_error("cancelled by request");
+      }
       *response->mutable_job() = job;
       return Status::OK;
     }
@@ -297,6 +310,17 @@ class FakeTraining final : public v1::TrainingService::Service {
       v1::WatchTrainingJobResponse message;
       *message.mutable_job() = job;
       if (!writer->Write(message)) break;
+    }
+    bool hold = false;
+    {
+      absl::MutexLock lock(&state_.mu);
+      hold = state_.hold_watch_open;
+    }
+    if (hold) {
+      const absl::Time give_up = absl::Now() + absl::Seconds(20);
+      while (!context->IsCancelled() && absl::Now() < give_up) {
+        absl::SleepFor(absl::Milliseconds(5));
+      }
     }
     return Status::OK;
   }

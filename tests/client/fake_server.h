@@ -18,8 +18,9 @@
 //                latest version; NOT_FOUND unless the model is in `models`
 //   Train        job "job-1" QUEUED for the request's model; the request is recorded (with
 //                `simulate_training`, see below)
-//   Get/Cancel   look up `jobs` (NOT_FOUND; Cancel of a finished job: FAILED_PRECONDITION)
-//   Watch        streams `watch_updates` (NOT_FOUND when empty)
+//   Get/Cancel   look up `jobs` (NOT_FOUND; Cancel of a finished job: FAILED_PRECONDITION;
+//                see cancel_is_immediate)
+//   Watch        streams `watch_updates` (NOT_FOUND when empty; see hold_watch_open)
 //   Models/Datasets  list, get and delete over `models` / `datasets`
 //   UploadDataset   records every message; ALREADY_EXISTS right after the header when the name
 //                   is in `datasets`; otherwise appends the new dataset
@@ -61,6 +62,17 @@ struct FakeState {
       grpc::health::v1::HealthCheckResponse::SERVING;
   std::optional<grpc::Status> fail_with ABSL_GUARDED_BY(mu);
   bool block_until_cancelled ABSL_GUARDED_BY(mu) = false;
+  // Every unary RPC waits this long (after recording the call) before answering.
+  absl::Duration delay ABSL_GUARDED_BY(mu) = absl::ZeroDuration();
+  // Reconstruct/Forward/Estimate refuse batches of more rows with the real server's
+  // RESOURCE_EXHAUSTED "... (--max_batch)" message (0: no limit).
+  int64_t max_batch ABSL_GUARDED_BY(mu) = 0;
+  // CancelTrainingJob of a queued or running job: CANCELLED at once (true), or left in its
+  // state, as a running job on the real server stays RUNNING until its next step (false).
+  bool cancel_is_immediate ABSL_GUARDED_BY(mu) = true;
+  // Watch keeps the stream open after `watch_updates` until the client goes away (a job still
+  // running), at most 20 s.
+  bool hold_watch_open ABSL_GUARDED_BY(mu) = false;
   // Per model: the factor Reconstruct multiplies y by (0.5 when absent).
   std::map<std::string, float> reconstruct_scale ABSL_GUARDED_BY(mu);
 

@@ -47,7 +47,7 @@ TEST(FormatTest, BytesNumbersAndTimes) {
 
 TEST(FormatTest, EnumNames) {
   EXPECT_EQ(JobStateName(v1::JOB_STATE_RUNNING), "running");
-  EXPECT_EQ(LossName(v1::LOSS_LOG_DET), "log_det");
+  EXPECT_EQ(LossName(v1::LOSS_LOG_DET), "log-det");
   EXPECT_EQ(TargetSpaceName(v1::TARGET_SPACE_UNSPECIFIED), "unspecified");
   EXPECT_EQ(ActivationName(v1::ACTIVATION_LIPSWISH), "lipswish");
   EXPECT_EQ(JobStateName(static_cast<v1::JobState>(42)), "unknown");

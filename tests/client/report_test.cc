@@ -26,9 +26,9 @@ ResultRow Reference(const std::string& label, double mse, double ratio) {
 ResultRow Network(double mse) {
   ResultRow row;
   row.label = "log-det regularised";
-  row.key = "logdet";
+  row.key = "log-det";
   row.network = true;
-  row.model = "exp-logdet";
+  row.model = "exp-log-det";
   row.version = 3;
   row.target_space = "measurement";
   row.mse = mse;
@@ -71,7 +71,7 @@ TEST(ResultsCsvTest, FullPrecisionEmptyCellsAndQuoting) {
             "estimator,key,kind,model,version,target_space,mse,mse_ratio_to_pm,rms_to_pm,"
             "rms_to_map,forward_error,converged_fraction,mean_iterations,train_seconds\n"
             "\"Wiener, \"\"LMMSE\"\"\",wiener,reference,,,,0.123456789,1.25,0,0.0251,,,,\n"
-            "log-det regularised,logdet,network,exp-logdet,3,measurement,0.1,,,,0.00026,0.975,"
+            "log-det regularised,log-det,network,exp-log-det,3,measurement,0.1,,,,0.00026,0.975,"
             "21.04,38.24\n");
 }
 

@@ -120,18 +120,29 @@ TEST_F(TensorIoTest, ReadsFloat64AsFloat32) {
   EXPECT_EQ(t->values[3], 3.0f);
 }
 
-TEST_F(TensorIoTest, ReadsVersion2And3AndOneDimensionalArrays) {
+TEST_F(TensorIoTest, ReadsVersion2And3) {
   const std::vector<float> values = {1, 2, 3};
-  WriteRaw("v2.npy", NpyBytes("{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (3,)}",
+  WriteRaw("v2.npy", NpyBytes("{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (3, 1)}",
                               RawValues(values), 2));
   absl::StatusOr<DenseTensor> t = ReadMatrix(Path("v2.npy"));
   ASSERT_THAT(t, IsOk());
-  EXPECT_THAT(t->shape, ElementsAre(3, 1));  // k scalars = k samples of dimension 1
+  EXPECT_THAT(t->shape, ElementsAre(3, 1));
   EXPECT_THAT(t->values, ElementsAre(1, 2, 3));
 
   WriteRaw("v3.npy", NpyBytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3), }",
                               RawValues(values), 3));
   ASSERT_THAT(ReadMatrix(Path("v3.npy")), IsOk());
+}
+
+// [3] could be one sample of dimension 3 or three of dimension 1: refused, saying how to fix it.
+TEST_F(TensorIoTest, RefusesOneDimensionalArraysAsAmbiguous) {
+  WriteRaw("v.npy", NpyBytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+                             RawValues(std::vector<float>{1, 2, 3})));
+  EXPECT_THAT(ReadMatrix(Path("v.npy")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(StartsWith(Path("v.npy")),
+                                        HasSubstr("1-D array of shape [3] is ambiguous"),
+                                        HasSubstr("[1, 3]"), HasSubstr("[3, 1]"))));
 }
 
 TEST_F(TensorIoTest, RejectsBadNpyFiles) {
@@ -156,7 +167,7 @@ TEST_F(TensorIoTest, RejectsBadNpyFiles) {
        "big-endian"},
       {"rank3.npy",
        NpyBytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 2), }", data),
-       "expected a 1-D or 2-D array"},
+       "expected a 2-D array [batch, dim]"},
       {"data.npy", full.substr(0, full.size() - 1), "needs 4 values"},
       {"extra.npy", full + "xxxx", "needs 4 values"},
       {"dict.npy", NpyBytes("{'descr': '<f4', 'shape': (2, 2), }", data), "malformed header"},

@@ -140,12 +140,12 @@ TEST_F(CliE2eTest, TrainReconstructCompareWithTheReferencesAndDelete) {
   auto [x, y] = BimodalPairs(200, 7);
   WriteCsv(Path("x.csv"), x);
   WriteCsv(Path("y.csv"), y);
-  CommandResult reconstruct = Cli({"reconstruct", "--model=toy", "--input=" + Path("y.csv"),
-                                   "--output=" + Path("xhat.csv")});
+  CommandResult reconstruct = Cli(
+      {"reconstruct", "--model=toy", "--input=" + Path("y.csv"), "--output=" + Path("xhat.csv")});
   ASSERT_EQ(reconstruct.exit_code, 0) << reconstruct.err;
   CommandResult estimate =
-      Cli({"estimate", "--model=toy", "--input=" + Path("y.csv"),
-           "--output=" + Path("ref.csv"), "--estimators=posterior_mean,pseudo_inverse"});
+      Cli({"estimate", "--model=toy", "--input=" + Path("y.csv"), "--output=" + Path("ref.csv"),
+           "--estimators=posterior_mean,pseudo_inverse"});
   ASSERT_EQ(estimate.exit_code, 0) << estimate.err;
   Matrix x_hat = ReadCsv(Path("xhat.csv"));
   Matrix pm = ReadCsv(Path("ref.posterior_mean.csv"));
@@ -160,8 +160,8 @@ TEST_F(CliE2eTest, TrainReconstructCompareWithTheReferencesAndDelete) {
   EXPECT_LT(network_to_pm, 0.5 * inverse_to_pm) << network_to_pm << " vs " << inverse_to_pm;
   EXPECT_LT(std::pow(RmsDistance(x_hat, x), 2), 1.3 * std::pow(RmsDistance(pm, x), 2));
 
-  CommandResult forward = Cli({"forward", "--model=toy", "--input=" + Path("x.csv"),
-                               "--output=" + Path("phi.npy")});
+  CommandResult forward =
+      Cli({"forward", "--model=toy", "--input=" + Path("x.csv"), "--output=" + Path("phi.npy")});
   ASSERT_EQ(forward.exit_code, 0) << forward.err;
   EXPECT_TRUE(fs::exists(Path("phi.npy")));
 
@@ -230,6 +230,57 @@ TEST_F(CliE2eTest, KilledDuringTrainingLosesNothingAndPublishesNothingHalfDone) 
   EXPECT_TRUE(fs::is_empty(Path("repo/tmp")));
 }
 
+// A user's y file from `invnet pairs`, reconstructed in chunks the server's --max_batch allows,
+// with per-sample diagnostics; the job as `jobs show` describes it (the resolved loss weight).
+TEST_F(CliE2eTest, PairsThenReconstructInChunksWithDiagnostics) {
+  server_.reset();
+  auto server = ServerProcess::Start(
+      INVNET_SERVER_BINARY, {"--repository=" + Path("repo"), "--torch_threads=1", "--max_batch=4"},
+      Path("server.log"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = *std::move(server);
+  ASSERT_EQ(Cli({"health"}).exit_code, 0);
+  CommandResult train = Cli({"train", "--spec=" + WriteSpec("small", "LOSS_LOG_DET", 100)});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  // "job J started: training model small"
+  const size_t at = train.err.find("job ");
+  ASSERT_NE(at, std::string::npos) << train.err;
+  const std::string job_id = train.err.substr(at + 4, train.err.find(' ', at + 4) - at - 4);
+  CommandResult show = Cli({"jobs", "show", job_id});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  // bimodal2d's noise level is 0.2: the default weight is delta^2 = 0.04.
+  EXPECT_THAT(show.out, HasSubstr("loss log-det (weight default delta^2 = 0.04)"));
+  EXPECT_THAT(show.out, ::testing::Not(HasSubstr("weight -1")));
+
+  CommandResult pairs =
+      Cli({"pairs", "--model=small", "--count=10", "--seed=3", "--output=" + Path("p.csv")});
+  ASSERT_EQ(pairs.exit_code, 0) << pairs.err;
+  EXPECT_THAT(pairs.err, HasSubstr(Path("p.x.csv")));
+  ASSERT_EQ(ReadCsv(Path("p.x.csv")).size(), 10u);
+  ASSERT_EQ(ReadCsv(Path("p.y.csv")).size(), 10u);
+
+  // 10 rows against --max_batch=4: refused once, then 4 + 4 + 2; the same as one by one.
+  CommandResult chunked = Cli({"reconstruct", "--model=small", "--input=" + Path("p.y.csv"),
+                               "--output=" + Path("x.csv"), "--diagnostics=" + Path("diag.csv")});
+  ASSERT_EQ(chunked.exit_code, 0) << chunked.err;
+  CommandResult single = Cli({"reconstruct", "--model=small", "--input=" + Path("p.y.csv"),
+                              "--output=" + Path("x1.csv"), "--chunk_rows=1"});
+  ASSERT_EQ(single.exit_code, 0) << single.err;
+  const Matrix x = ReadCsv(Path("x.csv"));
+  ASSERT_EQ(x.size(), 10u);
+  EXPECT_LT(RmsDistance(x, ReadCsv(Path("x1.csv"))), 1e-4);
+  std::ifstream diag(Path("diag.csv"));
+  std::string line;
+  std::getline(diag, line);
+  EXPECT_EQ(line, "row,iterations,converged,error_bound,forward_residual");
+  int rows = 0;
+  while (std::getline(diag, line)) {
+    ++rows;
+    EXPECT_TRUE(absl::StartsWith(line, absl::StrCat(rows, ","))) << line;
+  }
+  EXPECT_EQ(rows, 10);
+}
+
 // `invnet experiment` on a tiny bimodal2d schedule: two losses trained concurrently, evaluated
 // on the same pairs, and a report folder with a table, a CSV and figures that parse.
 TEST_F(CliE2eTest, ExperimentWritesAReportWithTablesAndFigures) {
@@ -282,11 +333,11 @@ TEST_F(CliE2eTest, ExperimentWritesAReportWithTablesAndFigures) {
   EXPECT_EQ(rows["divergence"][5], "normal");
   EXPECT_EQ(rows["approximation"][5], "measurement");
   for (const char* key : {"approximation", "divergence"}) {
-    EXPECT_GT(number(key, 6), 0);                     // mse
-    EXPECT_GT(number(key, 7), 0.9);                   // no better than the Bayes risk
-    EXPECT_GT(number(key, 10), 0);                    // forward error
-    EXPECT_NEAR(number(key, 11), 1.0, 0.01);          // converged fraction
-    EXPECT_GT(number(key, 13), 0);                    // train seconds
+    EXPECT_GT(number(key, 6), 0);             // mse
+    EXPECT_GT(number(key, 7), 0.9);           // no better than the Bayes risk
+    EXPECT_GT(number(key, 10), 0);            // forward error
+    EXPECT_NEAR(number(key, 11), 1.0, 0.01);  // converged fraction
+    EXPECT_GT(number(key, 13), 0);            // train seconds
   }
   // The MAP-like network beats the unregularised one already after 100 steps.
   EXPECT_LT(number("divergence", 6), number("approximation", 6));
