@@ -158,12 +158,27 @@ void PrintFields(std::ostream& out, const std::vector<std::pair<std::string, std
 std::string OptionalInt(bool has, int64_t value) { return has ? absl::StrCat(value) : "-"; }
 std::string OptionalNumber(bool has, double value) { return has ? FormatNumber(value) : "-"; }
 
+// How c is shared by a block's layers; nothing when the request left it to the server.
+std::string LipschitzSplitSuffix(v1::LipschitzSplit split) {
+  switch (split) {
+    case v1::LIPSCHITZ_SPLIT_GEOMETRIC:
+      return " per block (layers at c^(1/L))";
+    case v1::LIPSCHITZ_SPLIT_LAST_LAYER:
+      return " per block (last layer at c)";
+    case v1::LIPSCHITZ_SPLIT_EVERY_LAYER:
+      return " per layer (trained before the split: blocks at c^L)";
+    default:
+      return "";
+  }
+}
+
 std::string ArchitectureSummary(const v1::Architecture& a) {
   return absl::StrCat(OptionalInt(a.has_num_blocks(), a.num_blocks()), " blocks x ",
                       OptionalInt(a.has_layers_per_block(), a.layers_per_block()),
                       " layers, width ", OptionalInt(a.has_hidden_width(), a.hidden_width()), ", ",
                       ActivationName(a.activation()),
                       ", c=", OptionalNumber(a.has_lipschitz_coeff(), a.lipschitz_coeff()),
+                      LipschitzSplitSuffix(a.lipschitz_split()),
                       ", seed ", a.has_seed() ? absl::StrCat(a.seed()) : "-");
 }
 
