@@ -36,6 +36,9 @@ ABSL_FLAG(int64_t, max_message_mb, 256, "largest request or response, in MiB");
 ABSL_FLAG(int, torch_threads, 0, "LibTorch threads per request and per job (0: all cores)");
 ABSL_FLAG(int, max_jobs, 2, "training jobs that may run at once");
 ABSL_FLAG(int64_t, max_dataset_mb, 1024, "largest uploaded dataset, in MiB");
+ABSL_FLAG(int64_t, max_job_memory_mb, 0,
+          "memory one training job may need (estimated before it starts), in MiB (0: half of "
+          "the machine's physical memory)");
 ABSL_FLAG(int64_t, max_models, 1000, "model versions the repository serves at most");
 ABSL_FLAG(int64_t, max_batch, 1000000, "rows of one Reconstruct/Forward/Estimate batch at most");
 ABSL_FLAG(bool, reflection, true, "enable gRPC server reflection");
@@ -103,6 +106,7 @@ int main(int argc, char** argv) {
   options.torch_threads = absl::GetFlag(FLAGS_torch_threads);
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_jobs);
   options.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_mb) << 20;
+  options.max_job_memory_bytes = absl::GetFlag(FLAGS_max_job_memory_mb) * (int64_t{1} << 20);
   options.reflection = absl::GetFlag(FLAGS_reflection);
   options.max_model_versions = absl::GetFlag(FLAGS_max_models);
   options.max_batch = absl::GetFlag(FLAGS_max_batch);

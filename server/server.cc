@@ -126,6 +126,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (options.max_model_versions < 1 || options.max_batch < 1) {
     return absl::InvalidArgumentError("max_models and max_batch must be >= 1");
   }
+  if (options.max_job_memory_bytes < 0) {
+    return absl::InvalidArgumentError("max_job_memory_mb: must be >= 0 (0: half of the memory)");
+  }
   if (options.max_concurrent_jobs < 0 || options.torch_threads < 0) {
     return absl::InvalidArgumentError("max_concurrent_jobs and torch_threads must be >= 0");
   }
@@ -153,6 +156,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   JobManagerOptions job_options;
   job_options.max_concurrent_jobs = options.max_concurrent_jobs;
   job_options.torch_threads = threads;
+  job_options.max_job_memory_bytes = options.max_job_memory_bytes > 0
+                                         ? options.max_job_memory_bytes
+                                         : DefaultMaxJobMemoryBytes();
   ServiceLimits limits;
   // A float tensor can never be larger than the largest message.
   limits.tensors.max_elements = options.max_message_bytes / 4;

@@ -42,6 +42,9 @@ struct ServerOptions {
   // LibTorch intra-op threads per request and per training job (0: the number of cores).
   int torch_threads = 0;
   int max_concurrent_jobs = 2;
+  // Peak memory one training job may need, estimated from its request before it starts
+  // (models/memory_estimate.h); 0 = half of the machine's physical memory.
+  int64_t max_job_memory_bytes = 0;
   int64_t max_dataset_bytes = int64_t{1} << 30;
   // Model versions the repository serves at most; rows of one request's batch at most.
   int64_t max_model_versions = 1000;
