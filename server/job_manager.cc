@@ -1,15 +1,20 @@
 #include "server/job_manager.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <glog/logging.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -70,10 +75,27 @@ absl::Status CheckJobMemory(const ResolvedTraining& resolved, const ProblemSize&
 }  // namespace
 
 int64_t DefaultMaxJobMemoryBytes() {
+  // The least of the physical memory, this process's address-space and data limits (prlimit,
+  // ulimit -v) and its cgroup's limit (a container's memory.max).
+  std::optional<int64_t> available;
+  auto at_most = [&available](int64_t bytes) {
+    if (bytes > 0) available = std::min(bytes, available.value_or(bytes));
+  };
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page_size <= 0) return 0;  // unknown: no limit
-  return static_cast<int64_t>(pages) * page_size / 2;
+  if (pages > 0 && page_size > 0) at_most(static_cast<int64_t>(pages) * page_size);
+  for (int resource : {RLIMIT_AS, RLIMIT_DATA}) {
+    rlimit limit{};
+    if (getrlimit(resource, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+      at_most(static_cast<int64_t>(limit.rlim_cur));
+    }
+  }
+  if (absl::StatusOr<std::string> cgroup = ReadFileToString("/sys/fs/cgroup/memory.max");
+      cgroup.ok()) {
+    int64_t bytes = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*cgroup), &bytes)) at_most(bytes);  // "max": none
+  }
+  return available.has_value() ? *available / 2 : 0;  // unknown: no limit
 }
 
 struct JobManager::Job {

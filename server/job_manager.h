@@ -49,7 +49,9 @@ struct JobManagerOptions {
   bool read_only = false;
 };
 
-// Half of the machine's physical memory (sysconf), the default of --max_job_memory_mb.
+// The default of --max_job_memory_mb: half of the least of the machine's physical memory, the
+// process's RLIMIT_AS and RLIMIT_DATA, and its cgroup's memory.max; 0 (no limit) when none is
+// known.
 int64_t DefaultMaxJobMemoryBytes();
 
 struct JobSnapshot {
