@@ -82,9 +82,10 @@ class AbandonedCallTest : public ::testing::Test {
     ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error();
   }
 
+  using Call = std::function<grpc::Status(grpc::ClientContext*)>;
+
   // CPU seconds of one call, which `call` makes with `context`, until the server has drained.
-  double CpuOfCall(const std::function<grpc::Status(grpc::ClientContext*)>& call,
-                   std::chrono::milliseconds deadline, grpc::StatusCode* code) {
+  double CpuOfCall(const Call& call, std::chrono::milliseconds deadline, grpc::StatusCode* code) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + deadline);
     const double before = ProcessCpuSeconds();
@@ -93,9 +94,8 @@ class AbandonedCallTest : public ::testing::Test {
     return ProcessCpuSeconds() - before;
   }
 
-  // CPU seconds of the same call completed, on `fraction` of the rows, scaled to all of them.
-  double CpuOfFullCall(const std::function<grpc::Status(grpc::ClientContext*)>& call,
-                       double scale) {
+  // CPU seconds of the same call completed, on 1/scale of the rows, scaled to all of them.
+  double CpuOfFullCall(const Call& call, double scale) {
     grpc::ClientContext context;
     const double before = ProcessCpuSeconds();
     grpc::Status status = call(&context);
@@ -103,13 +103,26 @@ class AbandonedCallTest : public ::testing::Test {
     return (ProcessCpuSeconds() - before) * scale;
   }
 
+  // `call_for(rows)` with a deadline costs under a quarter of the CPU time the whole call
+  // would (measured on rows / scale, which must cost clearly more than the deadline).
+  void ExpectStopsAtTheDeadline(const std::function<Call(int64_t)>& call_for, int64_t rows,
+                                int64_t scale, const char* what) {
+    const double full = CpuOfFullCall(call_for(rows / scale), static_cast<double>(scale));
+    ASSERT_GT(full, 1.0) << what << " must cost clearly more than the deadline";
+    grpc::StatusCode code;
+    const double abandoned = CpuOfCall(call_for(rows), kDeadline, &code);
+    EXPECT_EQ(code, grpc::DEADLINE_EXCEEDED);
+    EXPECT_LT(abandoned, 0.25 * full) << what << ": " << full << " s of CPU in full";
+    std::printf("%s: %.2f s of CPU in full; abandoned: %.2f s\n", what, full, abandoned);
+  }
+
+  static constexpr std::chrono::milliseconds kDeadline{200};
+
   std::string repository_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<v1::TrainingService::Stub> training_;
   std::unique_ptr<v1::ReconstructionService::Stub> reconstruction_;
 };
-
-constexpr auto kDeadline = std::chrono::milliseconds(200);
 
 TEST_F(AbandonedCallTest, ReconstructStopsAtTheDeadline) {
   Train(SmallTrainRequest("toy", v1::LOSS_APPROXIMATION, 40, /*hidden_width=*/64));
@@ -123,14 +136,7 @@ TEST_F(AbandonedCallTest, ReconstructStopsAtTheDeadline) {
       return reconstruction_->Reconstruct(context, request, &response);
     };
   };
-  constexpr int64_t kRows = 1000000;
-  const double full = CpuOfFullCall(reconstruct(kRows / 10), 10.0);
-  ASSERT_GT(full, 1.0) << "the full solve must cost clearly more than the deadline";
-  grpc::StatusCode code;
-  const double abandoned = CpuOfCall(reconstruct(kRows), kDeadline, &code);
-  EXPECT_EQ(code, grpc::DEADLINE_EXCEEDED);
-  EXPECT_LT(abandoned, 0.25 * full) << "full solve " << full << " s of CPU";
-  std::printf("full solve: %.2f s of CPU; abandoned: %.2f s\n", full, abandoned);
+  ExpectStopsAtTheDeadline(reconstruct, 1000000, 10, "Reconstruct");
 }
 
 TEST_F(AbandonedCallTest, EstimateStopsAtTheDeadline) {
@@ -144,14 +150,7 @@ TEST_F(AbandonedCallTest, EstimateStopsAtTheDeadline) {
       return reconstruction_->Estimate(context, request, &response);
     };
   };
-  constexpr int64_t kRows = 1000000;
-  const double full = CpuOfFullCall(estimate(kRows / 50), 50.0);
-  ASSERT_GT(full, 1.0) << "the full estimate must cost clearly more than the deadline";
-  grpc::StatusCode code;
-  const double abandoned = CpuOfCall(estimate(kRows), kDeadline, &code);
-  EXPECT_EQ(code, grpc::DEADLINE_EXCEEDED);
-  EXPECT_LT(abandoned, 0.25 * full) << "full estimate " << full << " s of CPU";
-  std::printf("full estimate: %.2f s of CPU; abandoned: %.2f s\n", full, abandoned);
+  ExpectStopsAtTheDeadline(estimate, 1000000, 50, "Estimate");
 }
 
 TEST_F(AbandonedCallTest, CancelledForwardStops) {
