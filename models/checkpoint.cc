@@ -1,12 +1,15 @@
 #include "models/checkpoint.h"
 
 #include <cmath>
+#include <unordered_map>
 
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "models/archive.h"
 #include "models/file_util.h"
+#include "models/memory_estimate.h"
 #include "models/status_macros.h"
 #include "models/torch_status.h"
 
@@ -216,6 +219,45 @@ absl::StatusOr<Checkpoint> DecodeCheckpoint(const ArchiveReader& r) {
   return ck;
 }
 
+// The state must hold exactly the tensors of the architecture's network, with their shapes,
+// before that network is allocated: a checksummed file can describe any architecture (64 blocks
+// of 8 layers 4096 wide are 26 GB of weights) while holding a few small tensors.
+absl::Status CheckStateMatchesArchitecture(
+    const IResNetConfig& config, const std::vector<std::pair<std::string, at::Tensor>>& state) {
+  std::unordered_map<std::string, std::vector<int64_t>> expected;
+  const auto blocks = LayerShapes(config);
+  for (size_t k = 0; k < blocks.size(); ++k) {
+    for (size_t l = 0; l < blocks[k].size(); ++l) {
+      const auto [in, out] = blocks[k][l];
+      const std::string prefix = absl::StrCat("block", k, ".layer", l, ".");
+      expected[prefix + "weight"] = {out, in};
+      expected[prefix + "bias"] = {out};
+      expected[prefix + "u"] = {out};
+      expected[prefix + "v"] = {in};
+      expected[prefix + "sigma"] = {};
+    }
+  }
+  if (state.size() != expected.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("network state: the architecture has ", expected.size(), " tensors, the "
+                     "checkpoint holds ", state.size()));
+  }
+  for (const auto& [name, tensor] : state) {
+    auto it = expected.find(name);
+    if (it == expected.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("network state: tensor '", name, "' is not part of the architecture"));
+    }
+    if (!tensor.defined() || tensor.sizes() != at::IntArrayRef(it->second)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "network state: tensor ", name, " has shape [",
+          tensor.defined() ? absl::StrJoin(tensor.sizes(), ", ") : "", "], the architecture "
+          "needs [", absl::StrJoin(it->second, ", "), "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Checkpoint MakeCheckpoint(const IResNet& network, ProblemSpec problem, TrainingSpec training,
@@ -279,6 +321,10 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& path) {
 }
 
 absl::StatusOr<std::unique_ptr<IResNet>> RestoreNetwork(const Checkpoint& checkpoint) {
+  INVNET_RETURN_IF_ERROR(ValidateIResNetConfig(checkpoint.architecture));
+  INVNET_RETURN_IF_ERROR(GuardTorch("RestoreNetwork", [&] {
+    return CheckStateMatchesArchitecture(checkpoint.architecture, checkpoint.state);
+  }));
   INVNET_ASSIGN_OR_RETURN(std::unique_ptr<IResNet> net,
                           IResNet::Create(checkpoint.architecture, checkpoint.dtype));
   INVNET_RETURN_IF_ERROR(GuardTorch("RestoreNetwork", [&]() -> absl::Status {

@@ -51,8 +51,10 @@ absl::StatusOr<Checkpoint> ParseCheckpoint(std::string bytes);
 absl::Status SaveCheckpoint(const Checkpoint& checkpoint, const std::string& path);
 absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& path);
 
-// The network in evaluation mode, re-certified. INVALID_ARGUMENT when the stored certificate
-// does not match the weights; FAILED_PRECONDITION when a block's bound is >= 1.
+// The network in evaluation mode, re-certified. INVALID_ARGUMENT when the state's tensors are
+// not those of the architecture (checked before the network is allocated, so a checkpoint that
+// claims a huge architecture costs nothing) or the stored certificate does not match the
+// weights; FAILED_PRECONDITION when a block's bound is >= 1.
 absl::StatusOr<std::unique_ptr<IResNet>> RestoreNetwork(const Checkpoint& checkpoint);
 
 }  // namespace invnet

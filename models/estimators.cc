@@ -31,6 +31,14 @@ constexpr double kObjectiveRoundOff = 1e-14;
 // blocks are served by fresh mmaps that page-fault on every allocation: with 16 MiB the 64-D
 // MAP ran 2.4x slower (most of it system time).
 constexpr int64_t kMaxChunkEntries = int64_t{1} << 18;
+// Compute's blocks of rows: at most this many entries in a [rows, K, n] tensor (32 MiB) and at
+// most kMaxComputeRows rows, so a stop request is seen within a block's time (milliseconds).
+constexpr int64_t kMaxComputeEntries = int64_t{1} << 22;
+constexpr int64_t kMaxComputeRows = int64_t{1} << 15;
+
+bool StopRequested(const std::function<bool()>* should_stop) {
+  return should_stop != nullptr && *should_stop && (*should_stop)();
+}
 
 at::Tensor AsBatch(const at::Tensor& t, int64_t dim, const char* what) {
   TORCH_CHECK(t.defined() && t.dim() == 2 && t.size(1) == dim, what, ": expected [batch, ", dim,
@@ -104,9 +112,13 @@ struct BayesEstimators::Impl {
     return at::where(info.eq(0).unsqueeze(1), next, x);
   }
 
-  at::Tensor RunEm(at::Tensor x, const at::Tensor& aty) const {
+  // `should_stop` (may be null) is polled every iteration here and in PolishNewton; a stop
+  // leaves x where it is (the caller then discards it).
+  at::Tensor RunEm(at::Tensor x, const at::Tensor& aty,
+                   const std::function<bool()>* should_stop) const {
     at::Tensor active = at::arange(x.size(0), at::kLong);
     for (int64_t it = 0; it < kMaxEmIterations && active.numel() > 0; ++it) {
+      if (StopRequested(should_stop)) break;
       const at::Tensor xa = x.index_select(0, active);
       const at::Tensor next = EmStep(xa, aty.index_select(0, active));
       const at::Tensor step = (next - xa).norm(2, 1);
@@ -119,10 +131,12 @@ struct BayesEstimators::Impl {
 
   // Damped Newton on the objective, with the EM step as the direction where the Hessian
   // A^T A - delta^2 Hess log p is not positive definite; Armijo backtracking on the objective.
-  at::Tensor PolishNewton(at::Tensor x, const at::Tensor& y, const at::Tensor& aty) const {
+  at::Tensor PolishNewton(at::Tensor x, const at::Tensor& y, const at::Tensor& aty,
+                          const std::function<bool()>* should_stop) const {
     at::Tensor f = Objective(x, y);
     at::Tensor active = at::arange(x.size(0), at::kLong);
     for (int64_t it = 0; it < kMaxNewtonIterations && active.numel() > 0; ++it) {
+      if (StopRequested(should_stop)) break;
       const at::Tensor xa = x.index_select(0, active);
       const at::Tensor ya = y.index_select(0, active);
       const at::Tensor atya = aty.index_select(0, active);
@@ -179,7 +193,7 @@ struct BayesEstimators::Impl {
     return x;
   }
 
-  MapResult MapChunk(const at::Tensor& y) const {
+  MapResult MapChunk(const at::Tensor& y, const std::function<bool()>* should_stop) const {
     const int64_t b = y.size(0);
     const int64_t s = k + 1;  // starts: every m_k(y) and x_PM(y)
     const at::Tensor residuals = Residuals(y);
@@ -189,8 +203,8 @@ struct BayesEstimators::Impl {
     const at::Tensor starts = at::cat({means, pm}, 1).reshape({b * s, n});
     const at::Tensor ys = y.repeat_interleave(s, 0);
     const at::Tensor atys = at::matmul(ys, a);
-    at::Tensor x = RunEm(starts.clone(), atys);
-    x = PolishNewton(std::move(x), ys, atys);
+    at::Tensor x = RunEm(starts.clone(), atys, should_stop);
+    x = PolishNewton(std::move(x), ys, atys, should_stop);
     const at::Tensor objective = Objective(x, ys).view({b, s});
     const at::Tensor best = objective.argmin(1);  // [b]
     const at::Tensor rows = at::arange(b, at::kLong) * s + best;
@@ -311,14 +325,20 @@ at::Tensor BayesEstimators::MeasurementScore(const at::Tensor& y) const {
 }
 
 MapResult BayesEstimators::Map(const at::Tensor& y) const {
-  const int64_t n = impl_->n;
-  const at::Tensor yd = AsBatch(y, impl_->m, "BayesEstimators: y");
+  return MapUntil(*impl_, y, nullptr).value();  // cannot stop without a predicate
+}
+
+absl::StatusOr<MapResult> BayesEstimators::MapUntil(const Impl& impl, const at::Tensor& y,
+                                                    const std::function<bool()>* should_stop) {
+  const int64_t n = impl.n;
+  const at::Tensor yd = AsBatch(y, impl.m, "BayesEstimators: y");
   const int64_t b = yd.size(0);
-  const int64_t starts = impl_->k + 1;
+  const int64_t starts = impl.k + 1;
   const int64_t chunk = std::max<int64_t>(1, kMaxChunkEntries / (starts * n * n));
   std::vector<at::Tensor> xs, objectives, gradient_norms;
   for (int64_t begin = 0; begin < b; begin += chunk) {
-    MapResult part = impl_->MapChunk(yd.narrow(0, begin, std::min(chunk, b - begin)));
+    MapResult part = impl.MapChunk(yd.narrow(0, begin, std::min(chunk, b - begin)), should_stop);
+    if (StopRequested(should_stop)) return absl::CancelledError("MAP: stopped on request");
     xs.push_back(std::move(part.x));
     objectives.push_back(std::move(part.objective));
     gradient_norms.push_back(std::move(part.gradient_norm));
@@ -353,6 +373,40 @@ at::Tensor BayesEstimators::Wiener(const at::Tensor& y) const {
 at::Tensor BayesEstimators::PseudoInverse(const at::Tensor& y) const {
   const at::Tensor yd = AsBatch(y, impl_->m, "BayesEstimators: y");
   return at::matmul(yd, impl_->pseudo_inverse.t());
+}
+
+absl::StatusOr<Estimates> BayesEstimators::Compute(
+    const at::Tensor& y, const EstimatorSelection& which,
+    const std::function<bool()>& should_stop) const {
+  const at::Tensor yd = AsBatch(y, impl_->m, "BayesEstimators: y");
+  const int64_t b = yd.size(0);
+  const int64_t width = impl_->k * std::max(impl_->n, impl_->m);
+  const int64_t chunk = std::clamp<int64_t>(kMaxComputeEntries / width, 1, kMaxComputeRows);
+  std::vector<at::Tensor> pm, sd, wiener, pinv;
+  for (int64_t begin = 0; begin < b; begin += chunk) {
+    if (begin > 0 && StopRequested(&should_stop)) {
+      return absl::CancelledError("estimators: stopped on request");
+    }
+    const at::Tensor rows = yd.narrow(0, begin, std::min(chunk, b - begin));
+    if (which.posterior_mean) pm.push_back(PosteriorMean(rows));
+    if (which.posterior_std) sd.push_back(PosteriorStd(rows));
+    if (which.wiener) wiener.push_back(Wiener(rows));
+    if (which.pseudo_inverse) pinv.push_back(PseudoInverse(rows));
+  }
+  auto joined = [&](const std::vector<at::Tensor>& parts) {
+    return parts.empty() ? at::empty({0, impl_->n}, at::kDouble) : at::cat(parts);
+  };
+  Estimates result;
+  if (which.posterior_mean) result.posterior_mean = joined(pm);
+  if (which.posterior_std) result.posterior_std = joined(sd);
+  if (which.wiener) result.wiener = joined(wiener);
+  if (which.pseudo_inverse) result.pseudo_inverse = joined(pinv);
+  if (which.map) {
+    absl::StatusOr<MapResult> map = MapUntil(*impl_, yd, &should_stop);
+    if (!map.ok()) return map.status();
+    result.map = *std::move(map);
+  }
+  return result;
 }
 
 }  // namespace invnet

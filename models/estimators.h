@@ -13,6 +13,7 @@
 //   x_PM   = sum_k w_k m_k,  Cov[x|y] = sum_k w_k (P_k + m_k m_k^T) - x_PM x_PM^T
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include <ATen/core/Tensor.h>
@@ -28,6 +29,24 @@ struct MapResult {
   at::Tensor x;          // [batch, n]: the best critical point found
   at::Tensor objective;  // [batch]: 1/2 ||A x - y||^2 - delta^2 log p_X(x) at x
   at::Tensor gradient_norm;  // [batch]: ||grad objective|| at x (first-order optimality)
+};
+
+// Which estimators BayesEstimators::Compute evaluates.
+struct EstimatorSelection {
+  bool posterior_mean = false;
+  bool posterior_std = false;
+  bool map = false;
+  bool wiener = false;
+  bool pseudo_inverse = false;
+};
+
+// Compute's results, float64; undefined where not selected.
+struct Estimates {
+  at::Tensor posterior_mean;  // [batch, n]
+  at::Tensor posterior_std;   // [batch, n]
+  MapResult map;
+  at::Tensor wiener;          // [batch, n]
+  at::Tensor pseudo_inverse;  // [batch, n]
 };
 
 class BayesEstimators {
@@ -62,9 +81,18 @@ class BayesEstimators {
   // A^+ y (Moore-Penrose pseudo-inverse; for an invertible A this is A^-1 y).
   at::Tensor PseudoInverse(const at::Tensor& y) const;
 
+  // The selected estimators for y [batch, m], computed in blocks of rows. `should_stop` (may be
+  // empty) is polled between blocks and between the MAP search's iterations; when it returns
+  // true the computation stops and Compute returns CANCELLED. Shape errors throw (as above).
+  absl::StatusOr<Estimates> Compute(const at::Tensor& y, const EstimatorSelection& which,
+                                    const std::function<bool()>& should_stop = {}) const;
+
  private:
   BayesEstimators() = default;
   struct Impl;
+  // Map, stopping when *should_stop (if any) asks to: CANCELLED then.
+  static absl::StatusOr<MapResult> MapUntil(const Impl& impl, const at::Tensor& y,
+                                            const std::function<bool()>* should_stop);
   std::shared_ptr<const Impl> impl_;
 };
 

@@ -34,8 +34,13 @@ void ForEachChunk(int64_t count, const F& body) {
 // A sample whose residual has not improved for this many iterations has reached the rounding
 // floor of its precision; iterating on cannot meet the tolerance, so it stops unconverged.
 constexpr int64_t kStallWindow = 30;
-// Rounds of the solve between two calls of InverseOptions::should_stop.
+// Rounds of the solve between two calls of InverseOptions::should_stop, counted over all
+// blocks of a chunk (a chunk often converges in fewer rounds per block than this).
 constexpr int64_t kStopPollRounds = 32;
+
+bool StopRequested(const std::function<bool()>& should_stop) {
+  return should_stop && should_stop();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Kernels. Each is compiled twice, for AVX2 + FMA and for baseline x86-64, and the AVX2 version
@@ -615,6 +620,7 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
   std::fill(converged, converged + rows, true);
   std::fill(error_bound, error_bound + rows, 0.0);
 
+  int64_t rounds_since_poll = 0;
   for (int64_t k = num_blocks() - 1; k >= 0; --k) {
     const double lipschitz = block_lipschitz_[k];
     const double bound_factor = lipschitz / (1.0 - lipschitz);
@@ -627,12 +633,14 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
     std::fill(since_best.begin(), since_best.end(), 0);
     if (anderson) anderson->Reset();
 
-    for (int64_t round = 0; num_active > 0; ++round) {
+    while (num_active > 0) {
       // Asking is not free (a gRPC ServerContext takes a lock), so every 32nd round: a round
       // costs microseconds for small chunks and the whole chunk's work for large ones.
-      if (options.should_stop && round % kStopPollRounds == kStopPollRounds - 1 &&
-          options.should_stop()) {
-        return absl::CancelledError("inverse: stopped on request");
+      if (++rounds_since_poll == kStopPollRounds) {
+        rounds_since_poll = 0;
+        if (StopRequested(options.should_stop)) {
+          return absl::CancelledError("inverse: stopped on request");
+        }
       }
       for (int64_t a = 0; a < num_active; ++a) {
         std::memcpy(&packed[a * n], &u[active[a] * n], n * sizeof(T));
@@ -809,6 +817,10 @@ absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in
   ForEachChunk(num_chunks, [&](int64_t begin, int64_t end) {
     std::vector<T> image;
     for (int64_t c = begin; c < end && !stopped.load(std::memory_order_relaxed); ++c) {
+      if (c > begin && StopRequested(options.should_stop)) {
+        stopped = true;
+        return;
+      }
       const int64_t first = c * chunk;
       const int64_t rows = std::min(chunk, batch - first);
       absl::Status status =
@@ -835,7 +847,8 @@ absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in
   return result;
 }
 
-absl::StatusOr<at::Tensor> FrozenIResNet::Forward(const at::Tensor& x_in) const {
+absl::StatusOr<at::Tensor> FrozenIResNet::Forward(const at::Tensor& x_in,
+                                                  const std::function<bool()>& should_stop) const {
   absl::Status valid = CheckBatch(x_in, dim_, "x");
   if (!valid.ok()) return valid;
   return GuardTorchOr<at::Tensor>("FrozenIResNet::Forward", [&]() -> absl::StatusOr<at::Tensor> {
@@ -844,8 +857,13 @@ absl::StatusOr<at::Tensor> FrozenIResNet::Forward(const at::Tensor& x_in) const 
     const int64_t batch = x.size(0);
     const int64_t chunk = ChunkSize(InverseOptions(), batch);
     const int64_t num_chunks = (batch + chunk - 1) / chunk;
+    std::atomic<bool> stopped{false};
     ForEachChunk(num_chunks, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
+      for (int64_t c = begin; c < end && !stopped.load(std::memory_order_relaxed); ++c) {
+        if (c > begin && StopRequested(should_stop)) {
+          stopped = true;
+          return;
+        }
         const int64_t first = c * chunk;
         const int64_t rows = std::min(chunk, batch - first);
         if (x.scalar_type() == at::kFloat) {
@@ -857,6 +875,7 @@ absl::StatusOr<at::Tensor> FrozenIResNet::Forward(const at::Tensor& x_in) const 
         }
       }
     });
+    if (stopped) return absl::CancelledError("forward: stopped on request");
     return out;
   });
 }

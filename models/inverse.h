@@ -59,8 +59,9 @@ struct InverseOptions {
   int64_t anderson_memory = 5;  // effective memory is min(anderson_memory, dim)
   // Samples per work chunk; 0 picks one from the network's width, the batch and the threads.
   int64_t chunk_size = 0;
-  // Polled every few iterations (from worker threads, so it must be thread-safe); when it
-  // returns true the solve stops and Inverse returns CANCELLED.
+  // Polled before every chunk but a worker's first and every 32 rounds of a chunk's solve (from
+  // worker threads, so it must be thread-safe); when it returns true the solve stops and
+  // Inverse returns CANCELLED.
   std::function<bool()> should_stop;
 };
 
@@ -101,8 +102,10 @@ class FrozenIResNet {
   const std::vector<double>& block_lipschitz() const { return block_lipschitz_; }
 
   // phi(x) for x [batch, dim] (float32 or float64; result in the same dtype).
-  // INVALID_ARGUMENT for a bad shape, dtype or non-finite value.
-  absl::StatusOr<at::Tensor> Forward(const at::Tensor& x) const;
+  // INVALID_ARGUMENT for a bad shape, dtype or non-finite value; CANCELLED when `should_stop`
+  // (polled before every chunk but a worker's first, from worker threads) asked to stop.
+  absl::StatusOr<at::Tensor> Forward(const at::Tensor& x,
+                                     const std::function<bool()>& should_stop = {}) const;
   // phi^-1(y) with per-sample diagnostics. INVALID_ARGUMENT for bad y or options, CANCELLED
   // when options.should_stop asked to stop.
   absl::StatusOr<InverseResult> Inverse(const at::Tensor& y, const InverseOptions& options) const;

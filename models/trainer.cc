@@ -21,6 +21,7 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 // The validation set has a generator of its own, so the training draws do not depend on it.
 constexpr uint64_t kValidationSeedOffset = 0x9e3779b97f4a7c15ull;
+constexpr int64_t kMaxExactJacobianDim = 64;
 
 absl::Status OutOfRange(absl::string_view field, double value, absl::string_view range) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", value, " must be ", range));
@@ -49,8 +50,11 @@ absl::Status ValidateSchedule(const TrainingSpec& t) {
   if (t.validation_size < 1 || t.validation_size > 1000000) {
     return OutOfRange("training.validation_size", t.validation_size, "in [1, 1e6]");
   }
-  if (t.exact_jacobian_max_dim < 0) {
-    return OutOfRange("training.exact_jacobian_max_dim", t.exact_jacobian_max_dim, ">= 0");
+  // Exact Jacobians cost batch_size x n^2 numbers per layer and a determinant per block:
+  // above this dimension the stochastic estimators are the only affordable ones.
+  if (t.exact_jacobian_max_dim < 0 || t.exact_jacobian_max_dim > kMaxExactJacobianDim) {
+    return OutOfRange("training.exact_jacobian_max_dim", t.exact_jacobian_max_dim,
+                      absl::StrCat("in [0, ", kMaxExactJacobianDim, "]"));
   }
   if (t.hutchinson_probes < 1 || t.hutchinson_probes > 64) {
     return OutOfRange("training.hutchinson_probes", t.hutchinson_probes, "in [1, 64]");

@@ -1,18 +1,26 @@
 #include "server/job_manager.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <glog/logging.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "models/archive.h"
 #include "models/file_util.h"
+#include "models/memory_estimate.h"
 #include "models/status_macros.h"
 #include "models/trainer.h"
 #include "server/names.h"
@@ -49,7 +57,46 @@ void SetValidation(int64_t step, const EvaluationMetrics& m, v1::ValidationMetri
   proto->set_mean_iterations(m.mean_iterations);
 }
 
+// RESOURCE_EXHAUSTED when the job would need more memory than `limit` bytes (0: no limit).
+absl::Status CheckJobMemory(const ResolvedTraining& resolved, const ProblemSize& size,
+                            int64_t limit) {
+  if (limit <= 0) return absl::OkStatus();
+  const TrainingMemory need =
+      EstimateTrainingMemory(resolved.architecture, resolved.training, size);
+  if (need.total() <= static_cast<double>(limit)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the training job would need about ", FormatBytes(need.total()), " of memory (",
+      need.Describe(), "), more than the ", limit >> 20,
+      " MiB a job may use (--max_job_memory_mb); make the network (architecture.num_blocks, "
+      "hidden_width, layers_per_block) or training.batch_size, validation_size or "
+      "exact_jacobian_max_dim smaller"));
+}
+
 }  // namespace
+
+int64_t DefaultMaxJobMemoryBytes() {
+  // The least of the physical memory, this process's address-space and data limits (prlimit,
+  // ulimit -v) and its cgroup's limit (a container's memory.max).
+  std::optional<int64_t> available;
+  auto at_most = [&available](int64_t bytes) {
+    if (bytes > 0) available = std::min(bytes, available.value_or(bytes));
+  };
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) at_most(static_cast<int64_t>(pages) * page_size);
+  for (int resource : {RLIMIT_AS, RLIMIT_DATA}) {
+    rlimit limit{};
+    if (getrlimit(resource, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+      at_most(static_cast<int64_t>(limit.rlim_cur));
+    }
+  }
+  if (absl::StatusOr<std::string> cgroup = ReadFileToString("/sys/fs/cgroup/memory.max");
+      cgroup.ok()) {
+    int64_t bytes = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*cgroup), &bytes)) at_most(bytes);  // "max": none
+  }
+  return available.has_value() ? *available / 2 : 0;  // unknown: no limit
+}
 
 struct JobManager::Job {
   v1::TrainingJob record;
@@ -172,14 +219,19 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   train.architecture = resolved.architecture;
   train.training = resolved.training;
   at::Tensor samples;
+  ProblemSize size = SizeOf(resolved.problem, resolved.architecture.dim);
   if (resolved.problem.dataset.has_value()) {
     DatasetRef& ref = *resolved.problem.dataset;
     INVNET_ASSIGN_OR_RETURN(DatasetInfo info, datasets_->Info(ref.name));
+    size.dataset_rows = info.num_samples;
+    INVNET_RETURN_IF_ERROR(CheckJobMemory(resolved, size, options_.max_job_memory_bytes));
     INVNET_ASSIGN_OR_RETURN(samples, datasets_->Load(ref.name));
     ref.num_samples = info.num_samples;
     ref.dim = info.dim;
     train.problem.dataset = ref;
     train.dataset_samples = samples;
+  } else {
+    INVNET_RETURN_IF_ERROR(CheckJobMemory(resolved, size, options_.max_job_memory_bytes));
   }
   INVNET_RETURN_IF_ERROR(ValidateTrainingRequest(train));
 

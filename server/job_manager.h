@@ -40,11 +40,19 @@ struct JobManagerOptions {
   absl::Duration persist_interval = absl::Seconds(2);
   absl::Duration progress_interval = absl::Milliseconds(200);
   TensorLimits limits;
+  // Peak memory one job may need, as models/memory_estimate.h estimates it from the request
+  // (invnet-server --max_job_memory_mb); 0 = no limit.
+  int64_t max_job_memory_bytes = 0;
   // For invnet-server --check_repository: change nothing on disk. Records of jobs that were
   // running are listed in leftovers() instead of being marked FAILED (the checker then only
   // reads the manager; it never submits jobs).
   bool read_only = false;
 };
+
+// The default of --max_job_memory_mb: half of the least of the machine's physical memory, the
+// process's RLIMIT_AS and RLIMIT_DATA, and its cgroup's memory.max; 0 (no limit) when none is
+// known.
+int64_t DefaultMaxJobMemoryBytes();
 
 struct JobSnapshot {
   v1::TrainingJob job;
@@ -67,7 +75,8 @@ class JobManager {
 
   // Validates the request completely, then starts the job and returns its record at once.
   // INVALID_ARGUMENT (bad request), NOT_FOUND (unknown dataset), RESOURCE_EXHAUSTED (too many
-  // jobs), UNAVAILABLE (shutting down).
+  // jobs, or a job whose estimated memory exceeds max_job_memory_bytes: refused before the
+  // dataset is loaded or anything of the job is allocated), UNAVAILABLE (shutting down).
   absl::StatusOr<v1::TrainingJob> Submit(const v1::TrainRequest& request);
   absl::StatusOr<v1::TrainingJob> Get(const std::string& id) const;  // NOT_FOUND
   std::vector<v1::TrainingJob> List() const;                          // newest first

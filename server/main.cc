@@ -58,6 +58,9 @@ ABSL_FLAG(int, max_jobs, 2, "training jobs that may run at once");
 ABSL_FLAG(int, max_watch_streams, invnet::server::ServerOptions{}.max_watch_streams,
           "WatchTrainingJob streams open at once; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_dataset_mb, 1024, "largest uploaded dataset, in MiB");
+ABSL_FLAG(int64_t, max_job_memory_mb, 0,
+          "memory one training job may need (estimated before it starts), in MiB (0: half of "
+          "the machine's physical memory)");
 ABSL_FLAG(int64_t, max_models, 1000, "model versions the repository serves at most");
 ABSL_FLAG(int64_t, max_batch, 1000000, "rows of one Reconstruct/Forward/Estimate batch at most");
 ABSL_FLAG(bool, reflection, true, "enable gRPC server reflection");
@@ -183,6 +186,7 @@ int main(int argc, char** argv) {
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_jobs);
   options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
   options.max_dataset_bytes = MebibytesToBytes(absl::GetFlag(FLAGS_max_dataset_mb));
+  options.max_job_memory_bytes = MebibytesToBytes(absl::GetFlag(FLAGS_max_job_memory_mb));
   options.reflection = absl::GetFlag(FLAGS_reflection);
   options.max_model_versions = absl::GetFlag(FLAGS_max_models);
   options.max_batch = absl::GetFlag(FLAGS_max_batch);

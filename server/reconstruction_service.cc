@@ -1,3 +1,6 @@
+#include <atomic>
+#include <chrono>
+#include <memory>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -32,9 +35,36 @@ absl::StatusOr<std::shared_ptr<const HostedModel>> Lookup(const ModelRepository&
   return models.Get(name, version);
 }
 
-// The stop predicate a solve polls: the client cancelled, or its deadline passed.
+// The stop predicate a long computation polls (from any thread): the client cancelled, or its
+// deadline passed. The deadline is compared here, not left to gRPC's cancellation. Asking
+// ServerContext::IsCancelled plucks from a completion queue, so it is asked at most every
+// kCancelPollInterval; the clock alone is read at every poll (tens of nanoseconds).
+constexpr auto kCancelPollInterval = std::chrono::milliseconds(2);
+
 std::function<bool()> StopWhenAbandoned(grpc::ServerContext* context) {
-  return [context] { return context->IsCancelled(); };
+  using Clock = std::chrono::steady_clock;
+  struct State {
+    std::chrono::system_clock::time_point deadline;
+    std::atomic<Clock::rep> next_ask{0};
+    std::atomic<bool> stopped{false};
+  };
+  auto state = std::make_shared<State>();
+  state->deadline = context->deadline();
+  return [context, state] {
+    if (state->stopped.load(std::memory_order_relaxed)) return true;
+    if (std::chrono::system_clock::now() >= state->deadline) {
+      state->stopped = true;
+      return true;
+    }
+    const Clock::rep now = Clock::now().time_since_epoch().count();
+    Clock::rep next = state->next_ask.load(std::memory_order_relaxed);
+    if (now < next || !state->next_ask.compare_exchange_strong(
+                          next, now + Clock::duration(kCancelPollInterval).count())) {
+      return false;  // asked recently, or another thread is asking now
+    }
+    if (context->IsCancelled()) state->stopped = true;
+    return state->stopped.load();
+  };
 }
 
 }  // namespace
@@ -91,7 +121,8 @@ grpc::Status ReconstructionServiceImpl::Forward(grpc::ServerContext* context,
     INVNET_ASSIGN_OR_RETURN(at::Tensor x, DecodeBatch(request->signals(), model->signal_dim(),
                                                       "signals", limits_.tensors));
     if (metrics_ != nullptr) metrics_->RecordRequestRows(Rpc::kForward, x.size(0));
-    INVNET_ASSIGN_OR_RETURN(at::Tensor out, model->network->Forward(x));
+    INVNET_ASSIGN_OR_RETURN(at::Tensor out,
+                            model->network->Forward(x, StopWhenAbandoned(context)));
     response->set_model(model->name);
     response->set_version(model->version);
     EncodeTensor(out, response->mutable_outputs());
@@ -122,29 +153,29 @@ grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
       wanted.insert(e);
     }
     auto want = [&](v1::Estimator e) { return wanted.empty() || wanted.count(e) > 0; };
+    EstimatorSelection which;
+    which.posterior_mean = want(v1::ESTIMATOR_POSTERIOR_MEAN);
+    which.posterior_std = want(v1::ESTIMATOR_POSTERIOR_STD);
+    which.map = want(v1::ESTIMATOR_MAP);
+    which.wiener = want(v1::ESTIMATOR_WIENER);
+    which.pseudo_inverse = want(v1::ESTIMATOR_PSEUDO_INVERSE);
     INVNET_ASSIGN_OR_RETURN(at::Tensor y, DecodeBatch(request->measurements(),
                                                       model->measurement_dim(), "measurements",
                                                       limits_.tensors));
     INVNET_RETURN_IF_ERROR(GuardTorch("Estimate", [&]() -> absl::Status {
       at::NoGradGuard no_grad;
-      const BayesEstimators& refs = *model->references;
-      if (want(v1::ESTIMATOR_POSTERIOR_MEAN)) {
-        EncodeTensor(refs.PosteriorMean(y), response->mutable_posterior_mean());
-      }
-      if (want(v1::ESTIMATOR_POSTERIOR_STD)) {
-        EncodeTensor(refs.PosteriorStd(y), response->mutable_posterior_std());
-      }
-      if (want(v1::ESTIMATOR_MAP)) {
-        MapResult map = refs.Map(y);
-        EncodeTensor(map.x, response->mutable_map());
-        at::Tensor objective = map.objective.contiguous();
+      INVNET_ASSIGN_OR_RETURN(Estimates e,
+                              model->references->Compute(y, which, StopWhenAbandoned(context)));
+      if (which.posterior_mean) EncodeTensor(e.posterior_mean, response->mutable_posterior_mean());
+      if (which.posterior_std) EncodeTensor(e.posterior_std, response->mutable_posterior_std());
+      if (which.map) {
+        EncodeTensor(e.map.x, response->mutable_map());
+        at::Tensor objective = e.map.objective.contiguous();
         response->mutable_map_objective()->Add(objective.data_ptr<double>(),
                                                objective.data_ptr<double>() + objective.numel());
       }
-      if (want(v1::ESTIMATOR_WIENER)) EncodeTensor(refs.Wiener(y), response->mutable_wiener());
-      if (want(v1::ESTIMATOR_PSEUDO_INVERSE)) {
-        EncodeTensor(refs.PseudoInverse(y), response->mutable_pseudo_inverse());
-      }
+      if (which.wiener) EncodeTensor(e.wiener, response->mutable_wiener());
+      if (which.pseudo_inverse) EncodeTensor(e.pseudo_inverse, response->mutable_pseudo_inverse());
       return absl::OkStatus();
     }));
     response->set_model(model->name);

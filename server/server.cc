@@ -153,6 +153,10 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   INVNET_RETURN_IF_ERROR(at_least("--max_models", options.max_model_versions, 1));
   INVNET_RETURN_IF_ERROR(at_least("--max_batch", options.max_batch, 1));
   INVNET_RETURN_IF_ERROR(at_least("--torch_threads", options.torch_threads, 0));
+  if (options.max_job_memory_bytes < 0) {
+    return absl::InvalidArgumentError(
+        "--max_job_memory_mb: must be >= 0 (0: half of the machine's memory)");
+  }
   if (options.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--shutdown_grace_seconds: ", absl::ToInt64Seconds(options.shutdown_grace),
@@ -212,6 +216,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   JobManagerOptions job_options;
   job_options.max_concurrent_jobs = options.max_concurrent_jobs;
   job_options.torch_threads = threads;
+  job_options.max_job_memory_bytes = options.max_job_memory_bytes > 0
+                                         ? options.max_job_memory_bytes
+                                         : DefaultMaxJobMemoryBytes();
   ServiceLimits limits;
   // A float tensor can never be larger than the largest message.
   limits.tensors.max_elements = options.max_message_bytes / 4;

@@ -49,6 +49,9 @@ struct ServerOptions {
   // Open WatchTrainingJob streams at most (each holds a thread of the synchronous server);
   // one more is answered RESOURCE_EXHAUSTED.
   int max_watch_streams = 256;
+  // Peak memory one training job may need, estimated from its request before it starts
+  // (models/memory_estimate.h); 0 = half of the machine's physical memory.
+  int64_t max_job_memory_bytes = 0;
   int64_t max_dataset_bytes = int64_t{1} << 30;
   // Model versions the repository serves at most; rows of one request's batch at most.
   int64_t max_model_versions = 1000;

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <cmath>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -174,6 +175,31 @@ TEST_F(CheckpointTest, CertificateMustMatchTheWeights) {
   ASSERT_OK_AND_ASSIGN(Checkpoint loaded, ParseCheckpoint(SerializeCheckpoint(ck)));
   EXPECT_THAT(RestoreNetwork(loaded),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("certificate")));
+}
+
+TEST_F(CheckpointTest, AHugeArchitectureWithASmallStateIsRefusedBeforeAllocating) {
+  // A well-formed, checksummed checkpoint that claims the largest allowed architecture (64
+  // blocks of 8 layers 4096 wide: about 34 GB of float32 state) but holds the small network's
+  // tensors. The network must not be allocated before the shapes are compared.
+  Checkpoint ck = MakeCheckpoint(*net_, problem_, training_);
+  ck.architecture.num_blocks = 64;
+  ck.architecture.hidden_width = 4096;
+  ck.architecture.layers_per_block = 8;
+  ck.certificate.block_bounds.assign(64, 0.5);
+  ck.certificate.layer_sigmas.assign(64, std::vector<double>(8, 0.9));
+  ASSERT_OK_AND_ASSIGN(Checkpoint parsed, ParseCheckpoint(SerializeCheckpoint(ck)));
+  rusage before{};
+  getrusage(RUSAGE_SELF, &before);
+  EXPECT_THAT(RestoreNetwork(parsed),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("network state")));
+  rusage after{};
+  getrusage(RUSAGE_SELF, &after);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "kB of peak resident memory";
+  // The same tensor count with one wrong shape is refused by name, too.
+  Checkpoint renamed = MakeCheckpoint(*net_, problem_, training_);
+  renamed.state[0].second = at::zeros({3, 3});
+  EXPECT_THAT(RestoreNetwork(renamed),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(renamed.state[0].first)));
 }
 
 TEST_F(CheckpointTest, NonInvertibleNetworksAreRefused) {

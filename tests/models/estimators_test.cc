@@ -161,6 +161,46 @@ TEST(BayesEstimatorsTest, CreateRejectsBadProblems) {
   EXPECT_EQ(estimators->output_dim(), 2);
 }
 
+TEST(BayesEstimatorsTest, ComputeMatchesEachEstimatorAcrossRowBlocks) {
+  Problem p = Bimodal();
+  ASSERT_NE(p.estimators, nullptr);
+  // More rows than one block (32768), so the blocks are joined.
+  const at::Tensor y = Measurements(p, 34000, 3);
+  EstimatorSelection all{true, true, true, true, true};
+  ASSERT_OK_AND_ASSIGN(Estimates e, p.estimators->Compute(y, all));
+  EXPECT_LE(MaxAbs(e.posterior_mean - p.estimators->PosteriorMean(y)), 1e-12);
+  EXPECT_LE(MaxAbs(e.posterior_std - p.estimators->PosteriorStd(y)), 1e-12);
+  EXPECT_LE(MaxAbs(e.wiener - p.estimators->Wiener(y)), 1e-12);
+  EXPECT_LE(MaxAbs(e.pseudo_inverse - p.estimators->PseudoInverse(y)), 1e-12);
+  EXPECT_LE(MaxAbs(e.map.x - p.estimators->Map(y).x), 1e-12);
+  EstimatorSelection only_pm;
+  only_pm.posterior_mean = true;
+  ASSERT_OK_AND_ASSIGN(Estimates pm, p.estimators->Compute(y, only_pm));
+  EXPECT_TRUE(pm.posterior_mean.defined());
+  EXPECT_FALSE(pm.map.x.defined());
+  EXPECT_FALSE(pm.wiener.defined());
+}
+
+TEST(BayesEstimatorsTest, ComputeStopsWhenAsked) {
+  Problem p = Bimodal();
+  ASSERT_NE(p.estimators, nullptr);
+  const at::Tensor y = Measurements(p, 100000, 4);
+  int polls = 0;
+  EstimatorSelection pm;
+  pm.posterior_mean = true;
+  EXPECT_THAT(p.estimators->Compute(y, pm, [&] { return ++polls >= 2; }),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(polls, 2);  // between row blocks, and no further
+  // The MAP search also polls inside its iterations: stopped at the first poll, it returns
+  // without finishing any block of rows.
+  polls = 0;
+  EstimatorSelection map;
+  map.map = true;
+  EXPECT_THAT(p.estimators->Compute(y, map, [&] { return ++polls >= 1; }),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_LE(polls, 3);
+}
+
 TEST(BayesEstimatorsTest, TweedieIdentityOnTheBimodalProblem) {
   Problem p = Bimodal();
   ASSERT_NE(p.estimators, nullptr);

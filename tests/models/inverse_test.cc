@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -290,6 +291,32 @@ TEST(InverseTest, StopsWhenAsked) {
   EXPECT_THAT(frozen->Inverse(at::randn({8, 4}, at::kDouble), options),
               StatusIs(absl::StatusCode::kCancelled));
   EXPECT_LT(polls.load(), 100);
+}
+
+TEST(InverseTest, StopsWhenAskedDuringAnOrdinarySolve) {
+  // Samples that converge in a few rounds per block (fewer than the 32 between two polls): the
+  // predicate is still polled, across blocks and between chunks, and stops the solve.
+  IResNetConfig config;
+  config.dim = 2;
+  config.num_blocks = 4;
+  config.hidden_width = 16;
+  auto net = MakeSaturatedNetwork(config, at::kFloat);
+  ASSERT_OK_AND_ASSIGN(auto frozen, FrozenIResNet::Create(*net));
+  const at::Tensor y = 0.5 * at::randn({20000, 2});
+  InverseOptions options;
+  options.chunk_size = 64;
+  ASSERT_OK_AND_ASSIGN(InverseResult full, frozen->Inverse(y, options));
+  ASSERT_LT(full.iterations.max().item<int64_t>(), 4 * 32);
+  std::atomic<int> polls{0};
+  options.should_stop = [&]() { return ++polls > 3; };
+  EXPECT_THAT(frozen->Inverse(y, options), StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_LT(polls.load(), 4 + at::get_num_threads());
+  // Forward polls between chunks too.
+  EXPECT_THAT(frozen->Forward(y, [] { return true; }), StatusIs(absl::StatusCode::kCancelled));
+  // A predicate that never fires changes nothing.
+  options.should_stop = [] { return false; };
+  ASSERT_OK_AND_ASSIGN(InverseResult same, frozen->Inverse(y, options));
+  EXPECT_TRUE(at::equal(same.x, full.x));
 }
 
 TEST(InverseTest, BadInputsAreRejectedByName) {
