@@ -162,9 +162,31 @@ void JobManager::JoinFinishedThreads() {
   for (std::thread& t : finished) t.join();  // they have left Run: immediate
 }
 
+// The job an earlier Train with the same idempotency key started, if any. Requires mu_.
+absl::StatusOr<std::optional<v1::TrainingJob>> JobManager::FindByRequestId(
+    const v1::TrainRequest& request) const {
+  if (request.request_id().empty()) return std::nullopt;
+  for (const auto& [id, job] : jobs_) {
+    if (job->record.request_id() != request.request_id()) continue;
+    if (job->record.model_name() != request.model_name()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "request_id: ", QuoteForMessage(request.request_id()), " was already used by job ", id,
+          " for model '", job->record.model_name(), "'; use a new key for a new request"));
+    }
+    return job->record;
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& request) {
   JoinFinishedThreads();
   INVNET_RETURN_IF_ERROR(ValidateName(request.model_name(), "model_name"));
+  if (!request.request_id().empty()) {
+    INVNET_RETURN_IF_ERROR(ValidateRequestId(request.request_id(), "request_id"));
+    absl::MutexLock lock(&mu_);
+    INVNET_ASSIGN_OR_RETURN(std::optional<v1::TrainingJob> earlier, FindByRequestId(request));
+    if (earlier.has_value()) return *std::move(earlier);  // a retry: nothing new starts
+  }
   INVNET_ASSIGN_OR_RETURN(ResolvedTraining resolved,
                           ResolveTrainRequest(request, options_.limits));
   TrainingRequest train;
@@ -176,8 +198,9 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
     DatasetRef& ref = *resolved.problem.dataset;
     INVNET_ASSIGN_OR_RETURN(DatasetInfo info, datasets_->Info(ref.name));
     INVNET_ASSIGN_OR_RETURN(samples, datasets_->Load(ref.name));
-    ref.num_samples = info.num_samples;
-    ref.dim = info.dim;
+    ref.num_samples = samples.size(0);
+    ref.dim = samples.size(1);
+    ref.fingerprint = DatasetFingerprint(samples);
     train.problem.dataset = ref;
     train.dataset_samples = samples;
   }
@@ -191,6 +214,7 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   r.set_state(v1::JOB_STATE_QUEUED);
   r.set_total_steps(resolved.training.steps);
   r.set_preset(resolved.preset);
+  r.set_request_id(request.request_id());
   EncodeProblem(resolved.problem, r.mutable_problem());
   EncodeArchitecture(resolved.architecture, r.mutable_architecture());
   EncodeTraining(resolved.training, r.mutable_training());
@@ -198,6 +222,9 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
+    // Checked again under the same lock as the insertion: two concurrent retries start one job.
+    INVNET_ASSIGN_OR_RETURN(std::optional<v1::TrainingJob> earlier, FindByRequestId(request));
+    if (earlier.has_value()) return *std::move(earlier);
     // Refused now rather than after the training (publication would refuse it then).
     if (models_->num_versions() + active_ >= models_->max_versions()) {
       return absl::ResourceExhaustedError(absl::StrCat(

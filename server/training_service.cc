@@ -1,4 +1,5 @@
 #include "absl/time/clock.h"
+#include "server/names.h"
 #include "server/services.h"
 #include "server/status_util.h"
 
@@ -18,6 +19,7 @@ grpc::Status TrainingServiceImpl::GetTrainingJob(grpc::ServerContext* context,
                                                  const v1::GetTrainingJobRequest* request,
                                                  v1::GetTrainingJobResponse* response) {
   if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Get(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response->mutable_job() = *std::move(job);
@@ -36,6 +38,7 @@ grpc::Status TrainingServiceImpl::CancelTrainingJob(grpc::ServerContext* context
                                                     const v1::CancelTrainingJobRequest* request,
                                                     v1::CancelTrainingJobResponse* response) {
   if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Cancel(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response->mutable_job() = *std::move(job);
@@ -46,6 +49,7 @@ grpc::Status TrainingServiceImpl::WatchTrainingJob(
     grpc::ServerContext* context, const v1::WatchTrainingJobRequest* request,
     grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) {
   if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   // Wakes at least every half second to notice a client that went away, so an abandoned Watch
   // never holds its thread for long.
   int64_t seen = -1;
