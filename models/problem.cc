@@ -47,6 +47,10 @@ absl::StatusOr<TargetSpace> ParseTargetSpace(absl::string_view name) {
 
 std::string FormatExact(double value) {
   char buffer[32];
+  if (std::abs(value) < 1e16 && value == std::trunc(value)) {  // integers in full: 10000001
+    std::snprintf(buffer, sizeof(buffer), "%.0f", value);
+    return buffer;
+  }
   for (int digits = 6; digits <= 17; ++digits) {
     std::snprintf(buffer, sizeof(buffer), "%.*g", digits, value);
     if (std::strtod(buffer, nullptr) == value || !std::isfinite(value)) break;

@@ -105,8 +105,9 @@ inline constexpr double kMaxLearningRate = 1.0;           // Adam; above, traini
 absl::Status ValidateProblemMagnitudes(const ProblemSpec& problem, const TrainingSpec& training,
                                        const at::Tensor& dataset_samples);
 
-// `value` with as few digits as still read back as the same double ("10000001", "0.001",
-// "1e+30"): for messages that quote a limit or a value exactly.
+// `value` with as few digits as still read back as the same double: integers below 1e16 in
+// full ("10000001"), others shortest ("0.001", "1e+30"). For messages that quote a limit or a
+// value exactly.
 std::string FormatExact(double value);
 
 }  // namespace invnet
