@@ -226,6 +226,16 @@ TEST(TrainerTest, MagnitudesAreValidatedUpFront) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("problem.dataset")));
 }
 
+// The magnitude limits leave every built-in problem trainable.
+TEST(PresetsTest, EveryPresetPassesTheMagnitudeLimits) {
+  for (const std::string& name : PresetNames()) {
+    for (LossKind loss : {LossKind::kApproximation, LossKind::kLogDet}) {
+      Preset preset = GetPreset(name, loss).value();
+      EXPECT_OK(ValidateProblemMagnitudes(preset.problem, preset.training, at::Tensor())) << name;
+    }
+  }
+}
+
 TEST(PresetsTest, KnownNamesAndDefaults) {
   EXPECT_THAT(GetPreset("nope", LossKind::kApproximation),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("bimodal2d")));
