@@ -49,6 +49,11 @@ void SetValidation(int64_t step, const EvaluationMetrics& m, v1::ValidationMetri
   proto->set_mean_iterations(m.mean_iterations);
 }
 
+// Ids reach here validated by the RPC layer; quoted anyway, so no caller can make it echo more.
+absl::Status JobNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("job ", QuoteForMessage(id), " not found"));
+}
+
 }  // namespace
 
 struct JobManager::Job {
@@ -329,7 +334,7 @@ void JobManager::Run(std::shared_ptr<Job> job) {
 absl::StatusOr<v1::TrainingJob> JobManager::Get(const std::string& id) const {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  if (it == jobs_.end()) return JobNotFound(id);
   return it->second->record;
 }
 
@@ -348,11 +353,12 @@ std::vector<v1::TrainingJob> JobManager::List() const {
 absl::StatusOr<v1::TrainingJob> JobManager::Cancel(const std::string& id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  if (it == jobs_.end()) return JobNotFound(id);
   Job& job = *it->second;
   if (IsFinished(job.record.state())) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "job '", id, "' has already finished (", v1::JobState_Name(job.record.state()), ")"));
+        "job ", QuoteForMessage(id), " has already finished (",
+        v1::JobState_Name(job.record.state()), ")"));
   }
   job.cancel_reason = "cancelled by request";
   job.cancel_requested = true;
@@ -364,7 +370,7 @@ absl::StatusOr<JobSnapshot> JobManager::WaitForChange(const std::string& id,
                                                       absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  if (it == jobs_.end()) return JobNotFound(id);
   std::shared_ptr<Job> job = it->second;
   while (job->revision <= after_revision && !IsFinished(job->record.state())) {
     if (changed_.WaitWithDeadline(&mu_, deadline)) break;  // timed out

@@ -881,7 +881,8 @@ TEST_P(ServiceTest, TrainWithARequestIdStartsOneJob) {
   grpc::ClientContext c4;
   v1::TrainResponse refused;
   ExpectCode(training_->Train(&c4, other, &refused), grpc::ALREADY_EXISTS, "request_id");
-  for (const std::string bad : {std::string("has space"), std::string(129, 'k'), std::string("a/b")}) {
+  for (const std::string& bad :
+       {std::string("has space"), std::string(129, 'k'), std::string("a/b")}) {
     v1::TrainRequest malformed = request;
     malformed.set_request_id(bad);
     grpc::ClientContext context;
