@@ -798,11 +798,22 @@ TEST_P(ServiceTest, TrainRefusesMagnitudesThatCannotTrain) {
   request = PriorTrainRequest("mag", 0.0, 1.0);
   request.mutable_problem()->mutable_prior()->mutable_covariances()->set_values(3, 1e-14);
   ExpectCode(train(request), grpc::INVALID_ARGUMENT, "prior.covariances[0]: condition number");
-  // Large but sane values still train.
-  request = PriorTrainRequest(GetParam() == Transport::kTcp ? "mag-ok-tcp" : "mag-ok", 100.0,
-                              25.0);
+  // Values at the limits still train, and the exact references stay sane (a covariance of
+  // 1e30 I gave a posterior std of [1.2e7, 0.0]).
+  const std::string name = GetParam() == Transport::kTcp ? "mag-ok-tcp" : "mag-ok";
+  request = PriorTrainRequest(name, 1000.0, 1e6);
   ASSERT_TRUE(train(request).ok());
   EXPECT_EQ(WaitForJob(*training_, response.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  v1::EstimateRequest estimate;
+  estimate.set_model(name);
+  *estimate.mutable_measurements() = Batch(3, 2, 1000.0f);
+  estimate.add_estimators(v1::ESTIMATOR_POSTERIOR_STD);
+  v1::EstimateResponse refs;
+  grpc::ClientContext estimate_context;
+  ASSERT_TRUE(reconstruction_->Estimate(&estimate_context, estimate, &refs).ok());
+  ASSERT_EQ(refs.posterior_std().values_size(), 6);
+  // Prior variance 1e6, noise 0.1: the posterior std is ~0.1 in every coordinate.
+  for (float s : refs.posterior_std().values()) EXPECT_NEAR(s, 0.1, 0.01);
 }
 
 // Issue 19, item 8 (c, d): the limit on n names the field the client set, and ranges print
