@@ -73,6 +73,9 @@ void PutProblem(const ProblemSpec& p, ArchiveWriter& w) {
     w.PutString("problem.dataset.name", p.dataset->name);
     w.PutInt("problem.dataset.num_samples", p.dataset->num_samples);
     w.PutInt("problem.dataset.dim", p.dataset->dim);
+    if (!p.dataset->fingerprint.empty()) {
+      w.PutString("problem.dataset.fingerprint", p.dataset->fingerprint);
+    }
   }
 }
 
@@ -107,6 +110,10 @@ absl::StatusOr<ProblemSpec> GetProblem(const ArchiveReader& r) {
     INVNET_ASSIGN_OR_RETURN(dataset.name, r.GetString("problem.dataset.name"));
     INVNET_ASSIGN_OR_RETURN(dataset.num_samples, r.GetInt("problem.dataset.num_samples"));
     INVNET_ASSIGN_OR_RETURN(dataset.dim, r.GetInt("problem.dataset.dim"));
+    // Absent from checkpoints written before datasets were fingerprinted.
+    if (r.Has("problem.dataset.fingerprint")) {
+      INVNET_ASSIGN_OR_RETURN(dataset.fingerprint, r.GetString("problem.dataset.fingerprint"));
+    }
     p.dataset = std::move(dataset);
   }
   return p;

@@ -13,7 +13,7 @@
 namespace invnet {
 namespace {
 
-constexpr int64_t kMaxDim = 4096;
+constexpr int64_t kMaxDim = kMaxIResNetDim;
 constexpr int64_t kMaxBlocks = 64;
 constexpr int64_t kMaxWidth = 4096;
 constexpr int64_t kMaxLayers = 8;

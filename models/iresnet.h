@@ -39,6 +39,9 @@
 
 namespace invnet {
 
+// The largest n a network takes (operators allow more: operators.h).
+inline constexpr int64_t kMaxIResNetDim = 4096;
+
 // How the block bound c is shared by a block's L layers (their caps c_l multiply to c, so a block
 // whose layers all sit at their caps has Lip(g) = c up to the activations' slopes).
 enum class LipschitzSplit {
@@ -51,7 +54,7 @@ absl::string_view LipschitzSplitName(LipschitzSplit split);  // "geometric", "la
 absl::StatusOr<LipschitzSplit> ParseLipschitzSplit(absl::string_view name);
 
 struct IResNetConfig {
-  int64_t dim = 2;               // n: input and output dimension (1 .. 4096)
+  int64_t dim = 2;               // n: input and output dimension (1 .. kMaxIResNetDim)
   int64_t num_blocks = 4;        // K residual blocks (1 .. 64)
   int64_t hidden_width = 64;     // width of the hidden layers of each block's MLP (1 .. 4096)
   int64_t layers_per_block = 3;  // linear layers per MLP (1 .. 8); 1 means g(x) = W x + b

@@ -29,6 +29,10 @@ struct DatasetRef {
   std::string name;
   int64_t num_samples = 0;
   int64_t dim = 0;
+  // Identifies the exact samples trained on (server/dataset_store.h, DatasetFingerprint), so a
+  // dataset deleted and uploaded again under the same name is told apart. Empty in checkpoints
+  // written before it existed.
+  std::string fingerprint;
 };
 
 // y = A x + delta * eta, eta ~ N(0, I); x from the prior or from a dataset (exactly one).
@@ -81,6 +85,30 @@ struct TrainingSpec {
   double solver_tolerance = 1e-5;
   int64_t solver_max_iterations = 500;
 };
+
+// Magnitude limits of a training request (ValidateProblemMagnitudes). The network trains in
+// float32, whose squares overflow beyond about 1.8e19; values inside these limits keep every
+// loss term finite, and covariances inside the conditioning limit keep the exact Bayesian
+// references (Cholesky, posterior covariances) accurate in float64.
+inline constexpr double kMaxProblemValue = 1e6;           // |entry|, noise_level, loss_weight
+inline constexpr double kMaxMeasurementScale = 1e9;       // ||A||_F * (max |x|) + 6 delta
+inline constexpr double kMaxCovarianceCondition = 1e12;   // per component, estimated
+inline constexpr double kMaxLearningRate = 1.0;           // Adam; above, training only diverges
+
+// OK, or INVALID_ARGUMENT naming the first field whose magnitude is out of range: an entry of
+// operator.dense.matrix, operator.convolution.kernel, prior.means, prior.covariances or of the
+// dataset's samples above kMaxProblemValue; problem.noise_level or training.loss_weight above
+// kMaxProblemValue; the measurement scale above kMaxMeasurementScale; a covariance whose
+// condition number exceeds kMaxCovarianceCondition. `dataset_samples` may be undefined. Checks
+// magnitudes only: shapes and definiteness are LinearOperator::Create's and
+// GaussianMixture::Create's (a covariance that is not positive definite passes here).
+absl::Status ValidateProblemMagnitudes(const ProblemSpec& problem, const TrainingSpec& training,
+                                       const at::Tensor& dataset_samples);
+
+// `value` with as few digits as still read back as the same double: integers below 1e16 in
+// full ("10000001"), others shortest ("0.001", "1e+30"). For messages that quote a limit or a
+// value exactly.
+std::string FormatExact(double value);
 
 }  // namespace invnet
 

@@ -23,17 +23,25 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr uint64_t kValidationSeedOffset = 0x9e3779b97f4a7c15ull;
 constexpr int64_t kMaxExactJacobianDim = 64;
 
-absl::Status OutOfRange(absl::string_view field, double value, absl::string_view range) {
+// Values print exactly: a message about 10000001 must not say "1e+07".
+absl::Status OutOfRange(absl::string_view field, int64_t value, absl::string_view range) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", value, " must be ", range));
+}
+absl::Status OutOfRange(absl::string_view field, double value, absl::string_view range) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": ", FormatExact(value), " must be ", range));
 }
 
 absl::Status ValidateSchedule(const TrainingSpec& t) {
-  if (t.steps < 1 || t.steps > 10000000) return OutOfRange("training.steps", t.steps, "in [1, 1e7]");
+  if (t.steps < 1 || t.steps > 10000000) {
+    return OutOfRange("training.steps", t.steps, "in [1, 10000000]");
+  }
   if (t.batch_size < 1 || t.batch_size > 65536) {
     return OutOfRange("training.batch_size", t.batch_size, "in [1, 65536]");
   }
-  if (!(t.learning_rate > 0) || !std::isfinite(t.learning_rate)) {
-    return OutOfRange("training.learning_rate", t.learning_rate, "positive and finite");
+  if (!(t.learning_rate > 0) || !(t.learning_rate <= kMaxLearningRate)) {
+    return OutOfRange("training.learning_rate", t.learning_rate,
+                      absl::StrCat("in (0, ", FormatExact(kMaxLearningRate), "]"));
   }
   if (t.warmup_steps < 0 || t.warmup_steps > t.steps) {
     return OutOfRange("training.warmup_steps", t.warmup_steps, "in [0, steps]");
@@ -48,7 +56,7 @@ absl::Status ValidateSchedule(const TrainingSpec& t) {
     return OutOfRange("training.validation_every", t.validation_every, ">= 0");
   }
   if (t.validation_size < 1 || t.validation_size > 1000000) {
-    return OutOfRange("training.validation_size", t.validation_size, "in [1, 1e6]");
+    return OutOfRange("training.validation_size", t.validation_size, "in [1, 1000000]");
   }
   // Exact Jacobians cost batch_size x n^2 numbers per layer and a determinant per block:
   // above this dimension the stochastic estimators are the only affordable ones.
@@ -200,6 +208,7 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
   double window_sum = 0.0;
   int64_t window_count = 0;
   std::deque<double> recent_losses;
+  DivergenceMonitor divergence;
 
   for (int64_t step = 0; step < t.steps; ++step) {
     if (callbacks.should_stop && callbacks.should_stop()) {
@@ -221,10 +230,7 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
     INVNET_ASSIGN_OR_RETURN(LossValue loss,
                             ComputeLoss(*net, *setup.op, x, y, loss_options, gen));
     const double loss_value = loss.objective.item<double>();
-    if (!std::isfinite(loss_value)) {
-      return absl::InternalError(absl::StrCat("training diverged: loss is ", loss_value,
-                                              " at step ", step));
-    }
+    INVNET_RETURN_IF_ERROR(divergence.Check(step, loss_value));
     adam.zero_grad();
     loss.objective.backward();
     if (t.grad_clip_norm > 0) ClipGradients(params, t.grad_clip_norm);
@@ -302,11 +308,34 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
 
 }  // namespace
 
+absl::Status DivergenceMonitor::Check(int64_t step, double loss) {
+  constexpr absl::string_view kAdvice =
+      "; lower training.learning_rate, set training.grad_clip_norm or rescale the problem";
+  if (!std::isfinite(loss)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("training diverged: the loss is ", loss, " at step ", step, kAdvice));
+  }
+  if (step < kEarlySteps) {
+    early_magnitude_ = std::max(early_magnitude_, std::abs(loss));
+    return absl::OkStatus();
+  }
+  const double reference = std::max(early_magnitude_, kMagnitudeFloor);
+  if (std::abs(loss) > kGrowthFactor * reference) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "training diverged: the loss grew to ", FormatExact(loss), " at step ", step,
+        ", more than ", FormatExact(kGrowthFactor), " times its early magnitude ",
+        FormatExact(reference), kAdvice));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateTrainingRequest(const TrainingRequest& request) {
   INVNET_RETURN_IF_ERROR(ValidateIResNetConfig(request.architecture));
   INVNET_RETURN_IF_ERROR(ValidateSchedule(request.training));
-  return GuardTorch("ValidateTrainingRequest",
-                    [&]() -> absl::Status { return BuildSetup(request).status(); });
+  return GuardTorch("ValidateTrainingRequest", [&]() -> absl::Status {
+    INVNET_RETURN_IF_ERROR(BuildSetup(request).status());
+    return ValidateProblemMagnitudes(request.problem, request.training, request.dataset_samples);
+  });
 }
 
 absl::StatusOr<Checkpoint> Train(const TrainingRequest& request,
@@ -315,6 +344,8 @@ absl::StatusOr<Checkpoint> Train(const TrainingRequest& request,
   INVNET_RETURN_IF_ERROR(ValidateSchedule(request.training));
   return GuardTorchOr<Checkpoint>("Train", [&]() -> absl::StatusOr<Checkpoint> {
     INVNET_ASSIGN_OR_RETURN(Setup setup, BuildSetup(request));
+    INVNET_RETURN_IF_ERROR(
+        ValidateProblemMagnitudes(request.problem, request.training, request.dataset_samples));
     return RunTraining(request, setup, callbacks);
   });
 }

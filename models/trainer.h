@@ -56,12 +56,31 @@ struct TrainerCallbacks {
   std::function<bool()> should_stop;  // polled before every step: true cancels the run
 };
 
+// Tells a diverging run from a slow one, step by step: FAILED_PRECONDITION ("training
+// diverged: ...") once the loss is NaN or infinite, or, after the first kEarlySteps steps, its
+// magnitude exceeds kGrowthFactor times the largest magnitude of those steps (at least
+// kMagnitudeFloor). A converging run's loss falls, so it never trips.
+class DivergenceMonitor {
+ public:
+  static constexpr int64_t kEarlySteps = 10;
+  static constexpr double kGrowthFactor = 1e6;
+  static constexpr double kMagnitudeFloor = 1e-6;
+
+  // `step` counts from 0; call it with every step's loss in order.
+  absl::Status Check(int64_t step, double loss);
+
+ private:
+  double early_magnitude_ = 0.0;
+};
+
 // OK, or INVALID_ARGUMENT naming the first bad field ("training.batch_size: ...",
-// "prior.weights: ...", "target_space: ..."). Resolves nothing; Train calls it first.
+// "prior.weights: ...", "target_space: ...", magnitudes: ValidateProblemMagnitudes). Resolves
+// nothing; Train calls it first.
 absl::Status ValidateTrainingRequest(const TrainingRequest& request);
 
 // The trained network's checkpoint (training.loss_weight resolved to a number), or
-// INVALID_ARGUMENT (bad request), CANCELLED (should_stop), INTERNAL (a LibTorch failure).
+// INVALID_ARGUMENT (bad request, ValidateTrainingRequest), CANCELLED (should_stop),
+// FAILED_PRECONDITION (the loss diverged, DivergenceMonitor), INTERNAL (a LibTorch failure).
 absl::StatusOr<Checkpoint> Train(const TrainingRequest& request,
                                  const TrainerCallbacks& callbacks = {});
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "models/archive.h"
 #include "models/file_util.h"
@@ -37,6 +38,26 @@ absl::StatusOr<std::pair<at::Tensor, absl::Time>> ReadDataset(const std::string&
 
 }  // namespace
 
+std::string DatasetFingerprint(const at::Tensor& samples) {
+  const at::Tensor data = samples.to(at::kFloat).contiguous();
+  const uint32_t crc = Crc32(absl::string_view(static_cast<const char*>(data.data_ptr()),
+                                               data.numel() * sizeof(float)));
+  return absl::StrFormat("%dx%d-crc32-%08x", data.size(0), data.size(1), crc);
+}
+
+absl::Status CheckDatasetUnchanged(const DatasetRef& ref, const at::Tensor& samples) {
+  const bool same_shape = samples.dim() == 2 && samples.size(1) == ref.dim &&
+                          (ref.num_samples == 0 || samples.size(0) == ref.num_samples);
+  if (same_shape && (ref.fingerprint.empty() || DatasetFingerprint(samples) == ref.fingerprint)) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "dataset '", ref.name, "' has changed since this model was trained on it (it was ",
+      ref.num_samples, " x ", ref.dim, ", now ", samples.dim() == 2 ? samples.size(0) : 0, " x ",
+      samples.dim() == 2 ? samples.size(1) : 0,
+      same_shape ? ", other values" : "", "); upload the original again or train a new model"));
+}
+
 absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const std::string& root,
                                                                   bool read_only) {
   const std::string dir = root + "/datasets";
@@ -64,7 +85,8 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const std::stri
       continue;
     }
     DatasetInfo info{name, data->first.size(0), data->first.size(1),
-                     static_cast<int64_t>(fs::file_size(entry.path(), ec)), data->second};
+                     static_cast<int64_t>(fs::file_size(entry.path(), ec)), data->second,
+                     DatasetFingerprint(data->first)};
     absl::MutexLock lock(&store->mu_);
     store->datasets_[name] = info;
   }
@@ -105,6 +127,7 @@ absl::StatusOr<DatasetInfo> DatasetStore::Save(const std::string& name,
     info.num_samples = samples.size(0);
     info.dim = samples.size(1);
     info.size_bytes = static_cast<int64_t>(bytes.size());
+    info.fingerprint = DatasetFingerprint(samples);
   }
   absl::MutexLock lock(&mu_);
   reserved_.erase(name);

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "models/problem.h"
 
 namespace invnet::server {
 
@@ -28,7 +29,17 @@ struct DatasetInfo {
   int64_t dim = 0;
   int64_t size_bytes = 0;
   absl::Time created;
+  std::string fingerprint;  // DatasetFingerprint(samples)
 };
+
+// Identifies samples [N, n] float32 by shape and content: "<N>x<n>-crc32-<8 hex digits>". A model
+// records it (DatasetRef::fingerprint) to notice when its dataset was replaced.
+std::string DatasetFingerprint(const at::Tensor& samples);
+
+// OK when `samples` are still those `ref` describes; FAILED_PRECONDITION naming the dataset
+// otherwise (its dimension, size or content changed). A ref without a fingerprint (an older
+// checkpoint) is compared by shape only.
+absl::Status CheckDatasetUnchanged(const DatasetRef& ref, const at::Tensor& samples);
 
 class DatasetStore {
  public:

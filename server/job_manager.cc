@@ -72,6 +72,11 @@ absl::Status CheckJobMemory(const ResolvedTraining& resolved, const ProblemSize&
       "exact_jacobian_max_dim smaller"));
 }
 
+// Ids reach here validated by the RPC layer; quoted anyway, so no caller can make it echo more.
+absl::Status JobNotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("job ", QuoteForMessage(id), " not found"));
+}
+
 }  // namespace
 
 int64_t DefaultMaxJobMemoryBytes() {
@@ -209,9 +214,31 @@ void JobManager::JoinFinishedThreads() {
   for (std::thread& t : finished) t.join();  // they have left Run: immediate
 }
 
+// The job an earlier Train with the same idempotency key started, if any. Requires mu_.
+absl::StatusOr<std::optional<v1::TrainingJob>> JobManager::FindByRequestId(
+    const v1::TrainRequest& request) const {
+  if (request.request_id().empty()) return std::nullopt;
+  for (const auto& [id, job] : jobs_) {
+    if (job->record.request_id() != request.request_id()) continue;
+    if (job->record.model_name() != request.model_name()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "request_id: ", QuoteForMessage(request.request_id()), " was already used by job ", id,
+          " for model '", job->record.model_name(), "'; use a new key for a new request"));
+    }
+    return job->record;
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& request) {
   JoinFinishedThreads();
   INVNET_RETURN_IF_ERROR(ValidateName(request.model_name(), "model_name"));
+  if (!request.request_id().empty()) {
+    INVNET_RETURN_IF_ERROR(ValidateRequestId(request.request_id(), "request_id"));
+    absl::MutexLock lock(&mu_);
+    INVNET_ASSIGN_OR_RETURN(std::optional<v1::TrainingJob> earlier, FindByRequestId(request));
+    if (earlier.has_value()) return *std::move(earlier);  // a retry: nothing new starts
+  }
   INVNET_ASSIGN_OR_RETURN(ResolvedTraining resolved,
                           ResolveTrainRequest(request, options_.limits));
   TrainingRequest train;
@@ -226,8 +253,9 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
     size.dataset_rows = info.num_samples;
     INVNET_RETURN_IF_ERROR(CheckJobMemory(resolved, size, options_.max_job_memory_bytes));
     INVNET_ASSIGN_OR_RETURN(samples, datasets_->Load(ref.name));
-    ref.num_samples = info.num_samples;
-    ref.dim = info.dim;
+    ref.num_samples = samples.size(0);
+    ref.dim = samples.size(1);
+    ref.fingerprint = DatasetFingerprint(samples);
     train.problem.dataset = ref;
     train.dataset_samples = samples;
   } else {
@@ -243,6 +271,7 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   r.set_state(v1::JOB_STATE_QUEUED);
   r.set_total_steps(resolved.training.steps);
   r.set_preset(resolved.preset);
+  r.set_request_id(request.request_id());
   EncodeProblem(resolved.problem, r.mutable_problem());
   EncodeArchitecture(resolved.architecture, r.mutable_architecture());
   EncodeTraining(resolved.training, r.mutable_training());
@@ -250,6 +279,9 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
+    // Checked again under the same lock as the insertion: two concurrent retries start one job.
+    INVNET_ASSIGN_OR_RETURN(std::optional<v1::TrainingJob> earlier, FindByRequestId(request));
+    if (earlier.has_value()) return *std::move(earlier);
     // Refused now rather than after the training (publication would refuse it then).
     if (models_->num_versions() + active_ >= models_->max_versions()) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -354,7 +386,7 @@ void JobManager::Run(std::shared_ptr<Job> job) {
 absl::StatusOr<v1::TrainingJob> JobManager::Get(const std::string& id) const {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  if (it == jobs_.end()) return JobNotFound(id);
   return it->second->record;
 }
 
@@ -373,11 +405,12 @@ std::vector<v1::TrainingJob> JobManager::List() const {
 absl::StatusOr<v1::TrainingJob> JobManager::Cancel(const std::string& id) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  if (it == jobs_.end()) return JobNotFound(id);
   Job& job = *it->second;
   if (IsFinished(job.record.state())) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "job '", id, "' has already finished (", v1::JobState_Name(job.record.state()), ")"));
+        "job ", QuoteForMessage(id), " has already finished (",
+        v1::JobState_Name(job.record.state()), ")"));
   }
   job.cancel_reason = "cancelled by request";
   job.cancel_requested = true;
@@ -389,7 +422,7 @@ absl::StatusOr<JobSnapshot> JobManager::WaitForChange(const std::string& id,
                                                       absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", id, "' not found"));
+  if (it == jobs_.end()) return JobNotFound(id);
   std::shared_ptr<Job> job = it->second;
   while (job->revision <= after_revision && !IsFinished(job->record.state())) {
     if (changed_.WaitWithDeadline(&mu_, deadline)) break;  // timed out

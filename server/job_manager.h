@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,9 +75,12 @@ class JobManager {
   const std::vector<std::string>& leftovers() const { return leftovers_; }
 
   // Validates the request completely, then starts the job and returns its record at once.
+  // With request.request_id() set and already used by a job (of any state, also one loaded
+  // from its record after a restart), returns that job's record instead and starts nothing.
   // INVALID_ARGUMENT (bad request), NOT_FOUND (unknown dataset), RESOURCE_EXHAUSTED (too many
   // jobs, or a job whose estimated memory exceeds max_job_memory_bytes: refused before the
-  // dataset is loaded or anything of the job is allocated), UNAVAILABLE (shutting down).
+  // dataset is loaded or anything of the job is allocated), UNAVAILABLE (shutting down),
+  // ALREADY_EXISTS (request_id used for another model).
   absl::StatusOr<v1::TrainingJob> Submit(const v1::TrainRequest& request);
   absl::StatusOr<v1::TrainingJob> Get(const std::string& id) const;  // NOT_FOUND
   std::vector<v1::TrainingJob> List() const;                          // newest first
@@ -102,6 +106,10 @@ class JobManager {
   void JoinFinishedThreads();
   // Rewrites the job's record from a copy taken under the lock.
   void Persist(const v1::TrainingJob& record);
+  // The record of the job an earlier request with request.request_id() started (nullopt when
+  // none or no key); ALREADY_EXISTS when that job is for another model.
+  absl::StatusOr<std::optional<v1::TrainingJob>> FindByRequestId(
+      const v1::TrainRequest& request) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks a change for watchers. Requires mu_.
   void Publish(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -216,6 +216,7 @@ grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* conte
               absl::StrCat("the dataset '", name, "' this model was trained on is gone: ",
                            samples.status().message()));
         }
+        INVNET_RETURN_IF_ERROR(CheckDatasetUnchanged(*problem.dataset, *samples));
         const int64_t held = std::max<int64_t>(
             1, std::min<int64_t>(model->record.training.validation_size, samples->size(0) / 5));
         INVNET_ASSIGN_OR_RETURN(holdout,

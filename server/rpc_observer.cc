@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
+#include "server/status_util.h"
 
 namespace invnet::server {
 namespace {
@@ -33,7 +34,10 @@ class RpcObserver final : public grpc::experimental::Interceptor {
       methods->GetSendInitialMetadata()->emplace(kRequestIdMetadata, RequestId());
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      Finish(methods->GetSendStatus());
+      const grpc::Status sent = methods->GetSendStatus();
+      const grpc::Status explained = ExplainUnparsableRequest(sent, RpcName(rpc_));
+      if (explained.error_code() != sent.error_code()) methods->ModifySendStatus(explained);
+      Finish(explained);
     }
     methods->Proceed();
   }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "models/presets.h"
 #include "models/status_macros.h"
+#include "server/names.h"
 
 namespace invnet::server {
 namespace {
@@ -168,6 +169,21 @@ int64_t SignalDim(const OperatorSpec& spec) {
   return spec.kind == OperatorKind::kDense ? spec.matrix.size(1) : spec.dim;
 }
 
+// A network takes at most kMaxIResNetDim inputs, fewer than an operator may have: refused
+// naming the field that set n (architecture.dim is the server's, never the client's).
+absl::Status CheckTrainableDim(const OperatorSpec& spec) {
+  const int64_t n = SignalDim(spec);
+  if (n <= kMaxIResNetDim) return absl::OkStatus();
+  const char* field = spec.kind == OperatorKind::kDense ? "problem.operator.dense.matrix"
+                      : spec.kind == OperatorKind::kConvolution
+                          ? "problem.operator.convolution.dim"
+                          : "problem.operator.identity.dim";
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": signal dimension n = ", n,
+      spec.kind == OperatorKind::kDense ? " (the matrix's columns)" : "", " exceeds ",
+      kMaxIResNetDim, ", the most a trained network takes"));
+}
+
 }  // namespace
 
 absl::StatusOr<ProblemSpec> DecodeProblem(const v1::Problem& proto, const TensorLimits& limits) {
@@ -248,6 +264,7 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
   INVNET_ASSIGN_OR_RETURN(LossKind loss, DecodeLoss(request.training().loss()));
   bool default_target_space = true;
   if (!request.preset().empty()) {
+    INVNET_RETURN_IF_ERROR(ValidateName(request.preset(), "preset"));
     absl::StatusOr<Preset> preset = GetPreset(request.preset(), loss);
     if (!preset.ok()) return absl::InvalidArgumentError(preset.status().message());
     r.preset = preset->name;
@@ -259,6 +276,7 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
   }
   if (request.has_problem()) {
     INVNET_ASSIGN_OR_RETURN(r.problem, DecodeProblem(request.problem(), limits));
+    INVNET_RETURN_IF_ERROR(CheckTrainableDim(r.problem.op));
     r.problem.preset.clear();
     r.preset.clear();
   }
@@ -283,7 +301,7 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
   if (t.has_loss_weight()) {
     if (!(t.loss_weight() >= 0)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("training.loss_weight: ", t.loss_weight(), " must be >= 0"));
+          absl::StrCat("training.loss_weight: ", FormatExact(t.loss_weight()), " must be >= 0"));
     }
     r.training.loss_weight = t.loss_weight();
   } else {

@@ -2,7 +2,19 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 namespace invnet::server {
+
+grpc::Status ExplainUnparsableRequest(const grpc::Status& status, absl::string_view rpc) {
+  if (status.error_code() != grpc::StatusCode::INTERNAL || !status.error_message().empty()) {
+    return status;
+  }
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat("the ", rpc,
+                                   " request could not be parsed: its bytes are not a serialized "
+                                   "message of this method's request type"));
+}
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;

@@ -1,6 +1,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/names.h"
 #include "server/services.h"
 #include "server/status_util.h"
 
@@ -20,6 +21,7 @@ grpc::Status TrainingServiceImpl::GetTrainingJob(grpc::ServerContext* context,
                                                  const v1::GetTrainingJobRequest* request,
                                                  v1::GetTrainingJobResponse* response) {
   if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Get(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response->mutable_job() = *std::move(job);
@@ -38,6 +40,7 @@ grpc::Status TrainingServiceImpl::CancelTrainingJob(grpc::ServerContext* context
                                                     const v1::CancelTrainingJobRequest* request,
                                                     v1::CancelTrainingJobResponse* response) {
   if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Cancel(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response->mutable_job() = *std::move(job);
@@ -48,6 +51,7 @@ grpc::Status TrainingServiceImpl::WatchTrainingJob(
     grpc::ServerContext* context, const v1::WatchTrainingJobRequest* request,
     grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) {
   if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   // Each open stream holds a thread of the synchronous server: bounded, released on return.
   if (open_watch_streams_.fetch_add(1) >= max_watch_streams_) {
     open_watch_streams_.fetch_sub(1);

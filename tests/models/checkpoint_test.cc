@@ -110,6 +110,22 @@ TEST_F(CheckpointTest, ConvolutionProblemsAndDatasetsRoundTrip) {
   EXPECT_FALSE(loaded.problem.prior.has_value());
 }
 
+// Issue 19, item 6: a checkpoint records its dataset's fingerprint; one written before the
+// fingerprint existed (no such key) still loads, with an empty fingerprint.
+TEST_F(CheckpointTest, DatasetFingerprintRoundTripsAndIsOptional) {
+  problem_.prior.reset();
+  problem_.dataset = DatasetRef{"faces", 1000, 2, "1000x2-crc32-0badf00d"};
+  const std::string with = SerializeCheckpoint(MakeCheckpoint(*net_, problem_, training_));
+  ASSERT_OK_AND_ASSIGN(Checkpoint loaded, ParseCheckpoint(with));
+  EXPECT_EQ(loaded.problem.dataset->fingerprint, "1000x2-crc32-0badf00d");
+  problem_.dataset->fingerprint.clear();
+  const std::string old = SerializeCheckpoint(MakeCheckpoint(*net_, problem_, training_));
+  EXPECT_EQ(old.find("problem.dataset.fingerprint"), std::string::npos);
+  ASSERT_OK_AND_ASSIGN(Checkpoint old_loaded, ParseCheckpoint(old));
+  EXPECT_EQ(old_loaded.problem.dataset->fingerprint, "");
+  EXPECT_EQ(old_loaded.problem.dataset->num_samples, 1000);
+}
+
 TEST_F(CheckpointTest, TruncatedFilesAreDataLoss) {
   std::string bytes = SerializeCheckpoint(MakeCheckpoint(*net_, problem_, training_));
   for (size_t len = 0; len < bytes.size(); len += std::max<size_t>(1, bytes.size() / 97)) {

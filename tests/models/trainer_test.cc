@@ -1,5 +1,7 @@
 #include "models/trainer.h"
 
+#include <cmath>
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -152,6 +154,86 @@ TEST(TrainerTest, BadRequestsNameTheirField) {
   request.architecture.lipschitz_coeff = 1.0;
   EXPECT_THAT(ValidateTrainingRequest(request),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lipschitz_coeff")));
+}
+
+// Issue 19, item 8 (d): limits and values print exactly.
+TEST(FormatExactTest, PrintsWhatReadsBackAsTheSameDouble) {
+  EXPECT_EQ(FormatExact(10000001), "10000001");
+  EXPECT_EQ(FormatExact(1e10), "10000000000");
+  EXPECT_EQ(FormatExact(0.001), "0.001");
+  EXPECT_EQ(FormatExact(1e30), "1e+30");
+  EXPECT_EQ(FormatExact(-2.5), "-2.5");
+  EXPECT_EQ(std::strtod(FormatExact(0.1 + 0.2).c_str(), nullptr), 0.1 + 0.2);
+  TrainingRequest request = SmallRequest(LossKind::kApproximation);
+  request.training.steps = 10000001;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("training.steps: 10000001 must be in [1, 10000000]")));
+}
+
+// Issue 19, item 7: a diverging run fails with a reason instead of publishing garbage.
+TEST(DivergenceMonitorTest, FailsOnNonFiniteLossesAndOnGrowthByOrdersOfMagnitude) {
+  DivergenceMonitor converging;
+  for (int64_t step = 0; step < 1000; ++step) {
+    EXPECT_OK(converging.Check(step, 5.0 / (1 + step) - 0.3));  // falls, crosses zero
+  }
+  DivergenceMonitor slow_rise;  // grows, but by far less than the factor
+  for (int64_t step = 0; step < 1000; ++step) EXPECT_OK(slow_rise.Check(step, 1.0 + step));
+  DivergenceMonitor nan;
+  EXPECT_OK(nan.Check(0, 1.0));
+  EXPECT_THAT(nan.Check(1, std::nan("")),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("training diverged")));
+  DivergenceMonitor inf;
+  EXPECT_THAT(inf.Check(0, INFINITY),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("loss is inf")));
+  DivergenceMonitor exploding;
+  for (int64_t step = 0; step < DivergenceMonitor::kEarlySteps; ++step) {
+    EXPECT_OK(exploding.Check(step, 2.0));
+  }
+  EXPECT_OK(exploding.Check(10, 2.0 * DivergenceMonitor::kGrowthFactor));
+  EXPECT_THAT(exploding.Check(11, 3e21),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("the loss grew to 3e+21 at step 11")));
+}
+
+// Issue 19, item 7: magnitudes that overflow float32 training, or a learning rate that only
+// diverges, are refused before training, naming the field.
+TEST(TrainerTest, MagnitudesAreValidatedUpFront) {
+  TrainingRequest request = SmallRequest(LossKind::kApproximation);
+  request.problem.prior->means = request.problem.prior->means * 1e30;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prior.means")));
+  EXPECT_THAT(Train(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prior.means")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.training.learning_rate = 1e10;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("training.learning_rate: 10000000000 must be in (0, 1]")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.problem.noise_level = 1e300;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("problem.noise_level")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.training.loss_weight = 1e300;
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("training.loss_weight")));
+  request = SmallRequest(LossKind::kApproximation);
+  request.dataset_samples = at::full({10, 2}, 1e7, at::kFloat);
+  request.problem.prior.reset();
+  request.problem.dataset = DatasetRef{"d", 10, 2};
+  EXPECT_THAT(ValidateTrainingRequest(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("problem.dataset")));
+}
+
+// The magnitude limits leave every built-in problem trainable.
+TEST(PresetsTest, EveryPresetPassesTheMagnitudeLimits) {
+  for (const std::string& name : PresetNames()) {
+    for (LossKind loss : {LossKind::kApproximation, LossKind::kLogDet}) {
+      Preset preset = GetPreset(name, loss).value();
+      EXPECT_OK(ValidateProblemMagnitudes(preset.problem, preset.training, at::Tensor())) << name;
+    }
+  }
 }
 
 TEST(PresetsTest, KnownNamesAndDefaults) {

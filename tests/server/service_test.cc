@@ -6,6 +6,10 @@
 #include <cstdlib>
 #include <thread>
 
+#include <condition_variable>
+#include <mutex>
+
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "gmock/gmock.h"
@@ -588,6 +592,382 @@ TEST_P(ServiceTest, ReconstructHonoursTheDeadline) {
   grpc::Status status = reconstruction_->Reconstruct(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::DEADLINE_EXCEEDED) << status.error_message();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  ExpectStillServing();
+}
+
+// An explicit problem: identity (or `matrix`) operator on n = 2, one Gaussian component.
+v1::TrainRequest PriorTrainRequest(const std::string& name, double mean, double variance) {
+  v1::TrainRequest request = SmallTrainRequest(name, v1::LOSS_APPROXIMATION, 20);
+  request.clear_preset();
+  v1::Problem* problem = request.mutable_problem();
+  problem->mutable_operator_()->mutable_identity()->set_dim(2);
+  problem->set_noise_level(0.1);
+  problem->mutable_prior()->add_weights(1.0);
+  v1::Tensor* means = problem->mutable_prior()->mutable_means();
+  means->add_shape(1);
+  means->add_shape(2);
+  means->add_values(mean);
+  means->add_values(-mean);
+  v1::Tensor* cov = problem->mutable_prior()->mutable_covariances();
+  for (int d : {1, 2, 2}) cov->add_shape(d);
+  for (double v : {variance, 0.0, 0.0, variance}) cov->add_values(v);
+  return request;
+}
+
+// Issue 19, item 5: a client's value in an error message is cut to a bounded length, so a huge
+// id comes back as INVALID_ARGUMENT with a short message, never as RESOURCE_EXHAUSTED
+// ("initial metadata size exceeds limit") with the id inside.
+TEST_P(ServiceTest, HugeIdsAndNamesAreRefusedWithShortMessages) {
+  const std::string huge(20000, 'j');
+  constexpr size_t kShort = 400;
+  auto expect_short = [&](const grpc::Status& status, const std::string& field) {
+    EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << status.error_message().substr(0, 200);
+    EXPECT_THAT(status.error_message(), HasSubstr(field));
+    EXPECT_THAT(status.error_message(), HasSubstr("(20000 bytes)"));
+    EXPECT_LT(status.error_message().size(), kShort);
+    ExpectStillServing();
+  };
+  {
+    grpc::ClientContext context;
+    v1::GetTrainingJobRequest request;
+    request.set_job_id(huge);
+    v1::GetTrainingJobResponse response;
+    expect_short(training_->GetTrainingJob(&context, request, &response), "job_id");
+  }
+  {
+    grpc::ClientContext context;
+    v1::CancelTrainingJobRequest request;
+    request.set_job_id(huge);
+    v1::CancelTrainingJobResponse response;
+    expect_short(training_->CancelTrainingJob(&context, request, &response), "job_id");
+  }
+  {
+    grpc::ClientContext context;
+    v1::WatchTrainingJobRequest request;
+    request.set_job_id(huge);
+    auto reader = training_->WatchTrainingJob(&context, request);
+    v1::WatchTrainingJobResponse update;
+    EXPECT_FALSE(reader->Read(&update));
+    expect_short(reader->Finish(), "job_id");
+  }
+  {
+    // A job id that is well formed but unknown is still NOT_FOUND.
+    grpc::ClientContext context;
+    v1::GetTrainingJobRequest request;
+    request.set_job_id("job-20260101-000000-00000000");
+    v1::GetTrainingJobResponse response;
+    ExpectCode(training_->GetTrainingJob(&context, request, &response), grpc::NOT_FOUND,
+               "job-20260101-000000-00000000");
+  }
+  v1::TrainResponse started;
+  {
+    grpc::ClientContext context;
+    v1::TrainRequest request = SmallTrainRequest("m", v1::LOSS_APPROXIMATION);
+    request.set_preset(std::string(1 << 20, 'p'));
+    grpc::Status status = training_->Train(&context, request, &started);
+    EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("preset"));
+    EXPECT_THAT(status.error_message(), HasSubstr("(1048576 bytes)"));
+    EXPECT_LT(status.error_message().size(), kShort);
+  }
+  {
+    grpc::ClientContext context;
+    v1::TrainRequest request = PriorTrainRequest("m", 0.0, 1.0);
+    request.mutable_problem()->set_dataset(huge);
+    expect_short(training_->Train(&context, request, &started), "dataset");
+  }
+  {
+    grpc::ClientContext context;
+    v1::DeleteDatasetRequest request;
+    request.set_name(huge);
+    v1::DeleteDatasetResponse response;
+    expect_short(datasets_->DeleteDataset(&context, request, &response), "dataset");
+  }
+  {
+    grpc::ClientContext context;
+    v1::GetModelRequest request;
+    request.set_name(huge);
+    v1::GetModelResponse response;
+    expect_short(models_->GetModel(&context, request, &response), "name");
+  }
+  {
+    grpc::ClientContext context;
+    v1::ReconstructRequest request;
+    request.set_model(huge);
+    *request.mutable_measurements() = Batch(1, 2);
+    v1::ReconstructResponse response;
+    expect_short(reconstruction_->Reconstruct(&context, request, &response), "model");
+  }
+}
+
+// Issue 19, item 6: a model pins the exact dataset it was trained on; DrawTestPairs refuses
+// with FAILED_PRECONDITION once the dataset was replaced (other dimension, or same dimension
+// and other values) and serves again when the original is back.
+TEST_P(ServiceTest, DrawTestPairsRefusesAReplacedDataset) {
+  const std::string name = GetParam() == Transport::kTcp ? "pin-tcp" : "pin-inproc";
+  auto upload = [&](int64_t dim, float scale) {
+    grpc::ClientContext context;
+    v1::UploadDatasetResponse response;
+    auto writer = datasets_->UploadDataset(&context, &response);
+    v1::UploadDatasetRequest header;
+    header.mutable_header()->set_name(name);
+    header.mutable_header()->set_dim(dim);
+    header.mutable_header()->set_num_samples(100);
+    v1::UploadDatasetRequest chunk;
+    *chunk.mutable_chunk() = Batch(100, dim, scale);
+    writer->Write(header);
+    writer->Write(chunk);
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  auto remove = [&] {
+    grpc::ClientContext context;
+    v1::DeleteDatasetRequest request;
+    request.set_name(name);
+    v1::DeleteDatasetResponse response;
+    return datasets_->DeleteDataset(&context, request, &response);
+  };
+  auto draw = [&] {
+    grpc::ClientContext context;
+    v1::DrawTestPairsRequest request;
+    request.set_model(name + "-model");
+    request.set_count(5);
+    v1::DrawTestPairsResponse response;
+    return reconstruction_->DrawTestPairs(&context, request, &response);
+  };
+  ASSERT_TRUE(upload(2, 1.5f).ok());
+  v1::TrainRequest train = SmallTrainRequest(name + "-model", v1::LOSS_APPROXIMATION, 10);
+  train.clear_preset();
+  train.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(2);
+  train.mutable_problem()->set_noise_level(0.1);
+  train.mutable_problem()->set_dataset(name);
+  grpc::ClientContext train_context;
+  v1::TrainResponse started;
+  ASSERT_TRUE(training_->Train(&train_context, train, &started).ok());
+  ASSERT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_TRUE(draw().ok());
+
+  ASSERT_TRUE(remove().ok());
+  ExpectCode(draw(), grpc::FAILED_PRECONDITION, "'" + name + "'");
+  ASSERT_TRUE(upload(3, 1.5f).ok());  // other dimension: was INTERNAL "mat1 and mat2 shapes"
+  ExpectCode(draw(), grpc::FAILED_PRECONDITION, "dataset '" + name + "' has changed");
+  ASSERT_TRUE(remove().ok());
+  ASSERT_TRUE(upload(2, 0.7f).ok());  // same shape, other values: was served silently
+  ExpectCode(draw(), grpc::FAILED_PRECONDITION, "other values");
+  ASSERT_TRUE(remove().ok());
+  ASSERT_TRUE(upload(2, 1.5f).ok());  // the original again
+  grpc::Status status = draw();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(remove().ok());
+}
+
+// Issue 19, item 7: magnitudes that would fail later (INTERNAL cholesky, "loss is inf") or give
+// garbage (learning rate 1e10 "converged") are refused at Train, naming the field.
+TEST_P(ServiceTest, TrainRefusesMagnitudesThatCannotTrain) {
+  v1::TrainResponse response;
+  auto train = [&](const v1::TrainRequest& request) {
+    grpc::ClientContext context;
+    return training_->Train(&context, request, &response);
+  };
+  ExpectCode(train(PriorTrainRequest("mag", 1e30, 1.0)), grpc::INVALID_ARGUMENT, "prior.means");
+  ExpectCode(train(PriorTrainRequest("mag", 0.0, 1e30)), grpc::INVALID_ARGUMENT,
+             "prior.covariances");
+  v1::TrainRequest request = PriorTrainRequest("mag", 0.0, 1.0);
+  request.mutable_problem()->set_noise_level(1e300);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT, "problem.noise_level");
+  request = PriorTrainRequest("mag", 0.0, 1.0);
+  request.mutable_training()->set_loss_weight(1e300);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT, "training.loss_weight");
+  request = PriorTrainRequest("mag", 0.0, 1.0);
+  request.mutable_training()->set_learning_rate(1e10);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT,
+             "training.learning_rate: 10000000000 must be in (0, 1]");
+  request = PriorTrainRequest("mag", 0.0, 1.0);
+  v1::Tensor* matrix =
+      request.mutable_problem()->mutable_operator_()->mutable_dense()->mutable_matrix();
+  *matrix = Batch(2, 2);
+  matrix->set_values(0, 1e30f);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT, "operator.dense.matrix");
+  // Each value within its limit, their product not: measurements up to ~1e11.
+  request = PriorTrainRequest("mag", 1e5, 1.0);
+  matrix = request.mutable_problem()->mutable_operator_()->mutable_dense()->mutable_matrix();
+  *matrix = Batch(2, 2);
+  for (int i = 0; i < 4; ++i) matrix->set_values(i, 1e5f);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT, "problem: measurements");
+  // Variances 1 and 1e-14: the condition number 1e14 is over the limit.
+  request = PriorTrainRequest("mag", 0.0, 1.0);
+  request.mutable_problem()->mutable_prior()->mutable_covariances()->set_values(3, 1e-14);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT, "prior.covariances[0]: condition number");
+  // Values at the limits still train, and the exact references stay sane (a covariance of
+  // 1e30 I gave a posterior std of [1.2e7, 0.0]).
+  const std::string name = GetParam() == Transport::kTcp ? "mag-ok-tcp" : "mag-ok";
+  request = PriorTrainRequest(name, 1000.0, 1e6);
+  ASSERT_TRUE(train(request).ok());
+  EXPECT_EQ(WaitForJob(*training_, response.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  v1::EstimateRequest estimate;
+  estimate.set_model(name);
+  *estimate.mutable_measurements() = Batch(3, 2, 1000.0f);
+  estimate.add_estimators(v1::ESTIMATOR_POSTERIOR_STD);
+  v1::EstimateResponse refs;
+  grpc::ClientContext estimate_context;
+  ASSERT_TRUE(reconstruction_->Estimate(&estimate_context, estimate, &refs).ok());
+  ASSERT_EQ(refs.posterior_std().values_size(), 6);
+  // Prior variance 1e6, noise 0.1: the posterior std is ~0.1 in every coordinate.
+  for (float s : refs.posterior_std().values()) EXPECT_NEAR(s, 0.1, 0.01);
+}
+
+// Issue 19, item 8 (c, d): the limit on n names the field the client set, and ranges print
+// exact values.
+TEST_P(ServiceTest, TrainLimitsNameTheClientsFieldAndExactValues) {
+  v1::TrainResponse response;
+  auto train = [&](const v1::TrainRequest& request) {
+    grpc::ClientContext context;
+    return training_->Train(&context, request, &response);
+  };
+  v1::TrainRequest request = PriorTrainRequest("lim", 0.0, 1.0);
+  request.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(65536);
+  grpc::Status status = train(request);
+  ExpectCode(status, grpc::INVALID_ARGUMENT,
+             "problem.operator.identity.dim: signal dimension n = 65536 exceeds 4096");
+  EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr("architecture.dim")));
+  request = PriorTrainRequest("lim", 0.0, 1.0);
+  request.mutable_problem()->mutable_operator_()->mutable_convolution()->set_dim(5000);
+  request.mutable_problem()->mutable_operator_()->mutable_convolution()->add_kernel(1.0);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT, "problem.operator.convolution.dim");
+  request = SmallTrainRequest("lim", v1::LOSS_APPROXIMATION);
+  request.mutable_training()->set_steps(10000001);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT,
+             "training.steps: 10000001 must be in [1, 10000000]");
+  request = SmallTrainRequest("lim", v1::LOSS_APPROXIMATION);
+  request.mutable_training()->set_validation_size(1000001);
+  ExpectCode(train(request), grpc::INVALID_ARGUMENT,
+             "training.validation_size: 1000001 must be in [1, 1000000]");
+}
+
+// Issue 19, item 8 (b): Train with a request_id is idempotent: the retry of a call whose
+// answer was lost (a 1 ms deadline) returns the job the first call started, even after a
+// restart; the key of another model's job is ALREADY_EXISTS.
+TEST_P(ServiceTest, TrainWithARequestIdStartsOneJob) {
+  const std::string model = GetParam() == Transport::kTcp ? "idem-tcp" : "idem-inproc";
+  const std::string key = model + "-7f3c9a2e-0b1d-4c55-9a1e-2f6d8b0c4e11";
+  v1::TrainRequest request = SmallTrainRequest(model, v1::LOSS_APPROXIMATION, 20);
+  request.set_request_id(key);
+  {
+    // The first try may or may not reach the server before its deadline.
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1));
+    v1::TrainResponse lost;
+    training_->Train(&context, request, &lost);
+  }
+  v1::TrainResponse first, second;
+  grpc::ClientContext c1, c2;
+  ASSERT_TRUE(training_->Train(&c1, request, &first).ok());
+  ASSERT_TRUE(training_->Train(&c2, request, &second).ok());
+  EXPECT_EQ(first.job().job_id(), second.job().job_id());
+  EXPECT_EQ(first.job().request_id(), key);
+  const v1::TrainingJob done = WaitForJob(*training_, first.job().job_id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  // After it finished, the key still answers with the same job.
+  grpc::ClientContext c3;
+  v1::TrainResponse third;
+  ASSERT_TRUE(training_->Train(&c3, request, &third).ok());
+  EXPECT_EQ(third.job().job_id(), first.job().job_id());
+  EXPECT_EQ(third.job().state(), v1::JOB_STATE_SUCCEEDED);
+  // Exactly one job carries the key, and one version was published.
+  grpc::ClientContext list_context;
+  v1::ListTrainingJobsResponse jobs;
+  ASSERT_TRUE(training_->ListTrainingJobs(&list_context, {}, &jobs).ok());
+  int with_key = 0;
+  for (const v1::TrainingJob& job : jobs.jobs()) with_key += job.request_id() == key ? 1 : 0;
+  EXPECT_EQ(with_key, 1);
+  grpc::ClientContext get_context;
+  v1::GetModelRequest get;
+  get.set_name(model);
+  v1::GetModelResponse got;
+  ASSERT_TRUE(models_->GetModel(&get_context, get, &got).ok());
+  EXPECT_EQ(got.model().versions_size(), 1);
+
+  v1::TrainRequest other = request;
+  other.set_model_name(model + "-other");
+  grpc::ClientContext c4;
+  v1::TrainResponse refused;
+  ExpectCode(training_->Train(&c4, other, &refused), grpc::ALREADY_EXISTS, "request_id");
+  for (const std::string& bad :
+       {std::string("has space"), std::string(129, 'k'), std::string("a/b")}) {
+    v1::TrainRequest malformed = request;
+    malformed.set_request_id(bad);
+    grpc::ClientContext context;
+    ExpectCode(training_->Train(&context, malformed, &refused), grpc::INVALID_ARGUMENT,
+               "request_id");
+  }
+}
+
+TEST(TrainRequestIdTest, SurvivesARestart) {
+  const std::string repository = MakeTempDir();
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.repository = repository;
+  options.torch_threads = 1;
+  v1::TrainRequest request = SmallTrainRequest("restarted", v1::LOSS_APPROXIMATION, 10);
+  request.set_request_id("restart-key-1");
+  std::string job_id;
+  {
+    std::unique_ptr<Server> server = Server::Start(options).value();
+    auto stub = v1::TrainingService::NewStub(server->InProcessChannel());
+    grpc::ClientContext context;
+    v1::TrainResponse response;
+    ASSERT_TRUE(stub->Train(&context, request, &response).ok());
+    job_id = response.job().job_id();
+    grpc::ClientContext watch_context;
+    v1::WatchTrainingJobRequest watch;
+    watch.set_job_id(job_id);
+    auto reader = stub->WatchTrainingJob(&watch_context, watch);
+    v1::WatchTrainingJobResponse update;
+    while (reader->Read(&update)) {
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+  }
+  std::unique_ptr<Server> server = Server::Start(options).value();
+  auto stub = v1::TrainingService::NewStub(server->InProcessChannel());
+  grpc::ClientContext context;
+  v1::TrainResponse response;
+  ASSERT_TRUE(stub->Train(&context, request, &response).ok());
+  EXPECT_EQ(response.job().job_id(), job_id);
+  EXPECT_EQ(response.job().state(), v1::JOB_STATE_SUCCEEDED);
+  server.reset();
+  std::system(("rm -rf " + repository).c_str());
+}
+
+// Issue 19, item 8 (a): bytes that are not a request message are INVALID_ARGUMENT saying so
+// (gRPC's own answer is INTERNAL with an empty message).
+TEST_P(ServiceTest, UnparsableRequestsAreInvalidArgument) {
+  grpc::GenericStub generic(channel_);
+  // Field 1 (model), length-delimited, announcing 2^28 bytes that never come.
+  const char bytes[] = {0x0a, static_cast<char>(0x80), static_cast<char>(0x80),
+                        static_cast<char>(0x80), 0x01, 'x'};
+  for (const char* method : {"/invnet.v1.ReconstructionService/Reconstruct",
+                             "/invnet.v1.TrainingService/Train",
+                             "/invnet.v1.ModelService/GetModel"}) {
+    grpc::Slice slice(bytes, sizeof(bytes));
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer reply;
+    grpc::ClientContext context;
+    std::mutex mu;
+    std::condition_variable done_cv;
+    bool done = false;
+    grpc::Status status;
+    generic.UnaryCall(&context, method, grpc::StubOptions(), &request, &reply,
+                      [&](grpc::Status s) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        status = std::move(s);
+                        done = true;
+                        done_cv.notify_one();
+                      });
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(done_cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; }));
+    EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << method;
+    EXPECT_THAT(status.error_message(), HasSubstr("could not be parsed")) << method;
+  }
   ExpectStillServing();
 }
 

@@ -26,6 +26,60 @@ TEST(NamesTest, AcceptsOnlySafeNames) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Issue 19, item 5: an echoed value never makes a message grow with the request.
+TEST(NamesTest, EchoedValuesAreCutAndEscaped) {
+  EXPECT_EQ(QuoteForMessage("job-1"), "'job-1'");
+  EXPECT_EQ(QuoteForMessage(std::string("a\nb", 3)), "'a\\nb'");
+  const std::string quoted = QuoteForMessage(std::string(1 << 20, 'x'));
+  EXPECT_LT(quoted.size(), kMaxEchoedChars + 40);
+  EXPECT_THAT(quoted, HasSubstr("...' (1048576 bytes)"));
+  const absl::Status status = ValidateName(std::string(20000, 'a'), "job_id");
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("job_id")));
+  EXPECT_LT(status.message().size(), 200u);
+}
+
+TEST(NamesTest, RequestIdsHaveAPatternAndALength) {
+  for (const char* good : {"a", "7f3c9a2e-0b1d-4c55-9a1e-2f6d8b0c4e11", "Retry_2"}) {
+    EXPECT_OK(ValidateRequestId(good, "request_id"));
+  }
+  EXPECT_OK(ValidateRequestId(std::string(128, 'k'), "request_id"));
+  for (const std::string& bad :
+       {std::string(), std::string(129, 'k'), std::string("a b"), std::string("a/b")}) {
+    EXPECT_THAT(ValidateRequestId(bad, "request_id"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
+  }
+}
+
+// Issue 19, item 8 (c): n above what a network takes is refused naming the operator field the
+// client set, not architecture.dim (which only the server sets).
+TEST(SpecCodecTest, SignalDimensionLimitNamesTheOperatorField) {
+  v1::TrainRequest request;
+  request.set_model_name("m");
+  request.mutable_training()->set_loss(v1::LOSS_APPROXIMATION);
+  request.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(65536);
+  request.mutable_problem()->set_dataset("d");
+  EXPECT_THAT(ResolveTrainRequest(request, TensorLimits()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("problem.operator.identity.dim: signal dimension n = 65536 "
+                                 "exceeds 4096")));
+  request.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(4096);
+  EXPECT_OK(ResolveTrainRequest(request, TensorLimits()).status());
+  v1::Tensor* matrix =
+      request.mutable_problem()->mutable_operator_()->mutable_dense()->mutable_matrix();
+  matrix->add_shape(1);
+  matrix->add_shape(4097);
+  for (int i = 0; i < 4097; ++i) matrix->add_values(1.0f);
+  EXPECT_THAT(ResolveTrainRequest(request, TensorLimits()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("problem.operator.dense.matrix: signal dimension n = 4097")));
+  // A preset name is a name: a huge one is refused with a short message.
+  request.clear_problem();
+  request.set_preset(std::string(1 << 20, 'p'));
+  const absl::Status status = ResolveTrainRequest(request, TensorLimits()).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("preset")));
+  EXPECT_LT(status.message().size(), 300u);
+}
+
 TEST(SpecCodecTest, PresetWithOverrides) {
   v1::TrainRequest request;
   request.set_model_name("m");
