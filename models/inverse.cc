@@ -747,6 +747,10 @@ absl::StatusOr<InverseResult> FrozenIResNet::CertifiedInverse(
   ForEachChunk(num_chunks, [&](int64_t begin, int64_t end) {
     std::vector<double> y64, x64, returned, image, rounding;
     for (int64_t c = begin; c < end && !stopped.load(std::memory_order_relaxed); ++c) {
+      if (c > begin && StopRequested(options.should_stop)) {
+        stopped = true;
+        return;
+      }
       const int64_t first = c * chunk;
       const int64_t rows = std::min(chunk, batch - first);
       y64.assign(y_data + first * n, y_data + (first + rows) * n);

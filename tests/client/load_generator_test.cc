@@ -41,8 +41,10 @@ TEST_F(LoadGeneratorTest, AFixedRateTheServerCannotKeepUpWithIsNotReportedAsAchi
   const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
   ASSERT_THAT(report, IsOk());
   EXPECT_EQ(report->errors, 0);
-  EXPECT_EQ(report->requests, 100);
-  EXPECT_GE(report->seconds, 100 * 0.020 * 0.9);  // 100 answers, 20 ms apart
+  // About 100 scheduled (the last may fall either side of the end on a loaded machine).
+  EXPECT_GE(report->requests, 95);
+  EXPECT_LE(report->requests, 101);
+  EXPECT_GE(report->seconds, report->requests * 0.020 * 0.9);  // answers 20 ms apart
   EXPECT_LE(report->seconds, elapsed);
   EXPECT_LT(report->requests_per_second(), 60);  // not the 1000/s asked for
 }
