@@ -421,6 +421,18 @@ class AndersonState {
 
 constexpr int64_t kMaxAndersonMemory = 8;
 
+// An InverseResult for y [batch, n], to be filled in.
+InverseResult AllocateResult(const at::Tensor& y) {
+  const int64_t batch = y.size(0);
+  InverseResult result;
+  result.x = at::empty_like(y);
+  result.iterations = at::zeros({batch}, at::kLong);
+  result.converged = at::ones({batch}, at::kBool);
+  result.error_bound = at::zeros({batch}, at::kDouble);
+  result.forward_residual = at::zeros({batch}, at::kDouble);
+  return result;
+}
+
 }  // namespace
 
 absl::Status ValidateInverseOptions(const InverseOptions& options) {
@@ -727,12 +739,7 @@ absl::StatusOr<InverseResult> FrozenIResNet::CertifiedInverse(
   }
   const double inverse_lipschitz = growth;  // prod_k 1/(1 - L_k) >= Lip(phi^-1)
 
-  InverseResult result;
-  result.x = at::empty_like(y);
-  result.iterations = at::zeros({batch}, at::kLong);
-  result.converged = at::ones({batch}, at::kBool);
-  result.error_bound = at::zeros({batch}, at::kDouble);
-  result.forward_residual = at::zeros({batch}, at::kDouble);
+  InverseResult result = AllocateResult(y);
   const T* y_data = y.data_ptr<T>();
   T* x_data = result.x.data_ptr<T>();
   int64_t* iter_data = result.iterations.data_ptr<int64_t>();
@@ -801,12 +808,7 @@ absl::StatusOr<InverseResult> FrozenIResNet::InverseTyped(const at::Tensor& y_in
   at::Tensor y = y_in.contiguous();
   const int64_t batch = y.size(0);
   const int64_t n = dim_;
-  InverseResult result;
-  result.x = at::empty_like(y);
-  result.iterations = at::zeros({batch}, at::kLong);
-  result.converged = at::ones({batch}, at::kBool);
-  result.error_bound = at::zeros({batch}, at::kDouble);
-  result.forward_residual = at::zeros({batch}, at::kDouble);
+  InverseResult result = AllocateResult(y);
   const T* y_data = y.data_ptr<T>();
   T* x_data = result.x.data_ptr<T>();
   int64_t* iter_data = result.iterations.data_ptr<int64_t>();
