@@ -93,6 +93,11 @@ double ResidentBytes() {
 }
 
 TEST(MemoryEstimateTest, CloseToTheResidentMemoryATrainingJobAdds) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's quarantine and shadow memory inflate resident memory (scripts/sanitize.sh
+  // builds this test so): the comparison means nothing there.
+  GTEST_SKIP() << "resident memory is not meaningful under AddressSanitizer";
+#endif
   // A job whose tensors dominate what LibTorch itself holds: exact log det at n = 32 carries 32
   // tangents of width 512 through every layer.
   TrainingRequest request;
