@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <list>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
@@ -210,11 +211,18 @@ cli::CliFlags CollectFlags() {
 
 // What to say when Ctrl-C interrupts the command (cli::Context::set_interrupt_message). The
 // handler may only read it with write(2): the buffer is swapped under a lock-free pointer, and
-// old buffers are never freed (there are at most a few per run).
+// old buffers stay alive in a list (nodes never move) until exit; there are a few per run.
+// Called from the main thread only.
 std::atomic<const std::string*> interrupt_message{nullptr};
 
 void SetInterruptMessage(const std::string& message) {
-  interrupt_message.store(message.empty() ? nullptr : new std::string(message));
+  static std::list<std::string> messages;
+  if (message.empty()) {
+    interrupt_message.store(nullptr);
+    return;
+  }
+  messages.push_back(message);
+  interrupt_message.store(&messages.back());
 }
 
 extern "C" void OnInterrupt(int) {
