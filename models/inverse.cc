@@ -622,6 +622,7 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
   std::vector<int64_t> block_iterations(rows);
   std::vector<double> block_bound(rows);
   std::vector<double> best_residual(rows);
+  std::vector<double> v_norm(rows);  // ||v|| per sample: fixed within a block
   std::vector<int64_t> since_best(rows);
   MlpScratch<T> scratch(rows, std::max(hidden_width_, n));
   std::unique_ptr<AndersonState<T>> anderson;
@@ -642,6 +643,13 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
     int64_t num_active = rows;
     std::fill(block_iterations.begin(), block_iterations.end(), 0);
     std::fill(best_residual.begin(), best_residual.end(), std::numeric_limits<double>::infinity());
+    if (bound_rounding) {
+      for (int64_t s = 0; s < rows; ++s) {
+        double v_sq = 0.0;
+        for (int64_t i = 0; i < n; ++i) v_sq += double(v[s * n + i]) * v[s * n + i];
+        v_norm[s] = std::sqrt(v_sq);
+      }
+    }
     std::fill(since_best.begin(), since_best.end(), 0);
     if (anderson) anderson->Reset();
 
@@ -685,12 +693,8 @@ absl::Status FrozenIResNet::SolveChunk(const T* y, int64_t rows, const InverseOp
                           since_best[s] >= kStallWindow;
         if (bound_rounding) {
           double u_sq = 0.0;
-          double v_sq = 0.0;
-          for (int64_t i = 0; i < n; ++i) {
-            u_sq += double(us[i]) * us[i];
-            v_sq += double(vs[i]) * vs[i];
-          }
-          const double rounding = ResidualRoundingBound(k, std::sqrt(u_sq), std::sqrt(v_sq), eps);
+          for (int64_t i = 0; i < n; ++i) u_sq += double(us[i]) * us[i];
+          const double rounding = ResidualRoundingBound(k, std::sqrt(u_sq), v_norm[s], eps);
           // Once the iteration's part is below the rounding's, more iterations cannot even
           // halve the bound: stop there rather than wait for the stall window.
           if (lipschitz * residual <= rounding) last_round = true;
