@@ -132,6 +132,8 @@ void PutTraining(const TrainingSpec& t, ArchiveWriter& w) {
   w.PutInt("training.seed", static_cast<int64_t>(t.seed));
   w.PutInt("training.validation_every", t.validation_every);
   w.PutInt("training.validation_size", t.validation_size);
+  w.PutInt("training.holdout_split",
+           t.holdout_split == HoldoutSplit::kSeededPermutation ? 1 : 0);
   w.PutInt("training.exact_jacobian_max_dim", t.exact_jacobian_max_dim);
   w.PutInt("training.hutchinson_probes", t.hutchinson_probes);
   w.PutInt("training.log_det_series_terms", t.log_det_series_terms);
@@ -160,6 +162,15 @@ absl::StatusOr<TrainingSpec> GetTraining(const ArchiveReader& r) {
   t.seed = static_cast<uint64_t>(seed);
   INVNET_ASSIGN_OR_RETURN(t.validation_every, r.GetInt("training.validation_every"));
   INVNET_ASSIGN_OR_RETURN(t.validation_size, r.GetInt("training.validation_size"));
+  // Checkpoints written before issue 12 held out the dataset's tail.
+  t.holdout_split = HoldoutSplit::kTail;
+  if (r.Has("training.holdout_split")) {
+    INVNET_ASSIGN_OR_RETURN(int64_t split, r.GetInt("training.holdout_split"));
+    if (split != 0 && split != 1) {
+      return absl::InvalidArgumentError("training.holdout_split: must be 0 (tail) or 1");
+    }
+    if (split == 1) t.holdout_split = HoldoutSplit::kSeededPermutation;
+  }
   INVNET_ASSIGN_OR_RETURN(t.exact_jacobian_max_dim, r.GetInt("training.exact_jacobian_max_dim"));
   INVNET_ASSIGN_OR_RETURN(t.hutchinson_probes, r.GetInt("training.hutchinson_probes"));
   INVNET_ASSIGN_OR_RETURN(t.log_det_series_terms, r.GetInt("training.log_det_series_terms"));

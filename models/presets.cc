@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/problem_family.h"
 
 namespace invnet {
 namespace {
@@ -101,8 +102,10 @@ TargetSpace DefaultTargetSpace(LossKind loss, bool square_operator) {
 absl::StatusOr<Preset> GetPreset(absl::string_view name, LossKind loss) {
   if (name == "bimodal2d") return Bimodal2d(loss);
   if (name == "blur64") return Blur64(loss);
+  if (name.find('-') != absl::string_view::npos) return GetFamilyPreset(name, loss);
   return absl::NotFoundError(absl::StrCat("preset: unknown '", name, "' (known: ",
-                                          absl::StrJoin(PresetNames(), ", "), ")"));
+                                          absl::StrJoin(PresetNames(), ", "), ", or FAMILY-SEED of ",
+                                          absl::StrJoin(ProblemFamilyNames(), ", "), ")"));
 }
 
 }  // namespace invnet

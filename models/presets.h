@@ -9,7 +9,7 @@
 //              3000 steps of 512.
 //   blur64     64 samples on a periodic grid, 4-component Gaussian-mixture prior of smooth
 //              sinusoids, A = periodic Gaussian blur (sigma 2 samples), delta = 0.05; 6 blocks of
-//              width 256, 3 layers, c = 0.95, ELU; Adam 1e-3 cosine, 3000 steps of 256;
+//              width 256, 3 layers, c = 0.857 per block, ELU; Adam 1e-3 cosine, 3000 steps of 256;
 //              stochastic Jacobian estimators (one Hutchinson probe).
 
 #include <string>
@@ -32,7 +32,8 @@ struct Preset {
 
 std::vector<std::string> PresetNames();
 
-// The preset `name` set up to train with `loss`. NOT_FOUND for an unknown name.
+// The preset `name` set up to train with `loss`: one of PresetNames() or a member of a random
+// problem family, "random2d-17" (models/problem_family.h). NOT_FOUND for an unknown name.
 absl::StatusOr<Preset> GetPreset(absl::string_view name, LossKind loss);
 
 // The target space a loss uses by default: the divergence loss works in normal-equation space

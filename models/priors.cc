@@ -276,7 +276,8 @@ at::Tensor EmpiricalDataset::Sample(int64_t count, at::Generator generator) cons
 }
 
 absl::StatusOr<std::pair<std::unique_ptr<EmpiricalDataset>, at::Tensor>>
-EmpiricalDataset::SplitHoldout(int64_t holdout) const {
+EmpiricalDataset::SplitHoldout(const at::Tensor& holdout_rows) const {
+  const int64_t holdout = holdout_rows.numel();
   if (holdout <= 0 || holdout >= size()) {
     return absl::InvalidArgumentError(absl::StrCat("holdout: must be in [1, ", size() - 1,
                                                    "] for a dataset of ", size(), " samples, got ",
@@ -284,10 +285,19 @@ EmpiricalDataset::SplitHoldout(int64_t holdout) const {
   }
   using Result = std::pair<std::unique_ptr<EmpiricalDataset>, at::Tensor>;
   return GuardTorchOr<Result>("EmpiricalDataset::SplitHoldout", [&]() -> absl::StatusOr<Result> {
-    const int64_t kept = size() - holdout;
+    at::Tensor rows = holdout_rows.to(at::kLong).reshape({-1});
+    if (rows.min().item<int64_t>() < 0 || rows.max().item<int64_t>() >= size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("holdout: row indices must lie in [0, ", size(), ")"));
+    }
+    at::Tensor keep = at::ones({size()}, at::kBool);
+    keep.index_fill_(0, rows, false);
+    if (keep.sum().item<int64_t>() != size() - holdout) {
+      return absl::InvalidArgumentError("holdout: row indices must be distinct");
+    }
     std::unique_ptr<EmpiricalDataset> train(new EmpiricalDataset());
-    train->samples_ = samples_.narrow(0, 0, kept).clone();
-    return Result(std::move(train), samples_.narrow(0, kept, holdout).clone());
+    train->samples_ = samples_.index_select(0, keep.nonzero().squeeze(1)).clone();
+    return Result(std::move(train), samples_.index_select(0, rows).clone());
   });
 }
 

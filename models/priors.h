@@ -83,10 +83,11 @@ class EmpiricalDataset final : public SignalSource {
   int64_t size() const { return samples_.size(0); }
   const at::Tensor& samples() const { return samples_; }
   at::Tensor Sample(int64_t count, at::Generator generator) const override;
-  // The dataset split into its first `size() - holdout` samples and the last `holdout`.
-  // INVALID_ARGUMENT unless 0 < holdout < size().
+  // The dataset split into the samples at `holdout_rows` (int64 indices, distinct) and the rest,
+  // in their order: {training part, held-out samples}. INVALID_ARGUMENT unless
+  // 0 < holdout_rows.numel() < size() and every index lies in [0, size()).
   absl::StatusOr<std::pair<std::unique_ptr<EmpiricalDataset>, at::Tensor>> SplitHoldout(
-      int64_t holdout) const;
+      const at::Tensor& holdout_rows) const;
 
  private:
   at::Tensor samples_;  // float64

@@ -61,6 +61,12 @@ absl::StatusOr<LossKind> ParseLossKind(absl::string_view name);
 absl::string_view TargetSpaceName(TargetSpace space);  // "measurement", "normal"
 absl::StatusOr<TargetSpace> ParseTargetSpace(absl::string_view name);
 
+// Which samples of a dataset problem are held out for validation and test pairs.
+enum class HoldoutSplit {
+  kTail,               // the last ones (checkpoints written before issue 12)
+  kSeededPermutation,  // a fixed seeded permutation's first ones (models/trainer.h, SplitDataset)
+};
+
 // How to train: the loss, the optimiser schedule and the evaluation cadence.
 struct TrainingSpec {
   LossKind loss = LossKind::kApproximation;
@@ -77,6 +83,7 @@ struct TrainingSpec {
   uint64_t seed = 0;             // data, noise and probe draws (the architecture has its own)
   int64_t validation_every = 250;  // steps between validations; 0 = only at the end
   int64_t validation_size = 1000;  // held-out pairs drawn once
+  HoldoutSplit holdout_split = HoldoutSplit::kSeededPermutation;
   // Jacobian estimators (losses kLogDet, kDivergence).
   int64_t exact_jacobian_max_dim = 32;
   int64_t hutchinson_probes = 1;

@@ -12,6 +12,7 @@
 #include "models/estimators.h"
 #include "models/losses.h"
 #include "models/priors.h"
+#include "models/seeds.h"
 #include "models/status_macros.h"
 #include "models/torch_status.h"
 
@@ -19,8 +20,6 @@ namespace invnet {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-// The validation set has a generator of its own, so the training draws do not depend on it.
-constexpr uint64_t kValidationSeedOffset = 0x9e3779b97f4a7c15ull;
 constexpr int64_t kMaxExactJacobianDim = 64;
 
 // Values print exactly: a message about 10000001 must not say "1e+07".
@@ -85,6 +84,32 @@ struct Setup {
   const SignalSource* source = nullptr;
 };
 
+}  // namespace
+
+absl::StatusOr<std::pair<std::unique_ptr<EmpiricalDataset>, at::Tensor>> SplitDataset(
+    const at::Tensor& samples, const TrainingSpec& training) {
+  INVNET_ASSIGN_OR_RETURN(auto all, EmpiricalDataset::Create(samples));
+  if (all->size() < 2) {
+    return absl::InvalidArgumentError("dataset: needs at least 2 samples to hold some out");
+  }
+  const int64_t holdout =
+      std::max<int64_t>(1, std::min<int64_t>(training.validation_size, all->size() / 5));
+  using Split = std::pair<std::unique_ptr<EmpiricalDataset>, at::Tensor>;
+  return GuardTorchOr<Split>("SplitDataset", [&]() -> absl::StatusOr<Split> {
+        at::Tensor rows;
+        if (training.holdout_split == HoldoutSplit::kTail) {
+          rows = at::arange(all->size() - holdout, all->size(), at::kLong);
+        } else {
+          at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(
+              StreamSeed(0, SeedStream::kDatasetSplit));
+          rows = at::randperm(all->size(), gen, at::kLong).narrow(0, 0, holdout);
+        }
+        return all->SplitHoldout(rows);
+      });
+}
+
+namespace {
+
 absl::StatusOr<Setup> BuildSetup(const TrainingRequest& request) {
   Setup s;
   const ProblemSpec& problem = request.problem;
@@ -105,10 +130,7 @@ absl::StatusOr<Setup> BuildSetup(const TrainingRequest& request) {
       return absl::InvalidArgumentError(
           absl::StrCat("dataset '", problem.dataset->name, "': needs at least 2 samples"));
     }
-    INVNET_ASSIGN_OR_RETURN(auto all, EmpiricalDataset::Create(samples));
-    int64_t holdout = std::max<int64_t>(
-        1, std::min<int64_t>(request.training.validation_size, all->size() / 5));
-    INVNET_ASSIGN_OR_RETURN(auto split, all->SplitHoldout(holdout));
+    INVNET_ASSIGN_OR_RETURN(auto split, SplitDataset(samples, request.training));
     s.dataset = std::move(split.first);
     s.holdout = split.second;
     s.source = s.dataset.get();
@@ -173,8 +195,10 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
 
   INVNET_ASSIGN_OR_RETURN(auto net, IResNet::Create(request.architecture, at::kFloat));
   net->SetTraining(true);
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(t.seed);
-  at::Generator validation_gen = at::make_generator<at::CPUGeneratorImpl>(t.seed ^ kValidationSeedOffset);
+  at::Generator gen =
+      at::make_generator<at::CPUGeneratorImpl>(StreamSeed(t.seed, SeedStream::kTraining));
+  at::Generator validation_gen =
+      at::make_generator<at::CPUGeneratorImpl>(StreamSeed(t.seed, SeedStream::kValidation));
 
   // The held-out validation pairs, with exact posterior means when the prior allows them.
   TestSet validation;

@@ -78,6 +78,15 @@ class DivergenceMonitor {
 // nothing; Train calls it first.
 absl::Status ValidateTrainingRequest(const TrainingRequest& request);
 
+// A dataset problem's samples [N, n] split into {training part, held-out samples}: the held-out
+// part has min(training.validation_size, N / 5) samples (at least 1), chosen by
+// training.holdout_split. The permutation is drawn from StreamSeed(0, kDatasetSplit), not from
+// the training seed, so every model trained on one dataset holds out the same samples (test
+// pairs drawn for one model of an experiment were never trained on by another). The trainer
+// validates on the held-out part; DrawTestPairs draws from it. INVALID_ARGUMENT for N < 2.
+absl::StatusOr<std::pair<std::unique_ptr<EmpiricalDataset>, at::Tensor>> SplitDataset(
+    const at::Tensor& samples, const TrainingSpec& training);
+
 // The trained network's checkpoint (training.loss_weight resolved to a number), or
 // INVALID_ARGUMENT (bad request, ValidateTrainingRequest), CANCELLED (should_stop),
 // FAILED_PRECONDITION (the loss diverged, DivergenceMonitor), INTERNAL (a LibTorch failure).

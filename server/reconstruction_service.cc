@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "models/evaluation.h"
 #include "models/losses.h"
+#include "models/seeds.h"
+#include "models/trainer.h"
 #include "models/status_macros.h"
 #include "models/torch_status.h"
 #include "server/names.h"
@@ -202,13 +204,15 @@ grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* conte
     }
     return GuardTorch("DrawTestPairs", [&]() -> absl::Status {
       at::NoGradGuard no_grad;
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(request->seed());
+      // The test stream of the seed: never the draws of a training or validation seed.
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(
+          StreamSeed(request->seed(), SeedStream::kTest));
       const ProblemSpec& problem = model->record.problem;
       std::unique_ptr<EmpiricalDataset> holdout;
       const SignalSource* source = model->prior.get();
       if (source == nullptr) {
-        // The tail the trainer held out for validation (trainer.cc), so the pairs were never
-        // trained on.
+        // The samples the trainer held out for validation (SplitDataset), so the pairs were
+        // never trained on.
         const std::string& name = problem.dataset->name;
         absl::StatusOr<at::Tensor> samples = datasets_->Load(name);
         if (!samples.ok()) {
@@ -217,10 +221,8 @@ grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* conte
                            samples.status().message()));
         }
         INVNET_RETURN_IF_ERROR(CheckDatasetUnchanged(*problem.dataset, *samples));
-        const int64_t held = std::max<int64_t>(
-            1, std::min<int64_t>(model->record.training.validation_size, samples->size(0) / 5));
-        INVNET_ASSIGN_OR_RETURN(holdout,
-                                EmpiricalDataset::Create(samples->narrow(0, samples->size(0) - held, held)));
+        INVNET_ASSIGN_OR_RETURN(auto split, SplitDataset(*samples, model->record.training));
+        INVNET_ASSIGN_OR_RETURN(holdout, EmpiricalDataset::Create(split.second));
         source = holdout.get();
       }
       TestSet pairs =

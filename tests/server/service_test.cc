@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include <ATen/ATen.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -18,6 +19,7 @@
 #include "invnet/v1/model_service.grpc.pb.h"
 #include "invnet/v1/reconstruction_service.grpc.pb.h"
 #include "invnet/v1/training_service.grpc.pb.h"
+#include "models/trainer.h"
 #include "server/server.h"
 #include "tests/testing/train_requests.h"
 
@@ -505,12 +507,14 @@ TEST_P(ServiceTest, DatasetsUploadTrainAndRefuseBadStreams) {
   header.mutable_header()->set_name(name);
   header.mutable_header()->set_dim(2);
   header.mutable_header()->set_num_samples(300);
-  v1::UploadDatasetRequest chunk;
+  v1::UploadDatasetRequest chunk, chunk2, chunk3;  // three different chunks of 100 samples
   *chunk.mutable_chunk() = Batch(100, 2, 1.5f);
+  *chunk2.mutable_chunk() = Batch(100, 2, 1.6f);
+  *chunk3.mutable_chunk() = Batch(100, 2, 1.7f);
   v1::UploadDatasetResponse response;
-  ASSERT_TRUE(upload({header, chunk, chunk, chunk}, &response).ok());
+  ASSERT_TRUE(upload({header, chunk, chunk2, chunk3}, &response).ok());
   EXPECT_EQ(response.dataset().num_samples(), 300);
-  ExpectCode(upload({header, chunk, chunk, chunk}, &response), grpc::ALREADY_EXISTS, name);
+  ExpectCode(upload({header, chunk, chunk2, chunk3}, &response), grpc::ALREADY_EXISTS, name);
   v1::UploadDatasetRequest other = header;
   other.mutable_header()->set_name(name + "-2");
   ExpectCode(upload({other, chunk}, &response), grpc::INVALID_ARGUMENT, "received 100 samples");
@@ -545,22 +549,40 @@ TEST_P(ServiceTest, DatasetsUploadTrainAndRefuseBadStreams) {
   v1::TrainResponse started;
   ASSERT_TRUE(training_->Train(&train_context, train, &started).ok());
   EXPECT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
-  // Test pairs come from the held-out tail of the dataset: 300 samples keep the last 60
-  // (min(validation_size = 100, 300 / 5)), i.e. rows 40..99 of the (thrice uploaded) chunk.
+  // Test pairs come from the samples the trainer held out: 60 of the 300
+  // (min(validation_size = 100, 300 / 5)), chosen by a seeded permutation (SplitDataset), not
+  // the file's tail.
+  std::vector<float> uploaded;
+  for (const auto* c : {&chunk, &chunk2, &chunk3}) {
+    uploaded.insert(uploaded.end(), c->chunk().values().begin(), c->chunk().values().end());
+  }
+  TrainingSpec spec;
+  spec.validation_size = train.training().validation_size();
+  ASSERT_EQ(spec.validation_size, 100);
+  at::Tensor all = at::from_blob(uploaded.data(), {300, 2}, at::kFloat).to(at::kDouble);
+  auto split = SplitDataset(all, spec);
+  ASSERT_TRUE(split.ok()) << split.status();
+  const at::Tensor held = split->second.to(at::kFloat).contiguous();
+  ASSERT_EQ(held.size(0), 60);
   v1::DrawTestPairsRequest draw;
   draw.set_model(name + "-model");
   draw.set_count(50);
   v1::DrawTestPairsResponse pairs;
   grpc::ClientContext draw_context;
   ASSERT_TRUE(reconstruction_->DrawTestPairs(&draw_context, draw, &pairs).ok());
+  int from_tail = 0;
   for (int i = 0; i < 50; ++i) {
+    const float a = pairs.signals().values(2 * i), b = pairs.signals().values(2 * i + 1);
     bool found = false;
-    for (int row = 40; row < 100 && !found; ++row) {
-      found = pairs.signals().values(2 * i) == chunk.chunk().values(2 * row) &&
-              pairs.signals().values(2 * i + 1) == chunk.chunk().values(2 * row + 1);
+    for (int row = 0; row < 60 && !found; ++row) {
+      found = a == held[row][0].item<float>() && b == held[row][1].item<float>();
     }
-    EXPECT_TRUE(found) << "pair " << i << " is not from the held-out tail";
+    EXPECT_TRUE(found) << "pair " << i << " is not from the held-out samples";
+    for (int row = 240; row < 300; ++row) {
+      from_tail += a == uploaded[2 * row] && b == uploaded[2 * row + 1];
+    }
   }
+  EXPECT_LT(from_tail, 50) << "every pair came from the file's tail";
   v1::EstimateRequest estimate;
   estimate.set_model(name + "-model");
   *estimate.mutable_measurements() = Batch(2, 2);
