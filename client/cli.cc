@@ -918,9 +918,12 @@ absl::Status RunExperiment(const Invocation& inv, const Operands&, Context& ctx)
   ExperimentConfig& config = plan.config;
   config.server = inv.flags.server;
   std::vector<std::string> names;
-  for (v1::Loss loss : config.losses) names.push_back(ModelNameFor(config, loss));
-  *ctx.err << "experiment " << config.label << ": training " << names.size()
-           << " models, one per loss (" << absl::StrJoin(names, ", ") << ")\n";
+  for (const PlannedJob& job : PlanJobs(config)) names.push_back(job.model);
+  *ctx.err << "experiment " << config.label << ": training " << names.size() << " models, "
+           << (config.training_seeds > 1
+                   ? absl::StrCat(config.training_seeds, " training seeds per loss")
+                   : std::string("one per loss"))
+           << " (" << absl::StrJoin(names, ", ") << ")\n";
   if (ctx.set_interrupt_message) {
     ctx.set_interrupt_message(
         "the experiment's jobs keep running on the server; `invnet jobs list` shows them and "
@@ -1048,8 +1051,8 @@ const std::vector<Command>& Commands() {
        0,
        0,
        "The paper's study: train one model per loss, compare them, write a report.",
-       {"preset", "spec", "name", "losses", "steps", "batch_size", "learning_rate", "seed",
-        "test_pairs", "output_dir"},
+       {"preset", "spec", "name", "losses", "seeds", "steps", "batch_size", "learning_rate",
+        "seed", "test_pairs", "output_dir"},
        "Trains one model per loss (--losses; all four by default) on one problem (--preset,\n"
        "bimodal2d by default, or --spec: a TrainRequest in text format without the loss, whose\n"
        "model_name, if set, replaces --name's default) as concurrent jobs named NAME-LOSS,\n"
@@ -1061,7 +1064,10 @@ const std::vector<Command>& Commands() {
        "phi and phi^-1, samples and reconstructions or test signals, training curves).\n"
        "Prints the results table and the report's path; exit 1 when a job failed (the report\n"
        "then covers the others). Interrupting it leaves the jobs running on the server\n"
-       "(invnet jobs cancel JOB_ID stops them).",
+       "(invnet jobs cancel JOB_ID stops them). With --seeds=K every loss is trained K times\n"
+       "(training and initialisation seeds 0 .. K-1 on top of the spec's), models NAME-LOSS-sS,\n"
+       "and the report adds each loss's mean +- standard error over the K runs, saying which\n"
+       "differences are smaller than their error.",
        RunExperiment},
       {"reconstruct",
        "",
@@ -1375,6 +1381,9 @@ const std::vector<FlagInfo>& AllFlags() {
        "experiment: comma-separated losses to train (default\n"
        "approximation,log-det,divergence,reconstruction)."},
       {"test_pairs", "N", "experiment: held-out test pairs to evaluate on (default 5000)."},
+      {"seeds", "K",
+       "experiment: train each loss K times with different training seeds and report mean +-\n"
+       "standard error (default 1, at most 100)."},
       {"output_dir", "DIR",
        "experiment: report directory (default ./invnet-report-LABEL, LABEL being --name, else\n"
        "the spec's model_name, else the preset's or the spec file's name)."},
@@ -1547,7 +1556,13 @@ absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& inv) {
   // and its models go by one name; otherwise the preset's or the spec file's name.
   if (inv.has("name") || !base.model_name().empty()) config.label = config.name_prefix;
   base.clear_model_name();
-  // The longest model name is NAME-reconstruction; the server allows [a-z0-9][a-z0-9_-]{0,62}.
+  if (flags.seeds < 1 || flags.seeds > kMaxExperimentSeeds) {
+    return UsageError(absl::StrCat("--seeds must lie in [1, ", kMaxExperimentSeeds, "], got ",
+                                   flags.seeds));
+  }
+  config.training_seeds = flags.seeds;
+  // The longest model name is NAME-reconstruction (NAME-reconstruction-s99 with --seeds); the
+  // server allows [a-z0-9][a-z0-9_-]{0,62}.
   const std::string& prefix = config.name_prefix;
   const bool valid_name =
       !prefix.empty() && prefix.size() <= 48 &&
@@ -1583,6 +1598,12 @@ absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& inv) {
   }
   config.test_pairs = flags.test_pairs;
   config.seed = flags.seed;
+  for (const PlannedJob& job : PlanJobs(config)) {
+    if (job.model.size() > 63) {
+      return UsageError(absl::StrCat("model name ", job.model,
+                                     " would exceed the server's 63 characters; shorten --name"));
+    }
+  }
   if (inv.has("output_dir") && flags.output_dir.empty()) {
     return UsageError("--output_dir must not be empty");
   }

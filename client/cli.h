@@ -31,6 +31,9 @@
 
 namespace invnet::client::cli {
 
+// `invnet experiment --seeds` at most.
+constexpr int64_t kMaxExperimentSeeds = 100;
+
 // The value of every flag. The defaults here are the defaults of the binary's flags.
 struct CliFlags {
   // Global.
@@ -87,6 +90,7 @@ struct CliFlags {
   std::string name = "experiment";
   std::string losses = "approximation,log-det,divergence,reconstruction";
   int64_t test_pairs = 5000;
+  int64_t seeds = 1;  // experiment: training seeds per loss, in [1, kMaxExperimentSeeds]
   std::string output_dir;  // "" = ./invnet-report-<label> (see --output_dir's help)
 };
 

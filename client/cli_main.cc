@@ -76,6 +76,7 @@ INVNET_CLI_FLAG(double, warmup);
 INVNET_CLI_FLAG(std::string, name);
 INVNET_CLI_FLAG(std::string, losses);
 INVNET_CLI_FLAG(int64_t, test_pairs);
+INVNET_CLI_FLAG(int64_t, seeds);
 INVNET_CLI_FLAG(std::string, output_dir);
 
 namespace {
@@ -205,6 +206,7 @@ cli::CliFlags CollectFlags() {
   f.name = absl::GetFlag(FLAGS_name);
   f.losses = absl::GetFlag(FLAGS_losses);
   f.test_pairs = absl::GetFlag(FLAGS_test_pairs);
+  f.seeds = absl::GetFlag(FLAGS_seeds);
   f.output_dir = absl::GetFlag(FLAGS_output_dir);
   return f;
 }

@@ -32,7 +32,7 @@ constexpr int64_t kGridPointsPerLine = 40;
 
 // One submitted job, shared between the main thread and its watcher.
 struct WatchedJob {
-  size_t index = 0;  // into config.losses
+  size_t index = 0;  // into PlanJobs(config)
   std::string job_id;
   std::thread watcher;
   // Guarded by Shared::mu.
@@ -257,8 +257,25 @@ absl::StatusOr<std::vector<v1::Loss>> ParseLossList(absl::string_view list) {
   return losses;
 }
 
-std::string ModelNameFor(const ExperimentConfig& config, v1::Loss loss) {
-  return absl::StrCat(config.name_prefix, "-", InfoFor(loss).key);
+uint64_t TrainingSeedFor(const ExperimentConfig& config, int64_t index) {
+  return config.base.training().seed() + static_cast<uint64_t>(index);
+}
+
+std::string ModelNameFor(const ExperimentConfig& config, v1::Loss loss, uint64_t training_seed) {
+  std::string name = absl::StrCat(config.name_prefix, "-", InfoFor(loss).key);
+  if (config.training_seeds > 1) absl::StrAppend(&name, "-s", training_seed);
+  return name;
+}
+
+std::vector<PlannedJob> PlanJobs(const ExperimentConfig& config) {
+  std::vector<PlannedJob> jobs;
+  for (v1::Loss loss : config.losses) {
+    for (int64_t i = 0; i < std::max<int64_t>(1, config.training_seeds); ++i) {
+      const uint64_t seed = TrainingSeedFor(config, i);
+      jobs.push_back({loss, seed, ModelNameFor(config, loss, seed)});
+    }
+  }
+  return jobs;
 }
 
 Grid MakeGrid(double x_lo, double x_hi, double y_lo, double y_hi, int64_t lines,
@@ -288,11 +305,12 @@ Grid MakeGrid(double x_lo, double x_hi, double y_lo, double y_hi, int64_t lines,
 
 absl::StatusOr<TrainingOutcome> TrainAll(const InvnetClient& client, const ExperimentConfig& config,
                                          MultiJobProgress* progress) {
-  const size_t total = config.losses.size();
+  const std::vector<PlannedJob> planned = PlanJobs(config);
+  const size_t total = planned.size();
   Shared shared;
   std::vector<std::unique_ptr<WatchedJob>> jobs;
   std::vector<std::optional<v1::TrainingJob>> finals(total);
-  size_t next = 0;       // the next loss to submit
+  size_t next = 0;       // the next job to submit
   size_t running = 0;    // submitted, watcher not joined yet
   bool refused = false;  // the server answered RESOURCE_EXHAUSTED and no slot has freed since
   absl::Time retry_at = absl::InfinitePast();
@@ -318,7 +336,7 @@ absl::StatusOr<TrainingOutcome> TrainAll(const InvnetClient& client, const Exper
       if (!job->watch_status.ok() && fatal.ok()) {
         fatal = absl::Status(job->watch_status.code(),
                              absl::StrCat("watching the training of ",
-                                          ModelNameFor(config, config.losses[job->index]), ": ",
+                                          planned[job->index].model, ": ",
                                           job->watch_status.message()));
       }
     }
@@ -329,8 +347,15 @@ absl::StatusOr<TrainingOutcome> TrainAll(const InvnetClient& client, const Exper
     if (collect() > 0 || absl::Now() >= retry_at) refused = false;
     while (fatal.ok() && !refused && next < total) {
       v1::TrainRequest request = config.base;
-      request.set_model_name(ModelNameFor(config, config.losses[next]));
-      request.mutable_training()->set_loss(config.losses[next]);
+      request.set_model_name(planned[next].model);
+      request.mutable_training()->set_loss(planned[next].loss);
+      if (config.training_seeds > 1) {
+        // Run i draws its data, noise and probes with training seed base + i and initialises its
+        // network with architecture seed base + i: independent repetitions of the training.
+        const uint64_t offset = planned[next].training_seed - TrainingSeedFor(config, 0);
+        request.mutable_training()->set_seed(planned[next].training_seed);
+        request.mutable_architecture()->set_seed(config.base.architecture().seed() + offset);
+      }
       absl::StatusOr<v1::TrainResponse> response = client.Train(request);
       if (response.status().code() == absl::StatusCode::kResourceExhausted) {
         // Again when one of ours finishes, or after retry_interval when none of ours runs.
@@ -392,16 +417,17 @@ absl::StatusOr<TrainingOutcome> TrainAll(const InvnetClient& client, const Exper
 
   TrainingOutcome outcome;
   for (size_t i = 0; i < total; ++i) {
-    const std::string model = ModelNameFor(config, config.losses[i]);
+    const PlannedJob& plan = planned[i];
     const v1::TrainingJob& job = *finals[i];
     if (job.state() == v1::JOB_STATE_SUCCEEDED) {
-      outcome.trained.push_back({config.losses[i], model, job.published_version(), job.job_id()});
+      outcome.trained.push_back(
+          {plan.loss, plan.training_seed, plan.model, job.published_version(), job.job_id()});
       continue;
     }
     std::string error = JobStateName(job.state());
     if (!Finished(job.state())) absl::StrAppend(&error, " (the watch ended before the job did)");
     if (!job.error().empty()) absl::StrAppend(&error, ": ", job.error());
-    outcome.failed.push_back({config.losses[i], model, job.job_id(), error});
+    outcome.failed.push_back({plan.loss, plan.training_seed, plan.model, job.job_id(), error});
   }
   return outcome;
 }

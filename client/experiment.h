@@ -4,7 +4,8 @@
 // `invnet experiment`: the paper's study (method.md section 5) as a client-side procedure that
 // uses only the server's RPCs.
 //
-//   1. TrainAll: one training job per loss, named <prefix>-<loss>, submitted concurrently. The
+//   1. TrainAll: one training job per loss (per loss and training seed with training_seeds > 1),
+//      named <prefix>-<loss> (<prefix>-<loss>-s<seed>), submitted concurrently. The
 //      server runs at most its --max_jobs jobs; a Train answered RESOURCE_EXHAUSTED is submitted
 //      again when one of ours finishes (or, when the slots are held by someone else's jobs,
 //      every ExperimentConfig::retry_interval). Every job is watched to its end.
@@ -61,9 +62,13 @@ struct ExperimentConfig {
   v1::TrainRequest base;
   // Names the problem in titles and file names: the preset, or the spec file's name.
   std::string label = "bimodal2d";
-  // Models are named <name_prefix>-<loss key>.
+  // Models are named <name_prefix>-<loss key> (with training_seeds > 1: -s<training seed>).
   std::string name_prefix = "experiment";
   std::vector<v1::Loss> losses;
+  // Each loss is trained this many times, run i with training seed base.training.seed + i and
+  // architecture (initialisation) seed base.architecture.seed + i, and the report gives each
+  // loss's mean +- standard error over the runs (client/report.h).
+  int64_t training_seeds = 1;
   // Held-out pairs, and the seed DrawTestPairs draws them with.
   int64_t test_pairs = 5000;
   uint64_t seed = 0;
@@ -73,10 +78,23 @@ struct ExperimentConfig {
   absl::Duration retry_interval = absl::Seconds(1);
 };
 
-std::string ModelNameFor(const ExperimentConfig& config, v1::Loss loss);
+// The training seed of the `index`-th of config.training_seeds runs of a loss.
+uint64_t TrainingSeedFor(const ExperimentConfig& config, int64_t index);
+// <prefix>-<loss key>, or <prefix>-<loss key>-s<training seed> with training_seeds > 1.
+std::string ModelNameFor(const ExperimentConfig& config, v1::Loss loss, uint64_t training_seed);
+
+// One training job of an experiment.
+struct PlannedJob {
+  v1::Loss loss = v1::LOSS_UNSPECIFIED;
+  uint64_t training_seed = 0;
+  std::string model;
+};
+// The jobs TrainAll submits, in order: for each loss of config.losses, its training seeds.
+std::vector<PlannedJob> PlanJobs(const ExperimentConfig& config);
 
 struct TrainedModel {
   v1::Loss loss = v1::LOSS_UNSPECIFIED;
+  uint64_t training_seed = 0;
   std::string model;
   int64_t version = 0;
   std::string job_id;
@@ -84,18 +102,19 @@ struct TrainedModel {
 
 struct FailedTraining {
   v1::Loss loss = v1::LOSS_UNSPECIFIED;
+  uint64_t training_seed = 0;
   std::string model;
   std::string job_id;
   std::string error;  // "failed: loss became NaN at step 10"
 };
 
 struct TrainingOutcome {
-  std::vector<TrainedModel> trained;  // in config.losses order
+  std::vector<TrainedModel> trained;  // in PlanJobs order
   std::vector<FailedTraining> failed;
 };
 
-// Trains one model per config.losses (see the file comment), showing progress on `progress`
-// (one line per loss, in order; labels are the model names). A job that ends FAILED or
+// Trains the models of PlanJobs(config) (see the file comment), showing progress on `progress`
+// (one line per job, in order; labels are the model names). A job that ends FAILED or
 // CANCELLED is listed in `failed`; the others go on. Errors: a Train refused with anything but
 // RESOURCE_EXHAUSTED, or a watch that fails (the server went away), returned after cancelling
 // the jobs this call started and waiting for their watchers; the message names the model.
@@ -156,7 +175,7 @@ struct ExperimentData {
   std::optional<Grid> y_grid;
   DenseTensor exact_forward_grid;
   DenseTensor exact_normal_grid;
-  std::vector<ModelResult> models;  // in config.losses order
+  std::vector<ModelResult> models;  // in PlanJobs order (of those that trained)
   ReferenceResults references;
   std::vector<FailedTraining> failed;
 };

@@ -365,6 +365,18 @@ std::string ReportMarkdown(const ExperimentData& data, const std::vector<ResultR
       &md, "- **Server**: ", config.server.empty() ? "-" : config.server, "; report written ",
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone()), ".\n\n");
 
+  if (config.training_seeds > 1) {
+    absl::StrAppend(
+        &md, "## Over ", config.training_seeds, " training seeds\n\n",
+        "Every loss was trained ", config.training_seeds,
+        " times (training and initialisation seeds ", TrainingSeedFor(config, 0), " to ",
+        TrainingSeedFor(config, config.training_seeds - 1),
+        "), each run evaluated on the same test pairs. Each cell is the mean over the runs ± its "
+        "standard error (standard deviation / √runs). **MSE vs the best** compares each loss's "
+        "mean MSE with the lowest one; a difference below twice its standard error is reported "
+        "as *within error*: those losses are not told apart by this experiment.\n\n",
+        SeedSummaryMarkdownTable(SummarizeOverSeeds(rows)), "\n");
+  }
   absl::StrAppend(&md, "## Results\n\n", ResultsMarkdownTable(rows), "\n");
   std::vector<std::string> normal_losses;
   for (const ModelResult& m : data.models) {
@@ -405,9 +417,49 @@ std::string ReportMarkdown(const ExperimentData& data, const std::vector<ResultR
   }
   absl::StrAppend(&md, "### Models\n\n", ModelsTable(data), "\n");
 
-  absl::StrAppend(&md, "## Figures\n\nEach loss has the same colour in every figure.\n\n");
+  absl::StrAppend(&md, "## Figures\n\nEach loss has the same colour in every figure.",
+                  config.training_seeds > 1
+                      ? absl::StrCat(" The figures show each loss's run with training seed ",
+                                     TrainingSeedFor(config, 0), ".")
+                      : std::string(),
+                  "\n\n");
   for (const std::string& figure : figures) absl::StrAppend(&md, figure);
   return md;
+}
+
+// `cells` (a header line, then rows) as a Markdown table: columns padded to a common width, the
+// first left-aligned, the others right-aligned.
+std::string AlignedTable(const std::vector<std::vector<std::string>>& cells) {
+  std::vector<size_t> widths;
+  // Display width: count UTF-8 code points, not bytes.
+  auto width = [](const std::string& s) {
+    size_t w = 0;
+    for (unsigned char ch : s) w += (ch & 0xC0) != 0x80 ? 1 : 0;
+    return w;
+  };
+  widths.assign(cells[0].size(), 0);
+  for (const auto& line : cells) {
+    for (size_t c = 0; c < line.size(); ++c) widths[c] = std::max(widths[c], width(line[c]));
+  }
+  std::string text;
+  for (size_t r = 0; r < cells.size(); ++r) {
+    std::string line = "|";
+    for (size_t c = 0; c < cells[r].size(); ++c) {
+      const std::string pad(widths[c] - width(cells[r][c]), ' ');
+      absl::StrAppend(&line, " ", c == 0 ? cells[r][c] + pad : pad + cells[r][c], " |");
+    }
+    absl::StrAppend(&text, line, "\n");
+    if (r == 0) {
+      std::string separator = "|";
+      for (size_t c = 0; c < widths.size(); ++c) {
+        absl::StrAppend(
+            &separator,
+            c == 0 ? std::string(widths[c] + 2, '-') : std::string(widths[c] + 1, '-') + ":", "|");
+      }
+      absl::StrAppend(&text, separator, "\n");
+    }
+  }
+  return text;
 }
 
 }  // namespace
@@ -441,7 +493,11 @@ std::vector<ResultRow> ComputeResults(const ExperimentData& data) {
     const LossInfo& info = InfoFor(m.trained.loss);
     ResultRow row;
     row.label = info.label;
+    if (data.config.training_seeds > 1) {
+      absl::StrAppend(&row.label, ", seed ", m.trained.training_seed);
+    }
     row.key = info.key;
+    row.training_seed = m.trained.training_seed;
     row.network = true;
     row.model = m.trained.model;
     row.version = m.trained.version;
@@ -495,7 +551,6 @@ std::string ResultsMarkdownTable(const std::vector<ResultRow>& rows) {
   };
   // Columns with no value in any row are left out (no references: no ratios).
   std::vector<std::vector<std::string>> cells(rows.size() + 1);
-  std::vector<size_t> widths;
   for (size_t c = 0; c < sizeof(kColumns) / sizeof(kColumns[0]); ++c) {
     std::vector<std::string> column;
     bool any = false;
@@ -507,48 +562,122 @@ std::string ResultsMarkdownTable(const std::vector<ResultRow>& rows) {
     cells[0].push_back(kColumns[c].header);
     for (size_t r = 0; r < rows.size(); ++r) cells[r + 1].push_back(column[r]);
   }
-  // Display width: count UTF-8 code points, not bytes.
-  auto width = [](const std::string& s) {
-    size_t w = 0;
-    for (unsigned char ch : s) w += (ch & 0xC0) != 0x80 ? 1 : 0;
-    return w;
+  return AlignedTable(cells);
+}
+
+MeanAndError MeanWithError(const std::vector<double>& values) {
+  MeanAndError out;
+  double sum = 0;
+  for (double v : values) {
+    if (!Has(v)) continue;
+    sum += v;
+    ++out.count;
+  }
+  if (out.count == 0) return out;
+  out.mean = sum / static_cast<double>(out.count);
+  if (out.count < 2) return out;
+  double squares = 0;
+  for (double v : values) {
+    if (Has(v)) squares += (v - out.mean) * (v - out.mean);
+  }
+  const double count = static_cast<double>(out.count);
+  out.standard_error = std::sqrt(squares / (count - 1) / count);
+  return out;
+}
+
+std::vector<SeedSummaryRow> SummarizeOverSeeds(const std::vector<ResultRow>& rows) {
+  std::vector<std::string> keys;
+  for (const ResultRow& r : rows) {
+    if (r.network && std::find(keys.begin(), keys.end(), r.key) == keys.end()) {
+      keys.push_back(r.key);
+    }
+  }
+  std::vector<SeedSummaryRow> summary;
+  for (const std::string& key : keys) {
+    std::vector<double> mse, ratio, to_map, forward;
+    SeedSummaryRow out;
+    out.key = key;
+    for (const ResultRow& r : rows) {
+      if (!r.network || r.key != key) continue;
+      out.label = r.label.substr(0, r.label.find(", seed "));
+      mse.push_back(r.mse);
+      ratio.push_back(r.mse_ratio_to_pm);
+      to_map.push_back(r.rms_to_map);
+      forward.push_back(r.forward_error);
+    }
+    out.mse = MeanWithError(mse);
+    out.mse_ratio_to_pm = MeanWithError(ratio);
+    out.rms_to_map = MeanWithError(to_map);
+    out.forward_error = MeanWithError(forward);
+    summary.push_back(std::move(out));
+  }
+  const SeedSummaryRow* best = nullptr;
+  for (const SeedSummaryRow& s : summary) {
+    if (Has(s.mse.mean) && (best == nullptr || s.mse.mean < best->mse.mean)) best = &s;
+  }
+  for (SeedSummaryRow& s : summary) {
+    if (best == nullptr || !Has(s.mse.mean)) continue;
+    if (&s == best) {
+      s.versus_best = "best";
+      continue;
+    }
+    const double difference = s.mse.mean - best->mse.mean;
+    const double error = std::hypot(s.mse.standard_error, best->mse.standard_error);
+    const std::string text =
+        absl::StrCat("+", Metric4(difference), " ± ", Has(error) ? Metric4(error) : "?");
+    s.versus_best = Has(error) && difference < 2 * error
+                        ? absl::StrCat("within error of the best (", text, ")")
+                        : text;
+  }
+  return summary;
+}
+
+std::string SeedSummaryMarkdownTable(const std::vector<SeedSummaryRow>& summary) {
+  // "0.1020 ± 0.0006": the error with the mean's decimals (exponents outside [1e-3, 1e5)).
+  auto cell = [](const MeanAndError& m, int decimals) {
+    if (!Has(m.mean)) return std::string();
+    const std::string error =
+        Has(m.standard_error) ? absl::StrFormat("%.*f", decimals, m.standard_error) : "?";
+    const double a = std::abs(m.mean);
+    if (a != 0 && (a >= 1e5 || a < 1e-3)) {
+      return absl::StrFormat("%.*e ± %.1e", decimals - 1, m.mean, m.standard_error);
+    }
+    return absl::StrCat(absl::StrFormat("%.*f", decimals, m.mean), " ± ", error);
   };
-  widths.assign(cells[0].size(), 0);
-  for (const auto& line : cells) {
-    for (size_t c = 0; c < line.size(); ++c) widths[c] = std::max(widths[c], width(line[c]));
+  bool ratios = false;
+  for (const SeedSummaryRow& s : summary) ratios = ratios || Has(s.mse_ratio_to_pm.mean);
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back({"estimator", "runs", "MSE", "MSE vs the best"});
+  if (ratios) {
+    cells[0].insert(cells[0].begin() + 3, "x PM");
+    cells[0].insert(cells[0].begin() + 4, "RMS to MAP");
   }
-  std::string text;
-  for (size_t r = 0; r < cells.size(); ++r) {
-    std::string line = "|";
-    for (size_t c = 0; c < cells[r].size(); ++c) {
-      const std::string pad(widths[c] - width(cells[r][c]), ' ');
-      absl::StrAppend(&line, " ", c == 0 ? cells[r][c] + pad : pad + cells[r][c], " |");
+  cells[0].push_back("forward error");
+  for (const SeedSummaryRow& s : summary) {
+    std::vector<std::string> line = {s.label, absl::StrCat(s.mse.count), cell(s.mse, 4),
+                                     s.versus_best};
+    if (ratios) {
+      line.insert(line.begin() + 3, cell(s.mse_ratio_to_pm, 3));
+      line.insert(line.begin() + 4, cell(s.rms_to_map, 3));
     }
-    absl::StrAppend(&text, line, "\n");
-    if (r == 0) {
-      std::string separator = "|";
-      for (size_t c = 0; c < widths.size(); ++c) {
-        absl::StrAppend(
-            &separator,
-            c == 0 ? std::string(widths[c] + 2, '-') : std::string(widths[c] + 1, '-') + ":", "|");
-      }
-      absl::StrAppend(&text, separator, "\n");
-    }
+    line.push_back(cell(s.forward_error, 4));
+    cells.push_back(std::move(line));
   }
-  return text;
+  return AlignedTable(cells);
 }
 
 std::string ResultsCsv(const std::vector<ResultRow>& rows) {
   std::string csv =
       "estimator,key,kind,model,version,target_space,mse,mse_ratio_to_pm,rms_to_pm,rms_to_map,"
-      "forward_error,converged_fraction,mean_iterations,train_seconds\n";
+      "forward_error,converged_fraction,mean_iterations,train_seconds,training_seed\n";
   for (const ResultRow& r : rows) {
     absl::StrAppend(&csv, CsvField(r.label), ",", r.key, ",", r.network ? "network" : "reference",
                     ",", r.model, ",", r.network ? absl::StrCat(r.version) : "", ",",
                     r.target_space, ",", Full(r.mse), ",", Full(r.mse_ratio_to_pm), ",",
                     Full(r.rms_to_pm), ",", Full(r.rms_to_map), ",", Full(r.forward_error), ",",
                     Full(r.converged_fraction), ",", Full(r.mean_iterations), ",",
-                    Full(r.train_seconds), "\n");
+                    Full(r.train_seconds), ",", r.network ? absl::StrCat(r.training_seed) : "",
+                    "\n");
   }
   return csv;
 }
@@ -748,7 +877,22 @@ std::string SignalsSheet(const ExperimentData& data, int64_t count) {
   return plot::RenderSheet(sheet);
 }
 
-absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& data, const std::string& directory) {
+namespace {
+
+// The experiment with only each loss's first training seed: the figures draw one model per loss.
+ExperimentData FirstSeedOnly(const ExperimentData& data) {
+  ExperimentData first = data;
+  const uint64_t seed = TrainingSeedFor(data.config, 0);
+  first.models.clear();
+  for (const ModelResult& m : data.models) {
+    if (m.trained.training_seed == seed) first.models.push_back(m);
+  }
+  return first;
+}
+
+}  // namespace
+
+absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& all, const std::string& directory) {
   std::error_code error;
   std::filesystem::create_directories(directory, error);
   if (error) {
@@ -758,7 +902,8 @@ absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& data, const std::s
     return absl::Status(
         code, absl::StrCat(directory, ": cannot create the report directory: ", error.message()));
   }
-  const std::vector<ResultRow> rows = ComputeResults(data);
+  const std::vector<ResultRow> rows = ComputeResults(all);
+  const ExperimentData data = all.config.training_seeds > 1 ? FirstSeedOnly(all) : all;
   std::vector<std::pair<std::string, std::string>> files;  // name, contents
   std::vector<std::string> figures;                        // their sections of report.md
   const bool references = data.references.available;
@@ -832,7 +977,12 @@ absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& data, const std::s
   ReportFiles report;
   report.directory = directory;
   report.table = ResultsMarkdownTable(rows);
-  const std::string md = ReportMarkdown(data, rows, figures);
+  if (all.config.training_seeds > 1) {
+    absl::StrAppend(&report.table, "\nover ", all.config.training_seeds,
+                    " training seeds (mean ± standard error):\n\n",
+                    SeedSummaryMarkdownTable(SummarizeOverSeeds(rows)));
+  }
+  const std::string md = ReportMarkdown(all, rows, figures);
   files.insert(files.begin(), {"results.csv", ResultsCsv(rows)});
   files.insert(files.begin(), {"report.md", md});
   for (const auto& [name, contents] : files) {

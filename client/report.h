@@ -36,6 +36,7 @@ struct ResultRow {
   std::string model;  // networks: name and version
   int64_t version = 0;
   std::string target_space;  // networks: "measurement" or "normal"
+  uint64_t training_seed = 0;  // networks
   // mean ||x_hat - x||^2 over the test pairs.
   double mse = kNotApplicable;
   // mse / the posterior mean's mse.
@@ -54,6 +55,32 @@ struct ResultRow {
 // The rows: the references (when available: posterior mean, MAP, Wiener, A^+ y), then the
 // networks in the experiment's order.
 std::vector<ResultRow> ComputeResults(const ExperimentData& data);
+
+// Mean and standard error (sample standard deviation / sqrt(count); NaN for one value) of
+// `values`, NaN entries skipped.
+struct MeanAndError {
+  double mean = kNotApplicable;
+  double standard_error = kNotApplicable;
+  int64_t count = 0;
+};
+MeanAndError MeanWithError(const std::vector<double>& values);
+
+// One loss over an experiment's training seeds (ExperimentConfig::training_seeds > 1).
+struct SeedSummaryRow {
+  std::string label;  // the loss's label, "log-det regularised"
+  std::string key;    // the loss key
+  MeanAndError mse, mse_ratio_to_pm, rms_to_map, forward_error;
+  // Against the loss with the lowest mean MSE: "best", "within error of the best (+0.002 +-
+  // 0.004)" when the difference of the means is below twice its standard error
+  // (sqrt(SE_a^2 + SE_b^2)), else "+0.012 +- 0.004". The runs of different losses are
+  // independent, so the errors add in quadrature.
+  std::string versus_best;
+};
+// The network rows grouped by loss, in the order the losses first appear.
+std::vector<SeedSummaryRow> SummarizeOverSeeds(const std::vector<ResultRow>& rows);
+// The summary as an aligned Markdown table: estimator, runs, MSE, x PM, RMS to MAP and forward
+// error as "mean ± SE", and the comparison with the best.
+std::string SeedSummaryMarkdownTable(const std::vector<SeedSummaryRow>& summary);
 
 // mean over rows of ||a_i - b_i||^2. Precondition: equal shapes.
 double MeanSquaredDistance(const DenseTensor& a, const DenseTensor& b);
@@ -80,7 +107,8 @@ struct ReportFiles {
   std::string directory;
   std::string report;              // <directory>/report.md
   std::vector<std::string> files;  // every file written, report.md first
-  std::string table;               // ResultsMarkdownTable of the rows
+  // ResultsMarkdownTable of the rows, then (training_seeds > 1) the SeedSummaryMarkdownTable.
+  std::string table;
 };
 
 // Creates `directory` (and its parents) when missing and writes the report into it, each file

@@ -42,11 +42,16 @@ at::Tensor Weights(Draws& draws, int64_t k) {
   return w / w.sum();
 }
 
-// U diag(sigma) V^T with random orthogonal U, V.
+// U diag(sigma) V^T with random orthogonal U, V and det > 0: an iResNet preserves orientation
+// (det J_phi > 0 everywhere), so no network in measurement space could approximate an A with
+// det A < 0, and such a member would measure that, not the defaults.
 at::Tensor MatrixWithSingularValues(Draws& draws, const at::Tensor& sigma) {
   const int64_t n = sigma.size(0);
   at::Tensor u = draws.Orthogonal(n);
   at::Tensor v = draws.Orthogonal(n);
+  if (at::linalg_det(u).item<double>() * at::linalg_det(v).item<double>() < 0) {
+    u.select(1, 0).neg_();
+  }
   return at::matmul(u * sigma.unsqueeze(0), v.transpose(0, 1)).contiguous();
 }
 

@@ -9,12 +9,15 @@
 //                  means uniform in [-1.5, 1.5]^2, each covariance a random rotation of
 //                  diag(s1^2, s2^2) with s_i uniform in [0.15, 0.5]); A = U diag(s, s / kappa) V^T
 //                  with random orthogonal U, V, s uniform in [0.6, 1.2] and condition number kappa
-//                  uniform in [1, 5]; delta uniform in [0.1, 0.3].
+//                  uniform in [1, 5], det A > 0; delta uniform in [0.1, 0.3].
 //   random8-SEED   x in R^8: a mixture of 2 or 3 Gaussians (means N(0, 0.6^2 I), covariances
 //                  Q diag(lambda) Q^T with random orthogonal Q and standard deviations
 //                  sqrt(lambda) uniform in [0.1, 0.4]); dense A = U diag(sigma) V^T with singular
 //                  values log-spaced from s to s / kappa, s uniform in [0.6, 1.2], kappa uniform
-//                  in [1, 10]; delta uniform in [0.05, 0.2].
+//                  in [1, 10], det A > 0; delta uniform in [0.05, 0.2].
+//
+// det A > 0 because an iResNet preserves orientation (det J_phi > 0): in measurement space no
+// network approximates an A with det A < 0 (normal space, A^T A, has no such limit).
 //
 // Each member is trained with the service's defaults (IResNetConfig{} and TrainingSpec{} for
 // its dimension): the family presets exist to measure those defaults, so they have none of their

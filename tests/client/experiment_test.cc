@@ -180,6 +180,7 @@ class ExperimentTest : public ::testing::Test {
       if (name == "test_pairs") f.test_pairs = std::stoll(value);
       if (name == "seed") f.seed = std::stoull(value);
       if (name == "steps") f.steps = std::stoll(value);
+      if (name == "seeds") f.seeds = std::stoll(value);
     }
     out_.str("");
     err_.str("");
@@ -443,6 +444,34 @@ TEST_F(ExperimentTest, DatasetProblemsHaveNoReferenceRowsAndShowSignals) {
   EXPECT_THAT(md, HasSubstr("# invnet experiment: digits"));
 }
 
+// --seeds=3: three runs per loss, each a row, and per loss the mean +- standard error.
+TEST_F(ExperimentTest, SeedsReportMeanAndStandardErrorPerLoss) {
+  const std::string report_dir = Path("seeds");
+  ASSERT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
+                 {"losses", "divergence,log-det"},
+                 {"seeds", "3"},
+                 {"test_pairs", "20"},
+                 {"output_dir", report_dir}}),
+            0)
+      << err_.str();
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    ASSERT_EQ(fake_.state().train_requests.size(), 6u);
+    EXPECT_EQ(fake_.state().train_requests[4].model_name(), "experiment-log-det-s1");
+    EXPECT_EQ(fake_.state().train_requests[4].training().seed(), 1u);
+  }
+  const std::string csv = ReadText(report_dir + "/results.csv");
+  for (int seed = 0; seed < 3; ++seed) {
+    EXPECT_THAT(csv, HasSubstr(absl::StrCat(",divergence,network,experiment-divergence-s", seed)));
+  }
+  const std::string md = ReadText(report_dir + "/report.md");
+  EXPECT_THAT(md, HasSubstr("## Over 3 training seeds"));
+  EXPECT_THAT(md, HasSubstr("| divergence regularised |    3 |"));
+  EXPECT_THAT(md, HasSubstr("divergence regularised, seed 2"));
+  EXPECT_THAT(out_.str(), HasSubstr("over 3 training seeds (mean ± standard error)"));
+  EXPECT_THAT(err_.str(), HasSubstr("training 6 models, 3 training seeds per loss"));
+}
+
 TEST_F(ExperimentTest, AFailedJobIsReportedAndTheOthersEvaluated) {
   {
     absl::MutexLock lock(&fake_.state().mu);
@@ -536,8 +565,46 @@ TEST(ExperimentPlanTest, DefaultsAndOverrides) {
   EXPECT_EQ(plan->config.label, "run2");
   EXPECT_EQ(plan->output_dir, "invnet-report-run2");
   EXPECT_THAT(plan->config.losses, ElementsAre(v1::LOSS_DIVERGENCE, v1::LOSS_APPROXIMATION));
-  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE), "run2-divergence");
+  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE, 0), "run2-divergence");
   EXPECT_EQ(plan->config.base.training().steps(), 10);
+}
+
+// --seeds=K: each loss K times, with consecutive training seeds from the spec's.
+TEST(ExperimentPlanTest, SeedsPlanEveryLossOncePerTrainingSeed) {
+  cli::Invocation inv;
+  inv.args = {"experiment"};
+  inv.flags.losses = "divergence,log-det";
+  inv.flags.seeds = 3;
+  inv.flags.name = "study";
+  inv.specified = {"losses", "seeds", "name"};
+  absl::StatusOr<cli::ExperimentPlan> plan = cli::BuildExperimentPlan(inv);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_EQ(plan->config.training_seeds, 3);
+  std::vector<std::string> names;
+  std::vector<uint64_t> seeds;
+  for (const PlannedJob& job : PlanJobs(plan->config)) {
+    names.push_back(job.model);
+    seeds.push_back(job.training_seed);
+  }
+  EXPECT_THAT(names, ElementsAre("study-divergence-s0", "study-divergence-s1",
+                                 "study-divergence-s2", "study-log-det-s0", "study-log-det-s1",
+                                 "study-log-det-s2"));
+  EXPECT_THAT(seeds, ElementsAre(0, 1, 2, 0, 1, 2));
+  plan->config.base.mutable_training()->set_seed(40);
+  EXPECT_EQ(PlanJobs(plan->config).back().model, "study-log-det-s42");
+
+  for (int64_t bad : {0, -1, 101}) {
+    inv.flags.seeds = bad;
+    EXPECT_THAT(cli::BuildExperimentPlan(inv),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--seeds must lie in [1, 100]")))
+        << bad;
+  }
+  // Names stay within the server's limit.
+  inv.flags.seeds = 10;
+  inv.flags.name = std::string(48, 'a');
+  inv.flags.losses = "reconstruction";
+  EXPECT_THAT(cli::BuildExperimentPlan(inv),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("63 characters")));
 }
 
 // A spec's model_name names both the models and the report (not the spec file's name).
@@ -552,7 +619,7 @@ TEST(ExperimentPlanTest, TheSpecsModelNameNamesTheModelsAndTheReport) {
   inv.specified = {"spec"};
   absl::StatusOr<cli::ExperimentPlan> plan = cli::BuildExperimentPlan(inv);
   ASSERT_THAT(plan, IsOk());
-  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE), "toy-divergence");
+  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE, 0), "toy-divergence");
   EXPECT_EQ(plan->config.label, "toy");
   EXPECT_EQ(plan->output_dir, "invnet-report-toy");
   // Without model_name, the spec file's name.
@@ -560,7 +627,7 @@ TEST(ExperimentPlanTest, TheSpecsModelNameNamesTheModelsAndTheReport) {
   plan = cli::BuildExperimentPlan(inv);
   ASSERT_THAT(plan, IsOk());
   EXPECT_EQ(plan->config.label, "my_problem");
-  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE), "experiment-divergence");
+  EXPECT_EQ(ModelNameFor(plan->config, v1::LOSS_DIVERGENCE, 0), "experiment-divergence");
 }
 
 TEST(ParseLossListTest, NamesOrderAndErrors) {
@@ -611,6 +678,36 @@ TEST(TrainAllTest, RetriesWhileTheServerIsBusyWithOtherJobs) {
   EXPECT_EQ(fake.state().most_running, 1);
   EXPECT_THAT(err.str(),
               HasSubstr("experiment-approximation: waiting (the server is at its job limit)"));
+}
+
+// With training_seeds > 1 each job carries its own training and initialisation seeds.
+TEST(TrainAllTest, EachSeedsJobCarriesItsSeeds) {
+  FakeServer fake;
+  {
+    absl::MutexLock lock(&fake.state().mu);
+    fake.state().simulate_training = true;
+  }
+  InvnetClient client(fake.InProcessChannel());
+  ExperimentConfig config;
+  config.base.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(2);
+  config.base.mutable_training()->set_seed(7);
+  config.base.mutable_architecture()->set_seed(100);
+  config.losses = {v1::LOSS_DIVERGENCE};
+  config.training_seeds = 2;
+  std::ostringstream err;
+  MultiJobProgress progress(&err, false, {"experiment-divergence-s7", "experiment-divergence-s8"});
+  absl::StatusOr<TrainingOutcome> outcome = TrainAll(client, config, &progress);
+  ASSERT_THAT(outcome, IsOk());
+  ASSERT_EQ(outcome->trained.size(), 2u);
+  EXPECT_EQ(outcome->trained[1].model, "experiment-divergence-s8");
+  EXPECT_EQ(outcome->trained[1].training_seed, 8u);
+  absl::MutexLock lock(&fake.state().mu);
+  ASSERT_EQ(fake.state().train_requests.size(), 2u);
+  EXPECT_EQ(fake.state().train_requests[0].training().seed(), 7u);
+  EXPECT_EQ(fake.state().train_requests[0].architecture().seed(), 100u);
+  EXPECT_EQ(fake.state().train_requests[1].training().seed(), 8u);
+  EXPECT_EQ(fake.state().train_requests[1].architecture().seed(), 101u);
+  EXPECT_EQ(fake.state().train_requests[1].model_name(), "experiment-divergence-s8");
 }
 
 // A Train refused for another reason than RESOURCE_EXHAUSTED stops the experiment.

@@ -1,5 +1,6 @@
 #include "client/report.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -69,10 +70,59 @@ TEST(ResultsCsvTest, FullPrecisionEmptyCellsAndQuoting) {
   reference.key = "wiener";
   EXPECT_EQ(ResultsCsv({reference, Network(0.1)}),
             "estimator,key,kind,model,version,target_space,mse,mse_ratio_to_pm,rms_to_pm,"
-            "rms_to_map,forward_error,converged_fraction,mean_iterations,train_seconds\n"
-            "\"Wiener, \"\"LMMSE\"\"\",wiener,reference,,,,0.123456789,1.25,0,0.0251,,,,\n"
+            "rms_to_map,forward_error,converged_fraction,mean_iterations,train_seconds,"
+            "training_seed\n"
+            "\"Wiener, \"\"LMMSE\"\"\",wiener,reference,,,,0.123456789,1.25,0,0.0251,,,,,\n"
             "log-det regularised,log-det,network,exp-log-det,3,measurement,0.1,,,,0.00026,0.975,"
-            "21.04,38.24\n");
+            "21.04,38.24,0\n");
+}
+
+TEST(MeanWithErrorTest, MeanStandardErrorAndSkippedNaN) {
+  MeanAndError m = MeanWithError({1.0, 2.0, 3.0, kNotApplicable});
+  EXPECT_EQ(m.count, 3);
+  EXPECT_DOUBLE_EQ(m.mean, 2.0);
+  EXPECT_DOUBLE_EQ(m.standard_error, 1.0 / std::sqrt(3.0));  // sd 1, three values
+  MeanAndError one = MeanWithError({0.5});
+  EXPECT_DOUBLE_EQ(one.mean, 0.5);
+  EXPECT_TRUE(std::isnan(one.standard_error));
+  EXPECT_EQ(MeanWithError({}).count, 0);
+}
+
+ResultRow SeedRun(const std::string& key, uint64_t seed, double mse) {
+  ResultRow row = Network(mse);
+  row.key = key;
+  row.label = key + " regularised, seed " + std::to_string(seed);
+  row.training_seed = seed;
+  row.mse_ratio_to_pm = mse / 0.1;
+  return row;
+}
+
+// Per loss over its seeds; a difference from the best below twice its error is called so.
+TEST(SummarizeOverSeedsTest, GroupsByLossAndSaysWhichDifferencesAreWithinError) {
+  const std::vector<ResultRow> rows = {
+      Reference("exact posterior mean", 0.1, 1),
+      SeedRun("log-det", 0, 0.110), SeedRun("log-det", 1, 0.112), SeedRun("log-det", 2, 0.114),
+      SeedRun("divergence", 0, 0.101), SeedRun("divergence", 1, 0.102), SeedRun("divergence", 2, 0.103),
+      SeedRun("approximation", 0, 0.101), SeedRun("approximation", 1, 0.105),
+      SeedRun("approximation", 2, 0.109)};
+  const std::vector<SeedSummaryRow> summary = SummarizeOverSeeds(rows);
+  ASSERT_EQ(summary.size(), 3u);
+  EXPECT_EQ(summary[0].key, "log-det");
+  EXPECT_EQ(summary[0].label, "log-det regularised");
+  EXPECT_EQ(summary[0].mse.count, 3);
+  EXPECT_NEAR(summary[0].mse.mean, 0.112, 1e-12);
+  EXPECT_NEAR(summary[0].mse.standard_error, 0.002 / std::sqrt(3.0), 1e-12);
+  EXPECT_NEAR(summary[0].mse_ratio_to_pm.mean, 1.12, 1e-12);
+  EXPECT_EQ(summary[1].versus_best, "best");
+  // log-det: +0.010 against an error of about 0.0013: told apart.
+  EXPECT_THAT(summary[0].versus_best, Not(HasSubstr("within error")));
+  EXPECT_THAT(summary[0].versus_best, HasSubstr("+0.0100 ± "));
+  // approximation: +0.003 against an error of about 0.0024: within error of the best.
+  EXPECT_EQ(summary[2].versus_best, "within error of the best (+0.0030 ± 0.0024)");
+  const std::string table = SeedSummaryMarkdownTable(summary);
+  EXPECT_THAT(table, HasSubstr("| estimator "));
+  EXPECT_THAT(table, HasSubstr("| divergence regularised    |    3 | 0.1020 ± 0.0006 | "
+                               "1.020 ± 0.006 |"));
 }
 
 TEST(MakeGridTest, LinesRunAlongEachCoordinate) {

@@ -50,6 +50,7 @@ void ExpectFamily(const std::string& family, int64_t n, double max_condition, do
     ASSERT_EQ(p.problem.op.matrix.sizes(), (at::IntArrayRef{n, n}));
     const double condition = ConditionNumber(p.problem.op.matrix);
     EXPECT_LE(condition, max_condition * (1 + 1e-9));
+    EXPECT_GT(at::linalg_det(p.problem.op.matrix).item<double>(), 0);
     worst_condition = std::max(worst_condition, condition);
     EXPECT_GE(p.problem.noise_level, delta_lo);
     EXPECT_LE(p.problem.noise_level, delta_hi);
