@@ -80,6 +80,22 @@ TEST(SpecCodecTest, SignalDimensionLimitNamesTheOperatorField) {
   EXPECT_LT(status.message().size(), 300u);
 }
 
+// A random family's member is a preset like any other; the checkpoint names it.
+TEST(SpecCodecTest, AFamilyMemberIsAPreset) {
+  v1::TrainRequest request;
+  request.set_model_name("m");
+  request.set_preset("random8-1003");
+  request.mutable_training()->set_loss(v1::LOSS_LOG_DET);
+  ASSERT_OK_AND_ASSIGN(ResolvedTraining r, ResolveTrainRequest(request, TensorLimits()));
+  EXPECT_EQ(r.preset, "random8-1003");
+  EXPECT_EQ(r.problem.preset, "random8-1003");
+  EXPECT_EQ(r.architecture.dim, 8);
+  EXPECT_EQ(r.training.learning_rate, TrainingSpec().learning_rate);
+  request.set_preset("random8-x");
+  EXPECT_THAT(ResolveTrainRequest(request, TensorLimits()).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("FAMILY-SEED")));
+}
+
 TEST(SpecCodecTest, PresetWithOverrides) {
   v1::TrainRequest request;
   request.set_model_name("m");
