@@ -70,46 +70,32 @@ Preset WithDefaults(std::string name, std::string description, ProblemSpec probl
   return p;
 }
 
-Preset Random2d(uint64_t seed, LossKind loss) {
-  Draws draws(seed);
-  const int64_t k = draws.Components();
-  GaussianMixtureSpec prior;
-  prior.weights = Weights(draws, k);
-  prior.means = draws.Uniform({k, 2}, -1.5, 1.5);
-  std::vector<at::Tensor> covariances;
-  for (int64_t i = 0; i < k; ++i) {
-    at::Tensor spread = draws.Uniform({2}, 0.15, 0.5);
-    at::Tensor q = draws.Orthogonal(2);
-    covariances.push_back(at::matmul(q * spread.pow(2).unsqueeze(0), q.transpose(0, 1)));
-  }
-  prior.covariances = at::stack(covariances).contiguous();
-  const double scale = draws.Uniform(0.6, 1.2);
-  const double kappa = draws.Uniform(1.0, 5.0);
-  ProblemSpec problem;
-  problem.op.kind = OperatorKind::kDense;
-  problem.op.matrix =
-      MatrixWithSingularValues(draws, at::tensor({scale, scale / kappa}, at::kDouble));
-  problem.op.dim = 2;
-  problem.noise_level = draws.Uniform(0.1, 0.3);
-  problem.prior = prior;
-  std::string description = absl::StrFormat(
-      "random 2-D problem %d: %d-component Gaussian mixture, dense A (condition %.2f), "
-      "delta = %.3f",
-      seed, k, kappa, problem.noise_level);
-  return WithDefaults(FamilyMemberName("random2d", seed), std::move(description),
-                      std::move(problem), loss);
-}
+// The ranges a family draws its members from (problem_family.h).
+struct FamilySpec {
+  const char* name;
+  int64_t n;
+  double mean_half_width;  // means uniform in [-w, w]^n, or, when 0,
+  double mean_stddev;      // means N(0, s^2 I)
+  double spread_lo, spread_hi;  // each component's standard deviations along its axes
+  double max_condition;         // of A
+  double delta_lo, delta_hi;
+};
 
-Preset Random8(uint64_t seed, LossKind loss) {
-  constexpr int64_t n = 8;
+constexpr FamilySpec kRandom2d = {"random2d", 2, 1.5, 0.0, 0.15, 0.5, 5.0, 0.1, 0.3};
+constexpr FamilySpec kRandom8 = {"random8", 8, 0.0, 0.6, 0.1, 0.4, 10.0, 0.05, 0.2};
+
+Preset RandomMember(const FamilySpec& family, uint64_t seed, LossKind loss) {
+  const int64_t n = family.n;
   Draws draws(seed);
   const int64_t k = draws.Components();
   GaussianMixtureSpec prior;
   prior.weights = Weights(draws, k);
-  prior.means = 0.6 * draws.Normal({k, n});
+  prior.means = family.mean_half_width > 0
+                    ? draws.Uniform({k, n}, -family.mean_half_width, family.mean_half_width)
+                    : family.mean_stddev * draws.Normal({k, n});
   std::vector<at::Tensor> covariances;
   for (int64_t i = 0; i < k; ++i) {
-    at::Tensor stddev = draws.Uniform({n}, 0.1, 0.4);
+    at::Tensor stddev = draws.Uniform({n}, family.spread_lo, family.spread_hi);
     at::Tensor q = draws.Orthogonal(n);
     covariances.push_back(at::matmul(q * stddev.pow(2).unsqueeze(0), q.transpose(0, 1)));
   }
@@ -117,19 +103,20 @@ Preset Random8(uint64_t seed, LossKind loss) {
   at::Tensor stacked = at::stack(covariances);
   prior.covariances = (0.5 * (stacked + stacked.transpose(1, 2))).contiguous();
   const double scale = draws.Uniform(0.6, 1.2);
-  const double kappa = draws.Uniform(1.0, 10.0);
+  const double kappa = draws.Uniform(1.0, family.max_condition);
+  // Singular values log-spaced from scale to scale / kappa.
   at::Tensor sigma = scale * at::pow(kappa, -at::linspace(0.0, 1.0, n, at::kDouble));
   ProblemSpec problem;
   problem.op.kind = OperatorKind::kDense;
   problem.op.matrix = MatrixWithSingularValues(draws, sigma);
   problem.op.dim = n;
-  problem.noise_level = draws.Uniform(0.05, 0.2);
+  problem.noise_level = draws.Uniform(family.delta_lo, family.delta_hi);
   problem.prior = prior;
   std::string description = absl::StrFormat(
-      "random 8-D problem %d: %d-component Gaussian mixture, dense A (condition %.2f), "
+      "random %d-D problem %d: %d-component Gaussian mixture, dense A (condition %.2f), "
       "delta = %.3f",
-      seed, k, kappa, problem.noise_level);
-  return WithDefaults(FamilyMemberName("random8", seed), std::move(description),
+      n, seed, k, kappa, problem.noise_level);
+  return WithDefaults(FamilyMemberName(family.name, seed), std::move(description),
                       std::move(problem), loss);
 }
 
@@ -153,7 +140,7 @@ absl::StatusOr<Preset> GetFamilyPreset(absl::string_view name, LossKind loss) {
         "preset: '", name, "' is not a family member FAMILY-SEED (families: ",
         absl::StrJoin(ProblemFamilyNames(), ", "), "; SEED a decimal number)"));
   }
-  return family == "random2d" ? Random2d(seed, loss) : Random8(seed, loss);
+  return RandomMember(family == "random2d" ? kRandom2d : kRandom8, seed, loss);
 }
 
 }  // namespace invnet
