@@ -1335,7 +1335,7 @@ const std::vector<FlagInfo>& AllFlags() {
       {"dataset", "NAME", "Train on an uploaded dataset's signals (needs a problem from --spec)."},
       {"steps", "N", "Optimiser steps (default: the preset's, else 3000)."},
       {"batch_size", "N", "Signals per step (default: the preset's, else 512)."},
-      {"learning_rate", "LR", "Adam learning rate (default: the preset's, else 1e-3)."},
+      {"learning_rate", "LR", "Adam learning rate (default: the preset's, else 3e-3)."},
       {"seed", "N",
        "train: seed of the training data, noise and probes; experiment, pairs: seed of the\n"
        "held-out test pairs (default 0)."},
