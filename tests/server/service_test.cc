@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -19,6 +20,9 @@
 #include "invnet/v1/model_service.grpc.pb.h"
 #include "invnet/v1/reconstruction_service.grpc.pb.h"
 #include "invnet/v1/training_service.grpc.pb.h"
+#include "models/presets.h"
+#include "models/priors.h"
+#include "models/seeds.h"
 #include "models/trainer.h"
 #include "server/server.h"
 #include "tests/testing/train_requests.h"
@@ -230,6 +234,17 @@ TEST_P(ServiceTest, DrawTestPairsIsSeededAndValidated) {
   }
   EXPECT_NEAR(mean_abs, 1.0, 0.1);
   EXPECT_NEAR(std::sqrt(residual), 0.2, 0.03);
+  // The test stream of seed 1, not the draws of a model trained with seed 1 (whose first batch
+  // takes the prior's first samples from a generator seeded 1).
+  auto prior = GaussianMixture::Create(
+                   *GetPreset("bimodal2d", LossKind::kDivergence)->problem.prior).value();
+  const at::Tensor training_draw =
+      prior->Sample(500, at::make_generator<at::CPUGeneratorImpl>(uint64_t{1})).to(at::kFloat);
+  const at::Tensor test_draw =
+      prior->Sample(500, at::make_generator<at::CPUGeneratorImpl>(
+                             StreamSeed(1, SeedStream::kTest))).to(at::kFloat);
+  EXPECT_NE(a.signals().values(0), training_draw[0][0].item<float>());
+  EXPECT_EQ(a.signals().values(0), test_draw[0][0].item<float>());
   ExpectCode(draw(0, 1, &a), grpc::INVALID_ARGUMENT, "count");
   ExpectCode(draw(2000000, 1, &a), grpc::INVALID_ARGUMENT, "count");
 }
