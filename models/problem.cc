@@ -45,6 +45,18 @@ absl::StatusOr<TargetSpace> ParseTargetSpace(absl::string_view name) {
       absl::StrCat("target_space: unknown '", name, "' (expected measurement or normal)"));
 }
 
+absl::string_view LogDetEstimatorName(LogDetEstimator estimator) {
+  return estimator == LogDetEstimator::kRussianRoulette ? "russian_roulette" : "truncated_series";
+}
+
+absl::StatusOr<LogDetEstimator> ParseLogDetEstimator(absl::string_view name) {
+  for (LogDetEstimator e : {LogDetEstimator::kRussianRoulette, LogDetEstimator::kTruncatedSeries}) {
+    if (name == LogDetEstimatorName(e)) return e;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "log_det_estimator: unknown '", name, "' (expected russian_roulette or truncated_series)"));
+}
+
 std::string FormatExact(double value) {
   char buffer[32];
   if (std::abs(value) < 1e16 && value == std::trunc(value)) {  // integers in full: 10000001

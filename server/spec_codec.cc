@@ -101,6 +101,24 @@ absl::StatusOr<LossKind> DecodeLoss(v1::Loss loss) {
   }
 }
 
+v1::LogDetEstimator EncodeLogDetEstimator(LogDetEstimator e) {
+  return e == LogDetEstimator::kRussianRoulette ? v1::LOG_DET_ESTIMATOR_RUSSIAN_ROULETTE
+                                                 : v1::LOG_DET_ESTIMATOR_TRUNCATED_SERIES;
+}
+
+absl::StatusOr<LogDetEstimator> DecodeLogDetEstimator(v1::LogDetEstimator e) {
+  switch (e) {
+    case v1::LOG_DET_ESTIMATOR_UNSPECIFIED:
+    case v1::LOG_DET_ESTIMATOR_RUSSIAN_ROULETTE:
+      return LogDetEstimator::kRussianRoulette;
+    case v1::LOG_DET_ESTIMATOR_TRUNCATED_SERIES:
+      return LogDetEstimator::kTruncatedSeries;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("training.log_det_estimator: unknown value ", static_cast<int>(e)));
+  }
+}
+
 absl::StatusOr<at::Tensor> DecodeDouble(const v1::Tensor& proto, int rank, absl::string_view field,
                                         const TensorLimits& limits) {
   INVNET_ASSIGN_OR_RETURN(at::Tensor t, DecodeTensor(proto, rank, field, limits));
@@ -255,6 +273,7 @@ void EncodeTraining(const TrainingSpec& t, v1::Training* proto) {
   proto->set_exact_jacobian_max_dim(t.exact_jacobian_max_dim);
   proto->set_hutchinson_probes(t.hutchinson_probes);
   proto->set_log_det_series_terms(t.log_det_series_terms);
+  proto->set_log_det_estimator(EncodeLogDetEstimator(t.log_det_estimator));
 }
 
 absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& request,
@@ -340,6 +359,10 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
   }
   if (t.has_hutchinson_probes()) r.training.hutchinson_probes = t.hutchinson_probes();
   if (t.has_log_det_series_terms()) r.training.log_det_series_terms = t.log_det_series_terms();
+  if (t.log_det_estimator() != v1::LOG_DET_ESTIMATOR_UNSPECIFIED) {
+    INVNET_ASSIGN_OR_RETURN(r.training.log_det_estimator,
+                            DecodeLogDetEstimator(t.log_det_estimator()));
+  }
   return r;
 }
 
