@@ -321,6 +321,8 @@ absl::Status RunTrain(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
   INVNET_ASSIGN_OR_RETURN(v1::TrainResponse response, client->Train(request));
   const v1::TrainingJob& job = response.job();
+  // On stderr, so a detached job's stdout stays its id alone.
+  for (const std::string& warning : job.warnings()) *ctx.err << "warning: " << warning << "\n";
   if (inv.flags.detach) {
     *ctx.out << job.job_id() << "\n";
     return absl::OkStatus();
@@ -376,6 +378,12 @@ absl::Status RunJobsShow(const Invocation& inv, const Operands& operands, Contex
   fields.push_back({"problem", ProblemSummary(job.problem())});
   fields.push_back({"architecture", ArchitectureSummary(job.architecture())});
   fields.push_back({"training", TrainingSummary(job.training(), job.problem())});
+  fields.push_back({"target space",
+                    job.target_space_reason().empty()
+                        ? std::string(TargetSpaceName(job.training().target_space()))
+                        : absl::StrCat(TargetSpaceName(job.training().target_space()), " (",
+                                       job.target_space_reason(), ")")});
+  for (const std::string& warning : job.warnings()) fields.push_back({"warning", warning});
   if (job.has_last_validation()) {
     const v1::ValidationMetrics& v = job.last_validation();
     fields.push_back(
@@ -463,6 +471,7 @@ void PrintModelVersion(const v1::ModelVersion& v, std::ostream& out) {
     for (double l : v.block_lipschitz()) blocks.push_back(FormatNumber(l));
     fields.push_back({"block lipschitz", absl::StrJoin(blocks, ", ")});
   }
+  for (const std::string& warning : v.warnings()) fields.push_back({"warning", warning});
   // Sorted, so the output does not depend on the map's iteration order.
   const std::map<std::string, double> metrics(v.metrics().begin(), v.metrics().end());
   for (const auto& [name, value] : metrics) fields.push_back({name, FormatNumber(value)});

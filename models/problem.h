@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -104,6 +105,14 @@ struct TrainingSpec {
   double solver_tolerance = 1e-5;
   int64_t solver_max_iterations = 500;
 };
+
+// Combinations of loss and target space the theory (method.md section 3) does not support,
+// one sentence each: the log-det loss in normal space (its stationary point is Tweedie's formula
+// in measurement space only, so phi^-1 is not known to approximate the posterior mean), and the
+// divergence loss in measurement space with A != I (its minimiser's inverse solves the MAP
+// condition only in normal space). Training proceeds; the job record and the model version
+// carry these. Empty for every supported combination.
+std::vector<std::string> TrainingWarnings(const ProblemSpec& problem, const TrainingSpec& training);
 
 // Magnitude limits of a training request (ValidateProblemMagnitudes). The network trains in
 // float32, whose squares overflow beyond about 1.8e19; values inside these limits keep every

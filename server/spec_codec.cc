@@ -344,6 +344,9 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
     const bool square = r.problem.op.kind != OperatorKind::kDense ||
                         r.problem.op.matrix.size(0) == r.problem.op.matrix.size(1);
     r.training.target_space = DefaultTargetSpace(loss, square);
+    r.target_space_reason = loss == LossKind::kDivergence ? "default for the divergence loss"
+                            : square ? "default for a square operator"
+                                     : "default for a non-square operator";
   }
   if (t.has_steps()) r.training.steps = t.steps();
   if (t.has_batch_size()) r.training.batch_size = t.batch_size();

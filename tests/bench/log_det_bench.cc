@@ -1,0 +1,115 @@
+// Cost of one log-det training step, exact against stochastic, by dimension: the measurement
+// behind TrainingSpec::exact_jacobian_max_dim's default (issue 12).
+//
+//   build/tests/bench/log_det_bench [--threads=2] [--dims=16,32,64,128] [--steps=3]
+//       [--batch_size=256] [--blocks=6] [--width=256] [--layers=3]
+//
+// A step is the log-det loss's network part as models::ComputeLoss runs it: phi(x) and the
+// log det (jacobian.h LogDet with the given estimator), 1/2 ||phi(x) - x||^2 - alpha log det,
+// backward. (No batch draw, no optimiser step: those cost the same for every estimator.) The
+// network is blur64's shape (6 blocks x 256 wide x 3 layers, c = 0.857) at each dimension. Each
+// estimator takes one untimed step, then --steps timed steps; the mean seconds per step is
+// printed with its ratio to the Russian roulette's.
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "models/blas_setup.h"
+#include "models/iresnet.h"
+#include "models/jacobian.h"
+
+ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads");
+ABSL_FLAG(std::string, dims, "16,32,64,128", "signal dimensions n, comma-separated");
+ABSL_FLAG(int64_t, steps, 3, "timed steps per estimator and dimension");
+ABSL_FLAG(int64_t, batch_size, 256, "signals per step (blur64's batch)");
+ABSL_FLAG(int64_t, blocks, 6, "residual blocks");
+ABSL_FLAG(int64_t, width, 256, "hidden width");
+ABSL_FLAG(int64_t, layers, 3, "layers per block");
+
+namespace invnet {
+namespace {
+
+struct Variant {
+  const char* name;
+  JacobianEstimatorOptions options;
+};
+
+double SecondsPerStep(const IResNet& net, const at::Tensor& x, const JacobianEstimatorOptions& o,
+                      int64_t steps) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  std::vector<at::Tensor> params = net.Parameters();
+  auto step = [&] {
+    ForwardAndValue r = LogDet(net, x, o, gen);
+    at::Tensor objective = 0.5 * (r.output - x).pow(2).sum(1).mean() - 0.01 * r.value.mean();
+    objective.backward();
+    for (at::Tensor& p : params) p.mutable_grad().reset();
+  };
+  step();
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < steps; ++i) step();
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  return elapsed.count() / static_cast<double>(steps);
+}
+
+int Run() {
+  at::set_num_threads(absl::GetFlag(FLAGS_threads));
+  std::printf("log-det training step, %lld blocks x %lld wide x %lld layers, batch %lld, %d threads\n",
+              static_cast<long long>(absl::GetFlag(FLAGS_blocks)),
+              static_cast<long long>(absl::GetFlag(FLAGS_width)),
+              static_cast<long long>(absl::GetFlag(FLAGS_layers)),
+              static_cast<long long>(absl::GetFlag(FLAGS_batch_size)), absl::GetFlag(FLAGS_threads));
+  std::printf("%6s  %12s  %12s  %12s  %10s\n", "n", "exact s", "roulette s", "series s",
+              "exact/roul");
+  for (absl::string_view dim_text : absl::StrSplit(absl::GetFlag(FLAGS_dims), ',')) {
+    int64_t dim = 0;
+    if (!absl::SimpleAtoi(dim_text, &dim) || dim < 1) {
+      std::fprintf(stderr, "--dims: bad value '%s'\n", std::string(dim_text).c_str());
+      return 2;
+    }
+    IResNetConfig config;
+    config.dim = dim;
+    config.num_blocks = absl::GetFlag(FLAGS_blocks);
+    config.hidden_width = absl::GetFlag(FLAGS_width);
+    config.layers_per_block = absl::GetFlag(FLAGS_layers);
+    config.lipschitz_coeff = 0.857;
+    auto net = IResNet::Create(config, at::kFloat);
+    if (!net.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(net.status().message()).c_str());
+      return 1;
+    }
+    at::Tensor x = at::randn({absl::GetFlag(FLAGS_batch_size), dim});
+    JacobianEstimatorOptions exact;
+    exact.exact_max_dim = dim;
+    JacobianEstimatorOptions roulette;
+    roulette.exact_max_dim = 0;
+    JacobianEstimatorOptions series = roulette;
+    series.log_det = LogDetEstimator::kTruncatedSeries;
+    const int64_t steps = absl::GetFlag(FLAGS_steps);
+    const double t_exact = SecondsPerStep(**net, x, exact, steps);
+    const double t_roulette = SecondsPerStep(**net, x, roulette, steps);
+    const double t_series = SecondsPerStep(**net, x, series, steps);
+    std::printf("%6lld  %12.4f  %12.4f  %12.4f  %10.2f\n", static_cast<long long>(dim), t_exact,
+                t_roulette, t_series, t_exact / t_roulette);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace invnet
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  std::printf("%s\n", invnet::EnsureOptimizedBlas(argv).c_str());
+  return invnet::Run();
+}
