@@ -826,7 +826,8 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
   INVNET_ASSIGN_OR_RETURN(DenseTensor measurements, ReadInput(inv));
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
-  v1::EstimateResponse response;  // model, version and map_objective of every chunk
+  // model, version, map_objective and map_gradient_norm of every chunk
+  v1::EstimateResponse response;
   std::map<const EstimatorInfo*, DenseTensor> merged;
   INVNET_RETURN_IF_ERROR(
       InChunks(measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
@@ -842,6 +843,7 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
         response.set_model(part.model());
         response.set_version(part.version());
         response.mutable_map_objective()->MergeFrom(part.map_objective());
+        response.mutable_map_gradient_norm()->MergeFrom(part.map_gradient_norm());
         return absl::OkStatus();
       }));
 
@@ -881,6 +883,16 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
     fields.push_back(
         {"map objective", absl::StrCat("mean ", FormatNumber(sum / response.map_objective_size()),
                                        ", max ", FormatNumber(max))});
+  }
+  if (!response.map_gradient_norm().empty()) {
+    double sum = 0, max = 0;
+    for (double v : response.map_gradient_norm()) {
+      sum += v;
+      max = std::max(max, v);
+    }
+    fields.push_back({"map grad norm",
+                      absl::StrCat("mean ", FormatNumber(sum / response.map_gradient_norm_size()),
+                                   ", max ", FormatNumber(max))});
   }
   PrintFields(err, fields, "  ");
   return absl::OkStatus();

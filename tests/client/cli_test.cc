@@ -478,6 +478,7 @@ TEST_F(CliTest, EstimateWritesOneFilePerEstimator) {
   ASSERT_THAT(ReadMatrix(Path("est.map.npy")), IsOk());
   EXPECT_THAT(err_.str(), HasSubstr("estimators:     posterior_mean, map"));
   EXPECT_THAT(err_.str(), HasSubstr("map objective:  mean 0.5, max 1"));
+  EXPECT_THAT(err_.str(), HasSubstr("map grad norm:  mean 0.125, max 0.25"));
 
   ASSERT_EQ(Run({"estimate", "--model=blur", "--input=" + Path("y.csv"),
                  "--output=" + Path("wiener.csv"), "--estimators=wiener"}),

@@ -478,6 +478,27 @@ TEST(BayesEstimatorsTest, MapAndTweedieIn64Dimensions) {
     const at::Tensor objective_k = p.estimators->MapObjective(component_means.select(1, k), y);
     EXPECT_LE((map.objective - objective_k).max().item<double>(), 1e-12) << "m_" << k;
   }
+  // n > 2: the extra starts along each component's top two posterior directions, computed here
+  // from P_k = S_k - S_k A^T C_k^-1 A S_k. The answer is no worse than any of them, nor than
+  // the search from the basic starts alone.
+  const at::Tensor a = p.op->Matrix();
+  for (int64_t k = 0; k < 4; ++k) {
+    const at::Tensor s = spec.covariances[k];
+    const at::Tensor c = at::matmul(at::matmul(a, s), a.t()) + 0.05 * 0.05 * at::eye(n, at::kDouble);
+    const at::Tensor post = s - at::matmul(at::matmul(s, a.t()), at::linalg_solve(c, at::matmul(a, s)));
+    auto [values, vectors] = at::linalg_eigh(0.5 * (post + post.t()));
+    for (int64_t j = n - 2; j < n; ++j) {
+      const at::Tensor offset = 1.5 * values[j].clamp_min(0).sqrt() * vectors.select(1, j);
+      for (double sign : {1.0, -1.0}) {
+        const at::Tensor start = component_means.select(1, k) + sign * offset.unsqueeze(0);
+        EXPECT_LE((map.objective - p.estimators->MapObjective(start, y)).max().item<double>(),
+                  1e-12)
+            << "principal start of m_" << k << " along u_" << j;
+      }
+    }
+  }
+  const MapResult basic = p.estimators->MapFromBasicStarts(y);
+  EXPECT_LE((map.objective - basic.objective).max().item<double>(), 1e-12);
 }
 
 }  // namespace

@@ -191,6 +191,13 @@ TEST_P(ServiceTest, EstimateReturnsTheReferences) {
   EXPECT_EQ(response.posterior_std().values_size(), 14);
   EXPECT_EQ(response.map().values_size(), 14);
   EXPECT_EQ(response.map_objective_size(), 7);
+  // The MAP search converged: the objective's gradient vanishes at every answer (to the
+  // float64 round-off of a problem whose terms are of order 1).
+  ASSERT_EQ(response.map_gradient_norm_size(), 7);
+  for (double g : response.map_gradient_norm()) {
+    EXPECT_GE(g, 0.0);
+    EXPECT_LT(g, 1e-6);
+  }
   EXPECT_EQ(response.wiener().values_size(), 14);
   EXPECT_EQ(response.pseudo_inverse().values_size(), 14);
   for (float s : response.posterior_std().values()) EXPECT_GT(s, 0.0f);
