@@ -69,8 +69,9 @@ class BayesEstimators {
   // grad_y log p_Y(y), [batch, m] (for Tweedie's identity A x_PM = y + delta^2 grad log p_Y).
   at::Tensor MeasurementScore(const at::Tensor& y) const;
   // MAP: minimises 1/2 ||A x - y||^2 - delta^2 log p_X(x) from every m_k(y) and x_PM(y) (and,
-  // for n > 2, from m_k(y) +- 1.5 sqrt(lambda_j) u_j along the top two eigenvectors of each
-  // component's posterior covariance: 5K + 1 starts) by the EM fixed point
+  // for n > 2 and a sample whose second-largest posterior component weight is >= 1e-3, also
+  // from m_k(y) +- 1.5 sqrt(lambda_j) u_j along the top two eigenvectors of each component's
+  // posterior covariance: 5K + 1 starts) by the EM fixed point
   // x <- (A^T A + d^2 sum_k g_k S_k^-1)^-1 (A^T y + d^2 sum_k g_k S_k^-1 mu_k), polished by
   // damped Newton steps; keeps the start with the lowest objective and reports the objective's
   // gradient norm there.
