@@ -1,16 +1,19 @@
 // Cost of one log-det training step, exact against stochastic, by dimension: the measurement
 // behind TrainingSpec::exact_jacobian_max_dim's default (issue 12).
 //
-//   build/tests/bench/log_det_bench [--threads=2] [--dims=16,32,64,128] [--steps=3]
+//   build/tests/bench/log_det_bench [--threads=2] [--dims=16,32,64,128] [--steps=5]
 //       [--batch_size=256] [--blocks=6] [--width=256] [--layers=3]
 //
 // A step is the log-det loss's network part as models::ComputeLoss runs it: phi(x) and the
 // log det (jacobian.h LogDet with the given estimator), 1/2 ||phi(x) - x||^2 - alpha log det,
-// backward. (No batch draw, no optimiser step: those cost the same for every estimator.) The
-// network is blur64's shape (6 blocks x 256 wide x 3 layers, c = 0.857) at each dimension. Each
-// estimator takes one untimed step, then --steps timed steps; the mean seconds per step is
-// printed with its ratio to the Russian roulette's.
+// backward; and the same for the divergence loss (exact trace against Hutchinson), which shares
+// the threshold. (No batch draw, no optimiser step: those cost the same for every estimator.)
+// The network is blur64's shape (6 blocks x 256 wide x 3 layers, c = 0.857) at each dimension.
+// Each estimator takes one untimed step, then --steps timed steps; the fastest step is printed
+// (the most robust figure on a shared machine; the roulette's step varies with its random
+// number of terms, so its mean is printed too).
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -30,7 +33,7 @@
 
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads");
 ABSL_FLAG(std::string, dims, "16,32,64,128", "signal dimensions n, comma-separated");
-ABSL_FLAG(int64_t, steps, 3, "timed steps per estimator and dimension");
+ABSL_FLAG(int64_t, steps, 5, "timed steps per estimator and dimension");
 ABSL_FLAG(int64_t, batch_size, 256, "signals per step (blur64's batch)");
 ABSL_FLAG(int64_t, blocks, 6, "residual blocks");
 ABSL_FLAG(int64_t, width, 256, "hidden width");
@@ -44,21 +47,32 @@ struct Variant {
   JacobianEstimatorOptions options;
 };
 
-double SecondsPerStep(const IResNet& net, const at::Tensor& x, const JacobianEstimatorOptions& o,
-                      int64_t steps) {
+struct StepSeconds {
+  double best = 0;
+  double mean = 0;
+};
+
+StepSeconds SecondsPerStep(const IResNet& net, const at::Tensor& x,
+                           const JacobianEstimatorOptions& o, int64_t steps, bool divergence) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
   std::vector<at::Tensor> params = net.Parameters();
   auto step = [&] {
-    ForwardAndValue r = LogDet(net, x, o, gen);
+    ForwardAndValue r = divergence ? Divergence(net, x, o, gen) : LogDet(net, x, o, gen);
     at::Tensor objective = 0.5 * (r.output - x).pow(2).sum(1).mean() - 0.01 * r.value.mean();
     objective.backward();
     for (at::Tensor& p : params) p.mutable_grad().reset();
   };
   step();
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < steps; ++i) step();
-  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-  return elapsed.count() / static_cast<double>(steps);
+  StepSeconds result;
+  result.best = 1e300;
+  for (int64_t i = 0; i < steps; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    step();
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    result.best = std::min(result.best, elapsed.count());
+    result.mean += elapsed.count() / static_cast<double>(steps);
+  }
+  return result;
 }
 
 int Run() {
@@ -68,8 +82,8 @@ int Run() {
               static_cast<long long>(absl::GetFlag(FLAGS_width)),
               static_cast<long long>(absl::GetFlag(FLAGS_layers)),
               static_cast<long long>(absl::GetFlag(FLAGS_batch_size)), absl::GetFlag(FLAGS_threads));
-  std::printf("%6s  %12s  %12s  %12s  %10s\n", "n", "exact s", "roulette s", "series s",
-              "exact/roul");
+  std::printf("%5s  %9s  %9s  %9s  %9s  %10s  %9s  %9s  %9s\n", "n", "exact", "roulette",
+              "(mean)", "series", "exact/roul", "div exact", "hutch", "exact/hut");
   for (absl::string_view dim_text : absl::StrSplit(absl::GetFlag(FLAGS_dims), ',')) {
     int64_t dim = 0;
     if (!absl::SimpleAtoi(dim_text, &dim) || dim < 1) {
@@ -95,11 +109,15 @@ int Run() {
     JacobianEstimatorOptions series = roulette;
     series.log_det = LogDetEstimator::kTruncatedSeries;
     const int64_t steps = absl::GetFlag(FLAGS_steps);
-    const double t_exact = SecondsPerStep(**net, x, exact, steps);
-    const double t_roulette = SecondsPerStep(**net, x, roulette, steps);
-    const double t_series = SecondsPerStep(**net, x, series, steps);
-    std::printf("%6lld  %12.4f  %12.4f  %12.4f  %10.2f\n", static_cast<long long>(dim), t_exact,
-                t_roulette, t_series, t_exact / t_roulette);
+    const StepSeconds t_exact = SecondsPerStep(**net, x, exact, steps, false);
+    const StepSeconds t_roulette = SecondsPerStep(**net, x, roulette, steps, false);
+    const StepSeconds t_series = SecondsPerStep(**net, x, series, steps, false);
+    const StepSeconds d_exact = SecondsPerStep(**net, x, exact, steps, true);
+    const StepSeconds d_hutchinson = SecondsPerStep(**net, x, roulette, steps, true);
+    std::printf("%5lld  %9.4f  %9.4f  %9.4f  %9.4f  %10.1f  %9.4f  %9.4f  %9.1f\n",
+                static_cast<long long>(dim), t_exact.best, t_roulette.best, t_roulette.mean,
+                t_series.best, t_exact.best / t_roulette.best, d_exact.best, d_hutchinson.best,
+                d_exact.best / d_hutchinson.best);
     std::fflush(stdout);
   }
   return 0;
