@@ -321,6 +321,8 @@ absl::Status RunTrain(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
   INVNET_ASSIGN_OR_RETURN(v1::TrainResponse response, client->Train(request));
   const v1::TrainingJob& job = response.job();
+  // On stderr, so a detached job's stdout stays its id alone.
+  for (const std::string& warning : job.warnings()) *ctx.err << "warning: " << warning << "\n";
   if (inv.flags.detach) {
     *ctx.out << job.job_id() << "\n";
     return absl::OkStatus();
@@ -376,6 +378,12 @@ absl::Status RunJobsShow(const Invocation& inv, const Operands& operands, Contex
   fields.push_back({"problem", ProblemSummary(job.problem())});
   fields.push_back({"architecture", ArchitectureSummary(job.architecture())});
   fields.push_back({"training", TrainingSummary(job.training(), job.problem())});
+  fields.push_back({"target space",
+                    job.target_space_reason().empty()
+                        ? std::string(TargetSpaceName(job.training().target_space()))
+                        : absl::StrCat(TargetSpaceName(job.training().target_space()), " (",
+                                       job.target_space_reason(), ")")});
+  for (const std::string& warning : job.warnings()) fields.push_back({"warning", warning});
   if (job.has_last_validation()) {
     const v1::ValidationMetrics& v = job.last_validation();
     fields.push_back(
@@ -463,6 +471,7 @@ void PrintModelVersion(const v1::ModelVersion& v, std::ostream& out) {
     for (double l : v.block_lipschitz()) blocks.push_back(FormatNumber(l));
     fields.push_back({"block lipschitz", absl::StrJoin(blocks, ", ")});
   }
+  for (const std::string& warning : v.warnings()) fields.push_back({"warning", warning});
   // Sorted, so the output does not depend on the map's iteration order.
   const std::map<std::string, double> metrics(v.metrics().begin(), v.metrics().end());
   for (const auto& [name, value] : metrics) fields.push_back({name, FormatNumber(value)});
@@ -817,7 +826,8 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
   INVNET_ASSIGN_OR_RETURN(DenseTensor measurements, ReadInput(inv));
   INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
-  v1::EstimateResponse response;  // model, version and map_objective of every chunk
+  // model, version, map_objective and map_gradient_norm of every chunk
+  v1::EstimateResponse response;
   std::map<const EstimatorInfo*, DenseTensor> merged;
   INVNET_RETURN_IF_ERROR(
       InChunks(measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
@@ -833,6 +843,7 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
         response.set_model(part.model());
         response.set_version(part.version());
         response.mutable_map_objective()->MergeFrom(part.map_objective());
+        response.mutable_map_gradient_norm()->MergeFrom(part.map_gradient_norm());
         return absl::OkStatus();
       }));
 
@@ -872,6 +883,16 @@ absl::Status RunEstimate(const Invocation& inv, const Operands&, Context& ctx) {
     fields.push_back(
         {"map objective", absl::StrCat("mean ", FormatNumber(sum / response.map_objective_size()),
                                        ", max ", FormatNumber(max))});
+  }
+  if (!response.map_gradient_norm().empty()) {
+    double sum = 0, max = 0;
+    for (double v : response.map_gradient_norm()) {
+      sum += v;
+      max = std::max(max, v);
+    }
+    fields.push_back({"map grad norm",
+                      absl::StrCat("mean ", FormatNumber(sum / response.map_gradient_norm_size()),
+                                   ", max ", FormatNumber(max))});
   }
   PrintFields(err, fields, "  ");
   return absl::OkStatus();

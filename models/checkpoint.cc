@@ -136,6 +136,7 @@ void PutTraining(const TrainingSpec& t, ArchiveWriter& w) {
            t.holdout_split == HoldoutSplit::kSeededPermutation ? 1 : 0);
   w.PutInt("training.exact_jacobian_max_dim", t.exact_jacobian_max_dim);
   w.PutInt("training.hutchinson_probes", t.hutchinson_probes);
+  w.PutString("training.log_det_estimator", LogDetEstimatorName(t.log_det_estimator));
   w.PutInt("training.log_det_series_terms", t.log_det_series_terms);
   w.PutDouble("training.solver_tolerance", t.solver_tolerance);
   w.PutInt("training.solver_max_iterations", t.solver_max_iterations);
@@ -173,6 +174,13 @@ absl::StatusOr<TrainingSpec> GetTraining(const ArchiveReader& r) {
   }
   INVNET_ASSIGN_OR_RETURN(t.exact_jacobian_max_dim, r.GetInt("training.exact_jacobian_max_dim"));
   INVNET_ASSIGN_OR_RETURN(t.hutchinson_probes, r.GetInt("training.hutchinson_probes"));
+  // Added with the Russian roulette; checkpoints written before it trained with the truncated
+  // series above exact_jacobian_max_dim.
+  t.log_det_estimator = LogDetEstimator::kTruncatedSeries;
+  if (r.Has("training.log_det_estimator")) {
+    INVNET_ASSIGN_OR_RETURN(std::string estimator, r.GetString("training.log_det_estimator"));
+    INVNET_ASSIGN_OR_RETURN(t.log_det_estimator, ParseLogDetEstimator(estimator));
+  }
   INVNET_ASSIGN_OR_RETURN(t.log_det_series_terms, r.GetInt("training.log_det_series_terms"));
   INVNET_ASSIGN_OR_RETURN(t.solver_tolerance, r.GetDouble("training.solver_tolerance"));
   INVNET_ASSIGN_OR_RETURN(t.solver_max_iterations, r.GetInt("training.solver_max_iterations"));

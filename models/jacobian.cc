@@ -1,5 +1,9 @@
 #include "models/jacobian.h"
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include <ATen/ATen.h>
 
 #include "models/iresnet.h"
@@ -108,9 +112,61 @@ ForwardAndValue PowerSeriesLogDet(const IResNet& net, const at::Tensor& x, int64
   return {h, log_det};
 }
 
+ForwardAndValue RussianRouletteLogDet(const IResNet& net, const at::Tensor& x,
+                                      int64_t exact_terms, int64_t num_probes,
+                                      at::Generator generator) {
+  TORCH_CHECK(exact_terms >= 1, "exact_terms must be >= 1");
+  constexpr int64_t kMaxRandomTerms = 100000;
+  const std::vector<double> bounds = net.EstimatedBlockBounds();
+  const bool with_gradient = at::GradMode::is_enabled();
+  at::Tensor h = x;
+  at::Tensor log_det = at::zeros({x.size(0)}, x.options());
+  for (int64_t k = 0; k < net.num_blocks(); ++k) {
+    ResidualLinearization lin = net.LinearizeResidual(k, h);
+    at::Tensor probes = RademacherProbes(x, num_probes, generator);
+    const double q = std::clamp(bounds[k], 0.5, 0.95);
+    const double u = at::rand({1}, generator, at::kDouble).item<double>();
+    const int64_t random_terms =
+        u > 0 ? std::min<int64_t>(kMaxRandomTerms,
+                                  static_cast<int64_t>(std::floor(std::log(u) / std::log(q))))
+              : kMaxRandomTerms;
+    const int64_t num_terms = exact_terms + random_terms;
+    at::Tensor value = at::zeros({x.size(0)}, x.options());
+    at::Tensor neumann;  // w, rows [batch, p, dim]
+    {
+      at::NoGradGuard no_grad;
+      at::Tensor power = probes;  // (J^T)^(t-1) v as rows, i.e. v^T J^(t-1)
+      neumann = at::zeros_like(probes);
+      for (int64_t t = 1; t <= num_terms; ++t) {
+        // 1 / P(N >= t): 1 for the exact terms, q^-(t - exact_terms) after them.
+        const double inverse_survival =
+            t <= exact_terms ? 1.0 : std::pow(q, -static_cast<double>(t - exact_terms));
+        const double sign = t % 2 == 1 ? 1.0 : -1.0;
+        if (with_gradient) neumann.add_(power, sign * inverse_survival);
+        power = lin.ApplyTranspose(power);  // v^T J^t
+        value.add_((probes * power).sum(-1).mean(-1), sign * inverse_survival / t);
+      }
+    }
+    if (with_gradient) {
+      at::Tensor surrogate = (neumann * lin.Apply(probes)).sum(-1).mean(-1);
+      value = value + (surrogate - surrogate.detach());
+    }
+    log_det = log_det + value;
+    h = h + lin.value();
+  }
+  return {h, log_det};
+}
+
 ForwardAndValue LogDet(const IResNet& net, const at::Tensor& x,
                        const JacobianEstimatorOptions& options, at::Generator generator) {
   if (net.dim() <= options.exact_max_dim) return ExactLogDet(net, x);
+  switch (options.log_det) {
+    case LogDetEstimator::kRussianRoulette:
+      return RussianRouletteLogDet(net, x, options.roulette_exact_terms, options.num_probes,
+                                   generator);
+    case LogDetEstimator::kTruncatedSeries:
+      break;
+  }
   return PowerSeriesLogDet(net, x, options.series_terms, options.num_probes, generator);
 }
 

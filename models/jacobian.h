@@ -10,10 +10,12 @@
 // not n extra backward passes with create_graph. Call under at::NoGradGuard (or
 // c10::InferenceMode) for the forward-only evaluation path.
 //
-// Small n: exact (full Jacobian, slogdet, trace). Large n: stochastic and unbiased for the
-// divergence (Hutchinson with Rademacher probes); truncated power series with Hutchinson traces
-// for log det (biased by the truncation; the bias grows as the blocks' Lipschitz bounds approach
-// 1). Every function also returns phi(x), so a loss evaluates the network once.
+// Small n: exact (full Jacobian, slogdet, trace). Large n: stochastic, and unbiased by default:
+// Hutchinson with Rademacher probes for the divergence; for log det a Russian-roulette power
+// series with the Neumann-series gradient (unbiased value and gradient), or, as an option, the
+// power series truncated at a fixed number of terms (biased; the bias grows as the blocks'
+// Lipschitz bounds approach 1, see LogDetEstimator in problem.h). Every function also returns
+// phi(x), so a loss evaluates the network once.
 //
 // Inputs: x [batch, dim] of the network's dtype; a violation throws c10::Error.
 
@@ -21,6 +23,8 @@
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
+
+#include "models/problem.h"
 
 namespace invnet {
 
@@ -49,11 +53,30 @@ ForwardAndValue HutchinsonDivergence(const IResNet& net, const at::Tensor& x,
 ForwardAndValue PowerSeriesLogDet(const IResNet& net, const at::Tensor& x, int64_t num_terms,
                                   int64_t num_probes, at::Generator generator);
 
+// Russian roulette (Chen et al. 2019, "Residual Flows"), unbiased for log det J_phi(x) and for
+// its gradient. Per block g_k: a random number of terms N = exact_terms + G with
+// P(G >= j) = q_k^j (one draw per block and call, shared by the batch), and
+//   value    sum_{t=1..N} (-1)^(t+1) / t * v^T J^t v / P(N >= t),
+//   gradient sum_{t=1..N} (-1)^(t+1) * v^T J^(t-1) dJ v / P(N >= t)   (the Neumann series of
+//            tr((I + J)^-1 dJ), the derivative of log det(I + J)),
+// averaged over Rademacher probes v. The gradient is attached to `value` through a surrogate
+// w^T (J v) whose w = sum_t (-1)^(t+1) (J^T)^(t-1) v / P(N >= t) is formed without a graph, so
+// one backward pass suffices and the powers J^t v need no saved activations (the
+// "memory-efficient" estimator). Under no-grad (or inference) mode only the value is computed.
+// q_k = clamp(L_k, 0.5, 0.95) with L_k the block's estimated bound (EstimatedBlockBounds): the
+// variance is finite when L_k^2 < q_k, and the expected number of terms is exact_terms +
+// q_k / (1 - q_k) (9 at L = 0.9). G is capped at 100000 terms (probability below 1e-2000).
+ForwardAndValue RussianRouletteLogDet(const IResNet& net, const at::Tensor& x,
+                                      int64_t exact_terms, int64_t num_probes,
+                                      at::Generator generator);
+
 // Chooses exact or stochastic by dimension, as the losses do.
 struct JacobianEstimatorOptions {
-  int64_t exact_max_dim = 32;   // exact for dim <= this, stochastic above
+  int64_t exact_max_dim = 64;   // exact for dim <= this, stochastic above
   int64_t num_probes = 1;       // Hutchinson probes per sample
-  int64_t series_terms = 10;    // power-series terms for log det
+  LogDetEstimator log_det = LogDetEstimator::kRussianRoulette;  // above exact_max_dim
+  int64_t series_terms = 10;    // power-series terms, kTruncatedSeries
+  int64_t roulette_exact_terms = 2;  // terms always taken, kRussianRoulette
 };
 ForwardAndValue LogDet(const IResNet& net, const at::Tensor& x,
                        const JacobianEstimatorOptions& options, at::Generator generator);

@@ -81,15 +81,20 @@ TrainingMemory EstimateTrainingMemory(const IResNetConfig& a, const TrainingSpec
   memory.network = 4 * kFloat * state + 2 * (kFloat + kDouble) * state + 4 * kDouble * largest_layer;
 
   // Tangent vectors carried through every layer: the Jacobian's columns (exact estimators) or
-  // Hutchinson probes; the power series for log det applies each block's Jacobian
-  // log_det_series_terms times.
+  // Hutchinson probes; the truncated power series for log det applies each block's Jacobian
+  // log_det_series_terms times with a graph. The Russian roulette applies it without a graph
+  // (one buffer at a time) and once with one.
   double tangents = 0;
   double applications = 1;
   const bool exact = a.dim <= t.exact_jacobian_max_dim;
   switch (t.loss) {
     case LossKind::kLogDet:
       tangents = exact ? n : static_cast<double>(t.hutchinson_probes);
-      if (!exact) applications = static_cast<double>(t.log_det_series_terms);
+      if (!exact && t.log_det_estimator == LogDetEstimator::kTruncatedSeries) {
+        applications = static_cast<double>(t.log_det_series_terms);
+      } else if (!exact) {
+        applications = 2;
+      }
       break;
     case LossKind::kDivergence:
       tangents = exact ? n : static_cast<double>(t.hutchinson_probes);

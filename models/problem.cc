@@ -45,6 +45,54 @@ absl::StatusOr<TargetSpace> ParseTargetSpace(absl::string_view name) {
       absl::StrCat("target_space: unknown '", name, "' (expected measurement or normal)"));
 }
 
+absl::string_view LogDetEstimatorName(LogDetEstimator estimator) {
+  return estimator == LogDetEstimator::kRussianRoulette ? "russian_roulette" : "truncated_series";
+}
+
+absl::StatusOr<LogDetEstimator> ParseLogDetEstimator(absl::string_view name) {
+  for (LogDetEstimator e : {LogDetEstimator::kRussianRoulette, LogDetEstimator::kTruncatedSeries}) {
+    if (name == LogDetEstimatorName(e)) return e;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "log_det_estimator: unknown '", name, "' (expected russian_roulette or truncated_series)"));
+}
+
+namespace {
+
+// A = I exactly: the identity operator, an identity matrix, or the one-tap kernel {1}.
+bool IsIdentityOperator(const OperatorSpec& op) {
+  switch (op.kind) {
+    case OperatorKind::kIdentity:
+      return true;
+    case OperatorKind::kDense: {
+      const at::Tensor& a = op.matrix;
+      return a.defined() && a.dim() == 2 && a.size(0) == a.size(1) &&
+             at::equal(a.to(at::kDouble), at::eye(a.size(0), at::kDouble));
+    }
+    case OperatorKind::kConvolution:
+      return op.kernel.size() == 1 && op.kernel[0] == 1.0;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> TrainingWarnings(const ProblemSpec& problem, const TrainingSpec& training) {
+  std::vector<std::string> warnings;
+  if (training.loss == LossKind::kLogDet && training.target_space == TargetSpace::kNormal) {
+    warnings.push_back(
+        "log-det loss in normal space: unsupported by the theory (Tweedie's identity, which makes "
+        "phi^-1 posterior-mean-like, holds in measurement space, t = y); trained anyway");
+  }
+  if (training.loss == LossKind::kDivergence &&
+      training.target_space == TargetSpace::kMeasurement && !IsIdentityOperator(problem.op)) {
+    warnings.push_back(
+        "divergence loss in measurement space with A != I: unsupported by the theory (phi^-1 "
+        "solves the MAP condition only in normal space, t = A^T y); trained anyway");
+  }
+  return warnings;
+}
+
 std::string FormatExact(double value) {
   char buffer[32];
   if (std::abs(value) < 1e16 && value == std::trunc(value)) {  // integers in full: 10000001

@@ -220,6 +220,7 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
   loss_options.weight = t.loss_weight;
   loss_options.estimator.exact_max_dim = t.exact_jacobian_max_dim;
   loss_options.estimator.num_probes = t.hutchinson_probes;
+  loss_options.estimator.log_det = t.log_det_estimator;
   loss_options.estimator.series_terms = t.log_det_series_terms;
   loss_options.solver.tolerance = t.solver_tolerance;
   loss_options.solver.max_iterations = t.solver_max_iterations;

@@ -275,6 +275,10 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   EncodeProblem(resolved.problem, r.mutable_problem());
   EncodeArchitecture(resolved.architecture, r.mutable_architecture());
   EncodeTraining(resolved.training, r.mutable_training());
+  r.set_target_space_reason(resolved.target_space_reason);
+  for (std::string& warning : TrainingWarnings(resolved.problem, resolved.training)) {
+    r.add_warnings(std::move(warning));
+  }
   SetTime(absl::Now(), r.mutable_created());
   {
     absl::MutexLock lock(&mu_);
@@ -299,6 +303,9 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
                                  random() & 0xffff, (counter_++) & 0xffff));
     jobs_[r.job_id()] = job;
     ++active_;
+    for (const std::string& warning : r.warnings()) {
+      LOG(WARNING) << "job " << r.job_id() << ": " << warning;
+    }
     Persist(r);
     threads_.emplace(r.job_id(), std::thread([this, job] { Run(job); }));
     return r;

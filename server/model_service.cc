@@ -26,6 +26,9 @@ void EncodeModelVersion(const HostedModel& model, v1::ModelVersion* proto) {
   auto job = model.record.labels.find("job_id");
   if (job != model.record.labels.end()) proto->set_job_id(job->second);
   proto->set_size_bytes(model.size_bytes);
+  for (std::string& warning : TrainingWarnings(model.record.problem, model.record.training)) {
+    proto->add_warnings(std::move(warning));
+  }
   for (const auto& [name, values] : model.record.curves) {
     v1::Curve* curve = proto->add_curves();
     curve->set_name(name);

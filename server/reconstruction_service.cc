@@ -175,6 +175,10 @@ grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
         at::Tensor objective = e.map.objective.contiguous();
         response->mutable_map_objective()->Add(objective.data_ptr<double>(),
                                                objective.data_ptr<double>() + objective.numel());
+        at::Tensor gradient_norm = e.map.gradient_norm.contiguous();
+        response->mutable_map_gradient_norm()->Add(
+            gradient_norm.data_ptr<double>(),
+            gradient_norm.data_ptr<double>() + gradient_norm.numel());
       }
       if (which.wiener) EncodeTensor(e.wiener, response->mutable_wiener());
       if (which.pseudo_inverse) EncodeTensor(e.pseudo_inverse, response->mutable_pseudo_inverse());

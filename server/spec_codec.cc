@@ -101,6 +101,24 @@ absl::StatusOr<LossKind> DecodeLoss(v1::Loss loss) {
   }
 }
 
+v1::LogDetEstimator EncodeLogDetEstimator(LogDetEstimator e) {
+  return e == LogDetEstimator::kRussianRoulette ? v1::LOG_DET_ESTIMATOR_RUSSIAN_ROULETTE
+                                                 : v1::LOG_DET_ESTIMATOR_TRUNCATED_SERIES;
+}
+
+absl::StatusOr<LogDetEstimator> DecodeLogDetEstimator(v1::LogDetEstimator e) {
+  switch (e) {
+    case v1::LOG_DET_ESTIMATOR_UNSPECIFIED:
+    case v1::LOG_DET_ESTIMATOR_RUSSIAN_ROULETTE:
+      return LogDetEstimator::kRussianRoulette;
+    case v1::LOG_DET_ESTIMATOR_TRUNCATED_SERIES:
+      return LogDetEstimator::kTruncatedSeries;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("training.log_det_estimator: unknown value ", static_cast<int>(e)));
+  }
+}
+
 absl::StatusOr<at::Tensor> DecodeDouble(const v1::Tensor& proto, int rank, absl::string_view field,
                                         const TensorLimits& limits) {
   INVNET_ASSIGN_OR_RETURN(at::Tensor t, DecodeTensor(proto, rank, field, limits));
@@ -255,6 +273,7 @@ void EncodeTraining(const TrainingSpec& t, v1::Training* proto) {
   proto->set_exact_jacobian_max_dim(t.exact_jacobian_max_dim);
   proto->set_hutchinson_probes(t.hutchinson_probes);
   proto->set_log_det_series_terms(t.log_det_series_terms);
+  proto->set_log_det_estimator(EncodeLogDetEstimator(t.log_det_estimator));
 }
 
 absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& request,
@@ -325,6 +344,9 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
     const bool square = r.problem.op.kind != OperatorKind::kDense ||
                         r.problem.op.matrix.size(0) == r.problem.op.matrix.size(1);
     r.training.target_space = DefaultTargetSpace(loss, square);
+    r.target_space_reason = loss == LossKind::kDivergence ? "default for the divergence loss"
+                            : square ? "default for a square operator"
+                                     : "default for a non-square operator";
   }
   if (t.has_steps()) r.training.steps = t.steps();
   if (t.has_batch_size()) r.training.batch_size = t.batch_size();
@@ -340,6 +362,10 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
   }
   if (t.has_hutchinson_probes()) r.training.hutchinson_probes = t.hutchinson_probes();
   if (t.has_log_det_series_terms()) r.training.log_det_series_terms = t.log_det_series_terms();
+  if (t.log_det_estimator() != v1::LOG_DET_ESTIMATOR_UNSPECIFIED) {
+    INVNET_ASSIGN_OR_RETURN(r.training.log_det_estimator,
+                            DecodeLogDetEstimator(t.log_det_estimator()));
+  }
   return r;
 }
 

@@ -30,6 +30,9 @@ struct ResolvedTraining {
   ProblemSpec problem;
   IResNetConfig architecture;
   TrainingSpec training;
+  // Why training.target_space was chosen when the request left it unset (TrainingJob's
+  // target_space_reason); empty when it was set.
+  std::string target_space_reason;
 };
 
 // Starts from the preset (or the built-in defaults), replaces the problem when one is given,

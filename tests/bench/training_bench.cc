@@ -99,6 +99,7 @@ LossOptions TrainerLossOptions(const Problem& p, LossKind kind) {
   o.weight = t.loss_weight < 0 ? delta * delta : t.loss_weight;
   o.estimator.exact_max_dim = t.exact_jacobian_max_dim;
   o.estimator.num_probes = t.hutchinson_probes;
+  o.estimator.log_det = t.log_det_estimator;
   o.estimator.series_terms = t.log_det_series_terms;
   o.solver.tolerance = t.solver_tolerance;
   o.solver.max_iterations = t.solver_max_iterations;

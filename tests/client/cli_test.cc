@@ -478,6 +478,7 @@ TEST_F(CliTest, EstimateWritesOneFilePerEstimator) {
   ASSERT_THAT(ReadMatrix(Path("est.map.npy")), IsOk());
   EXPECT_THAT(err_.str(), HasSubstr("estimators:     posterior_mean, map"));
   EXPECT_THAT(err_.str(), HasSubstr("map objective:  mean 0.5, max 1"));
+  EXPECT_THAT(err_.str(), HasSubstr("map grad norm:  mean 0.125, max 0.25"));
 
   ASSERT_EQ(Run({"estimate", "--model=blur", "--input=" + Path("y.csv"),
                  "--output=" + Path("wiener.csv"), "--estimators=wiener"}),
@@ -698,6 +699,43 @@ TEST_F(CliTest, JobsShowResolvesTheDefaultLossWeight) {
   }
   ASSERT_EQ(Run({"jobs", "show", "job-7"}), 0) << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("loss log-det (weight 0.5)"));
+}
+
+TEST_F(CliTest, JobsShowSaysWhyTheTargetSpaceAndTheWarnings) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    v1::TrainingJob job = MakeJob("job-7", "blur", v1::JOB_STATE_RUNNING, 150, 3000);
+    job.mutable_training()->set_loss(v1::LOSS_LOG_DET);
+    job.mutable_training()->set_target_space(v1::TARGET_SPACE_NORMAL);
+    job.set_target_space_reason("default for a non-square operator");
+    job.add_warnings("log-det loss in normal space: unsupported by the theory");
+    fake_.state().jobs = {job};
+  }
+  ASSERT_EQ(Run({"jobs", "show", "job-7"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(),
+              HasSubstr("target space:   normal (default for a non-square operator)\n"));
+  EXPECT_THAT(out_.str(),
+              HasSubstr("warning:        log-det loss in normal space: unsupported by the theory\n"));
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().jobs[0].clear_target_space_reason();  // set by the request
+    fake_.state().jobs[0].clear_warnings();
+  }
+  ASSERT_EQ(Run({"jobs", "show", "job-7"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("target space:   normal\n"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("warning")));
+}
+
+TEST_F(CliTest, ModelsShowPrintsTheWarnings) {
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    fake_.state().models[0].mutable_versions(0)->add_warnings("divergence loss in measurement space");
+  }
+  ASSERT_EQ(Run({"models", "show", "blur", "--version=1"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("  warning:"));
+  EXPECT_THAT(out_.str(), HasSubstr("divergence loss in measurement space\n"));
+  ASSERT_EQ(Run({"models", "show", "blur", "--version=2"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), Not(HasSubstr("warning")));
 }
 
 TEST_F(CliTest, JobsCancelSaysWhatHappened) {

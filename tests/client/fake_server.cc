@@ -188,7 +188,10 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     }
     if (wants(v1::ESTIMATOR_MAP)) {
       Scale(y, 1.0f, response->mutable_map());
-      for (int64_t i = 0; i < y.shape(0); ++i) response->add_map_objective(static_cast<double>(i));
+      for (int64_t i = 0; i < y.shape(0); ++i) {
+        response->add_map_objective(static_cast<double>(i));
+        response->add_map_gradient_norm(0.25 * static_cast<double>(i));
+      }
     }
     if (wants(v1::ESTIMATOR_WIENER)) Scale(y, 0.25f, response->mutable_wiener());
     if (wants(v1::ESTIMATOR_PSEUDO_INVERSE)) Scale(y, 1.0f, response->mutable_pseudo_inverse());

@@ -85,6 +85,8 @@ TEST_F(CheckpointTest, RoundTripGivesBitIdenticalOutputs) {
   EXPECT_TRUE(at::equal(loaded.problem.prior->covariances, problem_.prior->covariances));
   EXPECT_EQ(loaded.training.loss, LossKind::kDivergence);
   EXPECT_EQ(loaded.training.steps, 123);
+  // Written explicitly (a checkpoint without the key reads as the truncated series).
+  EXPECT_EQ(loaded.training.log_det_estimator, LogDetEstimator::kRussianRoulette);
   EXPECT_DOUBLE_EQ(loaded.metrics.at("val_mse"), 0.0931);
   EXPECT_EQ(loaded.curves.at("loss"), (std::vector<double>{3.0, 2.0, 1.5}));
   EXPECT_EQ(loaded.labels.at("job_id"), "job-1");
@@ -315,6 +317,8 @@ TEST(LegacyCheckpointTest, CheckpointsFromBeforeTheSplitLoadWithEveryLayerAtC) {
   ASSERT_OK_AND_ASSIGN(Checkpoint legacy,
                        LoadCheckpoint(INVNET_TESTDATA_DIR "/legacy_every_layer_f32.ckpt"));
   EXPECT_EQ(legacy.architecture.lipschitz_split, LipschitzSplit::kEveryLayer);
+  // Written before the Russian roulette: it trained with the truncated series.
+  EXPECT_EQ(legacy.training.log_det_estimator, LogDetEstimator::kTruncatedSeries);
   ASSERT_OK_AND_ASSIGN(auto net, RestoreNetwork(legacy));
   const double c = legacy.architecture.lipschitz_coeff;
   const double block_cap = std::pow(c, legacy.architecture.layers_per_block);

@@ -478,6 +478,53 @@ TEST(BayesEstimatorsTest, MapAndTweedieIn64Dimensions) {
     const at::Tensor objective_k = p.estimators->MapObjective(component_means.select(1, k), y);
     EXPECT_LE((map.objective - objective_k).max().item<double>(), 1e-12) << "m_" << k;
   }
+  // The extra starts of n > 2 never make the answer worse.
+  const MapResult basic = p.estimators->MapFromBasicStarts(y);
+  EXPECT_LE((map.objective - basic.objective).max().item<double>(), 1e-12);
+}
+
+// n = 3, two overlapping anisotropic components and a large noise: many samples have two
+// components of weight above 1e-3, and for those Map also starts at m_k(y) +- 1.5 sqrt(lambda_j)
+// u_j along the top two eigenvectors of P_k = S_k - S_k A^T C_k^-1 A S_k (computed here). The
+// answer is a critical point no worse than any of those starts, nor than the basic search's.
+TEST(BayesEstimatorsTest, MapIn3DIsNoWorseThanThePrincipalStarts) {
+  constexpr int64_t n = 3;
+  GaussianMixtureSpec spec;
+  spec.weights = at::tensor({0.5, 0.5}, at::kDouble);
+  spec.means = at::tensor({-0.6, 0.0, 0.2, 0.6, 0.1, -0.2}, at::kDouble).view({2, n});
+  const at::Tensor c0 = at::diag(at::tensor({0.05, 0.8, 0.3}, at::kDouble));
+  const at::Tensor c1 = at::diag(at::tensor({0.6, 0.05, 0.4}, at::kDouble));
+  spec.covariances = at::stack({c0, c1});
+  const at::Tensor a = at::tensor({1.0, 0.3, 0.0, 0.0, 1.0, 0.5, 0.2, 0.0, 1.0}, at::kDouble)
+                           .view({n, n});
+  const double delta = 0.5;
+  Problem p = MakeProblem(Unwrap(GaussianMixture::Create(spec)), a, delta);
+  ASSERT_NE(p.estimators, nullptr);
+  const at::Tensor y = Measurements(p, 200, 12);
+  const MapResult map = p.estimators->Map(y);
+  EXPECT_LE(map.gradient_norm.max().item<double>(), 1e-8);
+  const MapResult basic = p.estimators->MapFromBasicStarts(y);
+  EXPECT_LE((map.objective - basic.objective).max().item<double>(), 1e-12);
+  const at::Tensor second = std::get<0>(p.estimators->PosteriorWeights(y).topk(2, 1)).select(1, 1);
+  const at::Tensor ambiguous = second.ge(1e-3);
+  ASSERT_GT(ambiguous.sum().item<int64_t>(), 20) << "the problem should be ambiguous often";
+  const at::Tensor component_means = ComponentPosteriorMeans(p, y);
+  for (int64_t k = 0; k < 2; ++k) {
+    const at::Tensor s = spec.covariances[k];
+    const at::Tensor c = at::matmul(at::matmul(a, s), a.t()) + delta * delta * at::eye(n, at::kDouble);
+    const at::Tensor post = s - at::matmul(at::matmul(s, a.t()), at::linalg_solve(c, at::matmul(a, s)));
+    auto [values, vectors] = at::linalg_eigh(0.5 * (post + post.t()));
+    for (int64_t j = n - 2; j < n; ++j) {
+      const at::Tensor offset = 1.5 * values[j].clamp_min(0).sqrt() * vectors.select(1, j);
+      for (double sign : {1.0, -1.0}) {
+        const at::Tensor start = component_means.select(1, k) + sign * offset.unsqueeze(0);
+        const at::Tensor excess = (map.objective - p.estimators->MapObjective(start, y))
+                                      .masked_select(ambiguous);
+        EXPECT_LE(excess.max().item<double>(), 1e-12)
+            << "principal start of m_" << k << " along u_" << j;
+      }
+    }
+  }
 }
 
 }  // namespace

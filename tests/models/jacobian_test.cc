@@ -1,9 +1,13 @@
 #include "models/jacobian.h"
 
 #include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include "gtest/gtest.h"
 #include "models/iresnet.h"
@@ -15,6 +19,7 @@ namespace {
 
 using ::invnet::testing::ExpectParameterGradientsMatch;
 using ::invnet::testing::MakeSaturatedNetwork;
+using ::invnet::testing::MakeWorstCaseLinearNetwork;
 
 IResNetConfig Config(int64_t dim, double c, int64_t layers) {
   IResNetConfig config;
@@ -128,6 +133,144 @@ TEST(JacobianTest, PowerSeriesLogDetIsUnbiasedForItsTruncation) {
       << "mean " << s.mean << " truncated series " << truncated << " se " << s.standard_error;
 }
 
+// One scalar per call of a log-det estimator at `point`: the estimate averaged over `copies`
+// copies of the point, and its gradients projected on fixed random directions, w.r.t. the input
+// (`input_direction`, [1, n]) and w.r.t. the first parameter tensor (`weight_direction`).
+struct LogDetSample {
+  double value;
+  double input_gradient;
+  double weight_gradient;
+};
+
+using LogDetFunction = std::function<at::Tensor(const IResNet&, const at::Tensor&)>;
+
+LogDetSample SampleLogDet(const IResNet& net, const at::Tensor& point, int64_t copies,
+                          const at::Tensor& input_direction, const at::Tensor& weight_direction,
+                          const LogDetFunction& log_det) {
+  at::Tensor x = point.expand({copies, point.size(1)}).clone().requires_grad_(true);
+  at::Tensor weight = net.Parameters()[0];
+  at::Tensor value = log_det(net, x).sum() / static_cast<double>(copies);
+  // allow_unused: a linear network's log det does not depend on x.
+  auto grads = torch::autograd::grad({value}, {x, weight}, /*grad_outputs=*/{},
+                                     /*retain_graph=*/c10::nullopt, /*create_graph=*/false,
+                                     /*allow_unused=*/true);
+  const double input_gradient =
+      grads[0].defined() ? (grads[0].sum(0, true) * input_direction).sum().item<double>() : 0.0;
+  return {value.item<double>(), input_gradient,
+          (grads[1] * weight_direction).sum().item<double>()};
+}
+
+struct Directions {
+  at::Tensor input;
+  at::Tensor weight;
+};
+
+Directions RandomDirections(const IResNet& net, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Tensor input = at::randn({1, net.dim()}, gen, at::kDouble);
+  at::Tensor weight = at::randn(net.Parameters()[0].sizes(), gen, at::kDouble);
+  return {input / input.norm(), weight / weight.norm()};
+}
+
+// Mean and standard error of each component over `calls` independent calls.
+struct LogDetStats {
+  SampleStats value, input_gradient, weight_gradient;
+};
+
+LogDetStats RepeatLogDet(const IResNet& net, const at::Tensor& point, int64_t calls,
+                         int64_t copies, const Directions& d, const LogDetFunction& log_det) {
+  std::vector<double> v, gi, gw;
+  for (int64_t i = 0; i < calls; ++i) {
+    LogDetSample s = SampleLogDet(net, point, copies, d.input, d.weight, log_det);
+    v.push_back(s.value);
+    gi.push_back(s.input_gradient);
+    gw.push_back(s.weight_gradient);
+  }
+  auto stats = [](const std::vector<double>& values) {
+    return Stats(at::tensor(values, at::kDouble));
+  };
+  return {stats(v), stats(gi), stats(gw)};
+}
+
+void ExpectUnbiased(const SampleStats& s, double exact, const std::string& what) {
+  EXPECT_GT(s.standard_error, 0.0) << what;
+  EXPECT_LE(std::abs(s.mean - exact), 4 * s.standard_error)
+      << what << ": mean " << s.mean << " exact " << exact << " se " << s.standard_error;
+}
+
+// The Russian roulette against the exact log det (slogdet) and its autograd gradients, on
+// networks whose layers sit at their caps (block bound 0.9), at n = 16 and n = 64.
+TEST(JacobianTest, RussianRouletteLogDetAndGradientsAreUnbiased) {
+  for (int64_t n : {16, 64}) {
+    SCOPED_TRACE(n);
+    IResNetConfig config = Config(n, 0.9, 2);
+    config.hidden_width = 32;
+    auto net = MakeSaturatedNetwork(config, at::kDouble);
+    for (double bound : net->EstimatedBlockBounds()) EXPECT_NEAR(bound, 0.9, 1e-6);
+    at::Tensor point = at::randn({1, n}, at::kDouble);
+    Directions d = RandomDirections(*net, 7);
+    LogDetSample exact = SampleLogDet(*net, point, 1, d.input, d.weight,
+                                      [](const IResNet& net, const at::Tensor& x) {
+                                        return ExactLogDet(net, x).value;
+                                      });
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(31);
+    LogDetStats s = RepeatLogDet(*net, point, 600, 8, d,
+                                 [&](const IResNet& net, const at::Tensor& x) {
+                                   return RussianRouletteLogDet(net, x, 2, 1, gen).value;
+                                 });
+    ExpectUnbiased(s.value, exact.value, "log det");
+    ExpectUnbiased(s.input_gradient, exact.input_gradient, "input gradient");
+    ExpectUnbiased(s.weight_gradient, exact.weight_gradient, "weight gradient");
+  }
+}
+
+// A linear block with an eigenvalue exactly -L (L = 0.857, blur64's bound): in that direction
+// the truncated series' gradient is sum_{t < N} L^t = (1 - L^N) / (1 - L), (1 - L^N) = 0.786
+// times the truth for N = 10 (problem.h states it), and the Russian roulette's is unbiased.
+TEST(JacobianTest, TruncatedSeriesGradientIsBiasedByTheStatedFactorAndRouletteIsNot) {
+  const double lip = 0.857;
+  const int64_t terms = 10;
+  const int64_t n = 16;
+  auto net = MakeWorstCaseLinearNetwork(n, 1, lip, at::kDouble, 3);
+  ASSERT_NE(net, nullptr);
+  at::Tensor weight = net->Parameters()[0];
+  ASSERT_EQ(weight.sizes(), (at::IntArrayRef{n, n}));
+  // The eigenvector of -L: W = L Q diag(-1, ...) Q^T, and the saved u is Q's first column.
+  at::Tensor q0;
+  for (const auto& [name, tensor] : net->NamedState()) {
+    if (name == "block0.layer0.u") q0 = tensor.detach().clone();
+  }
+  ASSERT_TRUE(q0.defined());
+  EXPECT_NEAR((q0 * at::matmul(weight.detach(), q0)).sum().item<double>(), -lip, 1e-9);
+  Directions d{at::zeros({1, n}, at::kDouble), at::outer(q0, q0)};
+  at::Tensor point = at::randn({1, n}, at::kDouble);
+  LogDetSample exact = SampleLogDet(*net, point, 1, d.input, d.weight,
+                                    [](const IResNet& net, const at::Tensor& x) {
+                                      return ExactLogDet(net, x).value;
+                                    });
+  // d log det(I + W) / dW = (I + W)^-T, whose q0 q0^T component is 1 / (1 - L).
+  EXPECT_NEAR(exact.weight_gradient, 1 / (1 - lip), 1e-9);
+
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(41);
+  LogDetStats truncated = RepeatLogDet(*net, point, 400, 8, d,
+                                       [&](const IResNet& net, const at::Tensor& x) {
+                                         return PowerSeriesLogDet(net, x, terms, 1, gen).value;
+                                       });
+  const double stated = (1 - std::pow(lip, terms)) * exact.weight_gradient;
+  EXPECT_NEAR(stated / exact.weight_gradient, 0.786, 1e-3);
+  ExpectUnbiased(truncated.weight_gradient, stated, "truncated series at its stated bias");
+  EXPECT_GT(std::abs(truncated.weight_gradient.mean - exact.weight_gradient),
+            10 * truncated.weight_gradient.standard_error)
+      << "the truncated series should be measurably biased";
+
+  LogDetStats roulette = RepeatLogDet(*net, point, 400, 8, d,
+                                      [&](const IResNet& net, const at::Tensor& x) {
+                                        return RussianRouletteLogDet(net, x, 2, 1, gen).value;
+                                      });
+  ExpectUnbiased(roulette.value, exact.value, "roulette log det");
+  ExpectUnbiased(roulette.weight_gradient, exact.weight_gradient, "roulette weight gradient");
+}
+
 TEST(JacobianTest, DispatchesByDimension) {
   auto net = MakeSaturatedNetwork(Config(8, 0.9, 2), at::kDouble);
   at::Tensor x = at::randn({3, 8}, at::kDouble);
@@ -138,6 +281,24 @@ TEST(JacobianTest, DispatchesByDimension) {
   EXPECT_TRUE(at::equal(Divergence(*net, x, options, gen).value, ExactDivergence(*net, x).value));
   options.exact_max_dim = 4;
   EXPECT_FALSE(at::equal(Divergence(*net, x, options, gen).value, ExactDivergence(*net, x).value));
+  // Above the threshold: the Russian roulette by default, the truncated series on request.
+  EXPECT_EQ(JacobianEstimatorOptions().log_det, LogDetEstimator::kRussianRoulette);
+  at::Generator a = at::make_generator<at::CPUGeneratorImpl>(9);
+  at::Generator b = at::make_generator<at::CPUGeneratorImpl>(9);
+  EXPECT_TRUE(at::equal(LogDet(*net, x, options, a).value,
+                        RussianRouletteLogDet(*net, x, options.roulette_exact_terms, 1, b).value));
+  options.log_det = LogDetEstimator::kTruncatedSeries;
+  EXPECT_TRUE(at::equal(LogDet(*net, x, options, a).value,
+                        PowerSeriesLogDet(*net, x, options.series_terms, 1, b).value));
+}
+
+TEST(JacobianTest, RouletteForwardOnlyPathBuildsNoGraph) {
+  auto net = IResNet::Create(Config(3, 0.9, 3), at::kFloat).value();
+  at::Tensor x = at::randn({4, 3});
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(2);
+  EXPECT_TRUE(RussianRouletteLogDet(*net, x, 2, 1, gen).value.requires_grad());
+  at::NoGradGuard no_grad;
+  EXPECT_FALSE(RussianRouletteLogDet(*net, x, 2, 1, gen).value.requires_grad());
 }
 
 TEST(JacobianTest, ForwardOnlyPathBuildsNoGraph) {

@@ -223,3 +223,42 @@ TEST(LossesTest, RejectsMismatchedShapes) {
 
 }  // namespace
 }  // namespace invnet
+
+namespace invnet {
+namespace {
+
+// TrainingWarnings (problem.h): the two combinations the theory does not support, and nothing
+// for the supported ones (A = I makes measurement space fine for the divergence loss).
+TEST(TrainingWarningsTest, NameTheUnsupportedCombinationsOnly) {
+  ProblemSpec problem;
+  problem.op.kind = OperatorKind::kDense;
+  problem.op.matrix = at::tensor({2.0, 0.0, 0.5, 1.0}, at::kDouble).view({2, 2});
+  TrainingSpec t;
+  t.loss = LossKind::kLogDet;
+  t.target_space = TargetSpace::kNormal;
+  std::vector<std::string> w = TrainingWarnings(problem, t);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("log-det loss in normal space"), std::string::npos) << w[0];
+  t.target_space = TargetSpace::kMeasurement;
+  EXPECT_TRUE(TrainingWarnings(problem, t).empty());
+  t.loss = LossKind::kDivergence;
+  w = TrainingWarnings(problem, t);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("divergence loss in measurement space with A != I"), std::string::npos);
+  t.target_space = TargetSpace::kNormal;
+  EXPECT_TRUE(TrainingWarnings(problem, t).empty());
+  // A = I in each of its spellings: measurement space is normal space.
+  t.target_space = TargetSpace::kMeasurement;
+  problem.op.matrix = at::eye(2, at::kDouble);
+  EXPECT_TRUE(TrainingWarnings(problem, t).empty());
+  problem.op.kind = OperatorKind::kIdentity;
+  EXPECT_TRUE(TrainingWarnings(problem, t).empty());
+  problem.op.kind = OperatorKind::kConvolution;
+  problem.op.kernel = {1.0};
+  EXPECT_TRUE(TrainingWarnings(problem, t).empty());
+  problem.op.kernel = {0.25, 0.5, 0.25};
+  EXPECT_EQ(TrainingWarnings(problem, t).size(), 1u);
+}
+
+}  // namespace
+}  // namespace invnet

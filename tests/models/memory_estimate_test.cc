@@ -63,7 +63,16 @@ TEST(MemoryEstimateTest, GrowsWithEverySizeOfTheJob) {
   EXPECT_GT(bigger([](auto&, auto& t, auto&) { t.batch_size = 128; }), base);
   EXPECT_GT(bigger([](auto&, auto& t, auto&) { t.validation_size = 100000; }), base);
   EXPECT_GT(bigger([](auto&, auto& t, auto&) { t.hutchinson_probes = 4; }), base);
-  EXPECT_GT(bigger([](auto&, auto& t, auto&) { t.log_det_series_terms = 20; }), base);
+  // The truncated series keeps a graph per term (10 by default); the Russian roulette (the
+  // default, `base`) keeps one and applies the rest without a graph.
+  const double truncated = bigger(
+      [](auto&, auto& t, auto&) { t.log_det_estimator = LogDetEstimator::kTruncatedSeries; });
+  EXPECT_GT(truncated, base);
+  EXPECT_GT(bigger([](auto&, auto& t, auto&) {
+              t.log_det_estimator = LogDetEstimator::kTruncatedSeries;
+              t.log_det_series_terms = 20;
+            }),
+            truncated);
   EXPECT_GT(bigger([](auto&, auto& t, auto&) { t.exact_jacobian_max_dim = 16; }), base);
   EXPECT_GT(bigger([](auto&, auto&, auto& s) { s.prior_components = 8; }), base);
   EXPECT_GT(bigger([](auto&, auto&, auto& s) { s.measurement_dim = 64; }), base);

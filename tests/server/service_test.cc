@@ -197,6 +197,13 @@ TEST_P(ServiceTest, EstimateReturnsTheReferences) {
   EXPECT_EQ(response.posterior_std().values_size(), 14);
   EXPECT_EQ(response.map().values_size(), 14);
   EXPECT_EQ(response.map_objective_size(), 7);
+  // The MAP search converged: the objective's gradient vanishes at every answer (to the
+  // float64 round-off of a problem whose terms are of order 1).
+  ASSERT_EQ(response.map_gradient_norm_size(), 7);
+  for (double g : response.map_gradient_norm()) {
+    EXPECT_GE(g, 0.0);
+    EXPECT_LT(g, 1e-6);
+  }
   EXPECT_EQ(response.wiener().values_size(), 14);
   EXPECT_EQ(response.pseudo_inverse().values_size(), 14);
   for (float s : response.posterior_std().values()) EXPECT_GT(s, 0.0f);
@@ -433,6 +440,59 @@ TEST_P(ServiceTest, JobLifecycleAndLimits) {
   v1::ListTrainingJobsResponse jobs;
   ASSERT_TRUE(training_->ListTrainingJobs(&list_context, {}, &jobs).ok());
   EXPECT_GE(jobs.jobs_size(), 3);
+}
+
+// Unsupported loss/target-space combinations train with a warning in the job record and the
+// published model; a supported one carries none; a defaulted target space says why.
+TEST_P(ServiceTest, UnsupportedCombinationsTrainWithAWarning) {
+  struct Case {
+    std::string model;
+    v1::Loss loss;
+    v1::TargetSpace space;
+    std::string warning;  // empty: none expected
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"warn-logdet-normal", v1::LOSS_LOG_DET, v1::TARGET_SPACE_NORMAL,
+       "log-det loss in normal space", ""},
+      {"warn-div-measurement", v1::LOSS_DIVERGENCE, v1::TARGET_SPACE_MEASUREMENT,
+       "divergence loss in measurement space with A != I", ""},
+      {"warn-none", v1::LOSS_LOG_DET, v1::TARGET_SPACE_UNSPECIFIED, "",
+       "default for a square operator"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.model);
+    v1::TrainRequest request = SmallTrainRequest(c.model, c.loss, 2);
+    request.mutable_training()->set_target_space(c.space);
+    grpc::ClientContext context;
+    v1::TrainResponse response;
+    ASSERT_TRUE(training_->Train(&context, request, &response).ok());
+    EXPECT_EQ(response.job().target_space_reason(), c.reason);
+    v1::TrainingJob done = WaitForJob(*training_, response.job().job_id());
+    ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+    grpc::ClientContext get_context;
+    v1::GetModelRequest get;
+    get.set_name(c.model);
+    v1::GetModelResponse model;
+    ASSERT_TRUE(models_->GetModel(&get_context, get, &model).ok());
+    ASSERT_EQ(model.model().versions_size(), 1);
+    const auto& version_warnings = model.model().versions(0).warnings();
+    if (c.warning.empty()) {
+      EXPECT_TRUE(done.warnings().empty()) << done.warnings(0);
+      EXPECT_TRUE(version_warnings.empty());
+    } else {
+      ASSERT_EQ(done.warnings_size(), 1);
+      EXPECT_THAT(done.warnings(0), HasSubstr(c.warning));
+      ASSERT_EQ(version_warnings.size(), 1);
+      EXPECT_EQ(version_warnings[0], done.warnings(0));
+    }
+    grpc::ClientContext delete_context;
+    v1::DeleteModelRequest del;
+    del.set_name(c.model);
+    del.set_all_versions(true);
+    v1::DeleteModelResponse deleted;
+    EXPECT_TRUE(models_->DeleteModel(&delete_context, del, &deleted).ok());
+  }
 }
 
 TEST_P(ServiceTest, WatchStreamsProgressToTheEnd) {

@@ -110,6 +110,18 @@ TEST(SpecCodecTest, PresetWithOverrides) {
   EXPECT_EQ(r.training.batch_size, 512);  // the preset's
   EXPECT_EQ(r.training.loss, LossKind::kDivergence);
   EXPECT_EQ(r.training.target_space, TargetSpace::kNormal);  // the divergence loss's default
+  EXPECT_EQ(r.target_space_reason, "default for the divergence loss");
+  // Not named: the unbiased log-det estimator; named: the request's.
+  EXPECT_EQ(r.training.log_det_estimator, LogDetEstimator::kRussianRoulette);
+  EXPECT_EQ(r.training.exact_jacobian_max_dim, 32);
+  request.mutable_training()->set_log_det_estimator(v1::LOG_DET_ESTIMATOR_TRUNCATED_SERIES);
+  request.mutable_training()->set_target_space(v1::TARGET_SPACE_MEASUREMENT);
+  ASSERT_OK_AND_ASSIGN(ResolvedTraining named, ResolveTrainRequest(request, TensorLimits()));
+  EXPECT_EQ(named.training.log_det_estimator, LogDetEstimator::kTruncatedSeries);
+  EXPECT_EQ(named.target_space_reason, "");
+  v1::Training encoded;
+  EncodeTraining(named.training, &encoded);
+  EXPECT_EQ(encoded.log_det_estimator(), v1::LOG_DET_ESTIMATOR_TRUNCATED_SERIES);
   EXPECT_LT(r.training.loss_weight, 0);                      // "delta^2", resolved later
   EXPECT_EQ(r.architecture.hidden_width, 8);
   EXPECT_EQ(r.architecture.num_blocks, 4);
@@ -133,8 +145,9 @@ TEST(SpecCodecTest, ExplicitProblemReplacesThePresetsAndRoundTrips) {
   EXPECT_TRUE(at::allclose(r.problem.op.matrix, problem.op.matrix));
   EXPECT_EQ(r.problem.dataset->name, "faces");
   EXPECT_EQ(r.architecture.dim, 2);
-  // A non-square operator cannot use the measurement space.
+  // A non-square operator cannot use the measurement space, and the job says so.
   EXPECT_EQ(r.training.target_space, TargetSpace::kNormal);
+  EXPECT_EQ(r.target_space_reason, "default for a non-square operator");
 }
 
 TEST(SpecCodecTest, RequestErrorsNameTheField) {
