@@ -1,12 +1,12 @@
 #include "models/posterior_spread.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <tuple>
-
-#include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
 #include "models/inverse.h"
@@ -60,8 +60,7 @@ absl::StatusOr<PosteriorSpreadMethod> PosteriorSpreadMethodFor(const PosteriorSp
   PosteriorSpreadMethod method;
   if (setup.loss == LossKind::kDivergence && setup.target_space == TargetSpace::kNormal) {
     method = PosteriorSpreadMethod::kLaplaceDivergence;
-  } else if (setup.loss == LossKind::kLogDet &&
-             setup.target_space == TargetSpace::kMeasurement) {
+  } else if (setup.loss == LossKind::kLogDet && setup.target_space == TargetSpace::kMeasurement) {
     method = PosteriorSpreadMethod::kTweedieLogDet;
   } else {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -88,19 +87,25 @@ absl::StatusOr<PosteriorSpreadMethod> PosteriorSpreadMethodFor(const PosteriorSp
   }
   if (method == PosteriorSpreadMethod::kTweedieLogDet) {
     if (op.output_dim() != n) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "posterior_std: ", LossAndSpace(setup), " needs a square operator, got ",
-          op.output_dim(), " x ", n));
+      return absl::FailedPreconditionError(absl::StrCat("posterior_std: ", LossAndSpace(setup),
+                                                        " needs a square operator, got ",
+                                                        op.output_dim(), " x ", n));
     }
-    at::Tensor sv = at::linalg_svdvals(op.Matrix());
-    const double largest = sv.max().item<double>();
-    const double smallest = sv.min().item<double>();
+    double largest = 0;
+    double smallest = 0;
+    INVNET_RETURN_IF_ERROR(GuardTorch("PosteriorSpreadMethodFor", [&]() -> absl::Status {
+      at::Tensor sv = at::linalg_svdvals(op.Matrix());
+      largest = sv.max().item<double>();
+      smallest = sv.min().item<double>();
+      return absl::OkStatus();
+    }));
     if (!(smallest > 0) || largest / smallest > kPosteriorSpreadMaxCondition) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "posterior_std: ", LossAndSpace(setup), " needs an invertible operator (Cov[x|y] = "
-          "A^-1 Cov[Ax|y] A^-T); its condition number is ",
-          smallest > 0 ? absl::StrCat(largest / smallest) : std::string("infinite"),
-          ", above ", kPosteriorSpreadMaxCondition));
+      return absl::FailedPreconditionError(
+          absl::StrCat("posterior_std: ", LossAndSpace(setup),
+                       " needs an invertible operator (Cov[x|y] = "
+                       "A^-1 Cov[Ax|y] A^-T); its condition number is ",
+                       smallest > 0 ? absl::StrCat(largest / smallest) : std::string("infinite"),
+                       ", above ", kPosteriorSpreadMaxCondition));
     }
   }
   return method;
@@ -127,10 +132,11 @@ absl::StatusOr<PosteriorSpread> NetworkPosteriorSpread(const FrozenIResNet& netw
         const at::Tensor a = op.Matrix();  // [n, n] in measurement space, [m, n] in normal
         const at::Tensor eye = at::eye(n, a.options());
         // Laplace: H = base + sym(J) / alpha, base = (1/delta^2 - 1/alpha) A^T A.
-        // Tweedie: T = (1 - delta^2/alpha) I + (delta^2/alpha) sym(A J^-1), Cov = delta^2 A^-1 T A^-T.
+        // Tweedie: T = (1 - delta^2/alpha) I + (delta^2/alpha) sym(A J^-1), Cov = delta^2 A^-1 T
+        // A^-T.
         const bool laplace = method == PosteriorSpreadMethod::kLaplaceDivergence;
-        const at::Tensor base =
-            laplace ? (1.0 / delta2 - 1.0 / alpha) * at::matmul(a.t(), a) : (1.0 - delta2 / alpha) * eye;
+        const at::Tensor base = laplace ? (1.0 / delta2 - 1.0 / alpha) * at::matmul(a.t(), a)
+                                        : (1.0 - delta2 / alpha) * eye;
         const at::Tensor a_inv = laplace ? at::Tensor() : at::linalg_inv(a);
 
         const at::Tensor x = x_hat.to(at::kDouble).contiguous();

@@ -48,10 +48,10 @@
 //
 // Thread safety: pure functions of immutable inputs; may run concurrently.
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <functional>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -93,7 +93,7 @@ absl::StatusOr<PosteriorSpreadMethod> PosteriorSpreadMethodFor(const PosteriorSp
 
 struct PosteriorSpread {
   PosteriorSpreadMethod method = PosteriorSpreadMethod::kLaplaceDivergence;
-  at::Tensor std;  // float64 [batch, n]; a row is NaN where the covariance is not defined
+  at::Tensor std;         // float64 [batch, n]; a row is NaN where the covariance is not defined
   int64_t undefined = 0;  // rows that are NaN
 };
 

@@ -1,12 +1,12 @@
 #include "models/posterior_spread.h"
 
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -132,13 +132,13 @@ TEST(PosteriorSpreadTest, LaplaceOfTheDivergenceMinimiserIsTheExactGaussianPoste
   for (double alpha : {kDelta * kDelta, 2 * kDelta * kDelta, 0.5 * kDelta * kDelta}) {
     SCOPED_TRACE(alpha);
     at::Tensor s_inv = at::linalg_inv(p.s);
-    auto net = LinearNetwork(at::matmul(p.a.t(), p.a) + alpha * s_inv,
-                             -alpha * at::matmul(s_inv, p.mu));
+    auto net =
+        LinearNetwork(at::matmul(p.a.t(), p.a) + alpha * s_inv, -alpha * at::matmul(s_inv, p.mu));
     at::Tensor x_hat = Reconstruct(*net, p.op->Adjoint(y));
     ASSERT_OK_AND_ASSIGN(
         PosteriorSpread spread,
-        NetworkPosteriorSpread(*net, *p.op, SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal, alpha),
-                               x_hat));
+        NetworkPosteriorSpread(
+            *net, *p.op, SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal, alpha), x_hat));
     EXPECT_EQ(PosteriorSpreadMethodName(spread.method), "laplace-divergence");
     EXPECT_EQ(spread.undefined, 0);
     EXPECT_TRUE(at::allclose(spread.std, exact, 1e-9, 1e-12))
@@ -153,10 +153,10 @@ TEST(PosteriorSpreadTest, TweedieOfTheLogDetMinimiserIsItsTheoryAndNearTheExactP
   auto [m, b] = LogDetMinimiser(p, alpha);
   auto net = LinearNetwork(m, b);
   at::Tensor x_hat = Reconstruct(*net, y);
-  ASSERT_OK_AND_ASSIGN(PosteriorSpread spread,
-                       NetworkPosteriorSpread(*net, *p.op,
-                                              SpreadSetup(LossKind::kLogDet, TargetSpace::kMeasurement),
-                                              x_hat));
+  ASSERT_OK_AND_ASSIGN(
+      PosteriorSpread spread,
+      NetworkPosteriorSpread(*net, *p.op, SpreadSetup(LossKind::kLogDet, TargetSpace::kMeasurement),
+                             x_hat));
   EXPECT_EQ(PosteriorSpreadMethodName(spread.method), "tweedie-log-det");
   at::Tensor theory = LogDetTheoryCovariance(p, m).diagonal().sqrt().expand_as(spread.std);
   EXPECT_TRUE(at::allclose(spread.std, theory, 1e-9, 1e-12)) << spread.std[0] << theory[0];
@@ -171,8 +171,8 @@ TEST(PosteriorSpreadTest, TweedieOfTheLogDetMinimiserIsItsTheoryAndNearTheExactP
   EXPECT_GT((noise_only / exact[0] - 1).abs().max().item<double>(), 0.05);
   // The covariance is delta^2 J^-1 A^-T; delta^2 A^-1 J^-1 A^-T would be off by A^-1.
   at::Tensor wrong =
-      (kDelta * kDelta * at::matmul(at::linalg_inv(p.a), at::matmul(at::linalg_inv(m),
-                                                                   at::linalg_inv(p.a).t())))
+      (kDelta * kDelta *
+       at::matmul(at::linalg_inv(p.a), at::matmul(at::linalg_inv(m), at::linalg_inv(p.a).t())))
           .diagonal()
           .abs()
           .sqrt();
@@ -189,9 +189,9 @@ TEST(PosteriorSpreadTest, ANonPositiveDefiniteCurvatureGivesNaNRows) {
   at::Tensor x_hat = at::randn({4, 2}, at::kDouble);
   ASSERT_OK_AND_ASSIGN(
       PosteriorSpread spread,
-      NetworkPosteriorSpread(*net, *p.op,
-                             SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal, kDelta * kDelta / 10),
-                             x_hat));
+      NetworkPosteriorSpread(
+          *net, *p.op,
+          SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal, kDelta * kDelta / 10), x_hat));
   EXPECT_EQ(spread.undefined, 4);
   EXPECT_TRUE(at::isnan(spread.std).all().item<bool>());
 }
@@ -209,9 +209,10 @@ TEST(PosteriorSpreadTest, CombinationsWithoutTheoryAreRefusedNamingLossAndSpace)
   for (const auto& [loss, space] : refused) {
     const std::string loss_name(LossKindName(loss));
     const std::string space_name(TargetSpaceName(space));
-    EXPECT_THAT(NetworkPosteriorSpread(*net, *p.op, SpreadSetup(loss, space), x_hat),
-                StatusIs(absl::StatusCode::kFailedPrecondition,
-                         AllOf(HasSubstr("'" + loss_name + "'"), HasSubstr("'" + space_name + "'"))));
+    EXPECT_THAT(
+        NetworkPosteriorSpread(*net, *p.op, SpreadSetup(loss, space), x_hat),
+        StatusIs(absl::StatusCode::kFailedPrecondition,
+                 AllOf(HasSubstr("'" + loss_name + "'"), HasSubstr("'" + space_name + "'"))));
   }
   PosteriorSpreadSetup noiseless = SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal);
   noiseless.noise_level = 0;
@@ -222,33 +223,36 @@ TEST(PosteriorSpreadTest, CombinationsWithoutTheoryAreRefusedNamingLossAndSpace)
   singular.kind = OperatorKind::kDense;
   singular.matrix = Matrix2(1.0, 0.0, 0.0, 0.0);
   auto singular_op = LinearOperator::Create(singular).value();
-  EXPECT_THAT(NetworkPosteriorSpread(*net, *singular_op,
-                                     SpreadSetup(LossKind::kLogDet, TargetSpace::kMeasurement), x_hat),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("invertible")));
+  EXPECT_THAT(
+      NetworkPosteriorSpread(*net, *singular_op,
+                             SpreadSetup(LossKind::kLogDet, TargetSpace::kMeasurement), x_hat),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("invertible")));
   // Above the exact-Jacobian limit: UNIMPLEMENTED.
   OperatorSpec large;
   large.kind = OperatorKind::kIdentity;
   large.dim = kPosteriorSpreadMaxDim + 1;
   auto large_op = LinearOperator::Create(large).value();
-  EXPECT_THAT(PosteriorSpreadMethodFor(SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal),
-                                       *large_op),
-              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("65")));
+  EXPECT_THAT(
+      PosteriorSpreadMethodFor(SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal), *large_op),
+      StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("65")));
   // A bad x_hat.
-  EXPECT_THAT(NetworkPosteriorSpread(*net, *p.op, SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal),
-                                     at::zeros({1, 3}, at::kDouble)),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x_hat")));
+  EXPECT_THAT(
+      NetworkPosteriorSpread(*net, *p.op, SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal),
+                             at::zeros({1, 3}, at::kDouble)),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x_hat")));
 }
 
 TEST(PosteriorSpreadTest, StopsBetweenChunksWhenAsked) {
   Problem p = Build(GaussianProblem());
   auto net = LinearNetwork(at::eye(2, at::kDouble) * 1.1, at::zeros({2}, at::kDouble));
   // More rows than one chunk holds.
-  const int64_t rows = static_cast<int64_t>(kPosteriorSpreadChunkBytes / (8 * (4 * 2 * 2 + 8 * 4))) + 10;
+  const int64_t rows =
+      static_cast<int64_t>(kPosteriorSpreadChunkBytes / (8 * (4 * 2 * 2 + 8 * 4))) + 10;
   at::Tensor x_hat = at::zeros({rows, 2}, at::kDouble);
-  EXPECT_THAT(NetworkPosteriorSpread(*net, *p.op,
-                                     SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal), x_hat,
-                                     [] { return true; }),
-              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_THAT(
+      NetworkPosteriorSpread(*net, *p.op, SpreadSetup(LossKind::kDivergence, TargetSpace::kNormal),
+                             x_hat, [] { return true; }),
+      StatusIs(absl::StatusCode::kCancelled));
 }
 
 // Trains `loss` in `space` on the Gaussian problem with a small network and a short schedule.
