@@ -143,6 +143,12 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
       response->add_forward_residual(1e-5);
     }
     if (request->posterior_std()) {
+      const v1::Loss loss = LatestVersion(state_, request->model())->training().loss();
+      if (loss != v1::LOSS_UNSPECIFIED && loss != v1::LOSS_DIVERGENCE &&
+          loss != v1::LOSS_LOG_DET) {
+        return Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      "posterior_std: no theory for this loss");
+      }
       v1::Tensor* std = response->mutable_posterior_std();
       *std->mutable_shape() = request->measurements().shape();
       const int64_t cols = request->measurements().shape(1);
