@@ -1,12 +1,12 @@
 #include "models/posterior_spread.h"
 
-#include <ATen/ATen.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <tuple>
+
+#include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
 #include "models/inverse.h"

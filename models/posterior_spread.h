@@ -42,16 +42,17 @@
 // about 1 + r^2 (r = 0.25: std 1.8% high).
 //
 // Cost: the exact Jacobian (n tangents through every layer) per sample, in float64, in chunks
-// of at most kPosteriorSpreadChunkBytes working memory (memory_estimate.h); above
-// kPosteriorSpreadMaxDim no estimator is implemented (UNIMPLEMENTED). A stochastic diagonal
-// (probing) would not do: diag(H^-1) needs solves, not products with J.
+// of at most kPosteriorSpreadChunkBytes working memory (memory_estimate.h), polling
+// `should_stop` between chunks. Above kPosteriorSpreadMaxDim: UNIMPLEMENTED. (A probing estimate
+// of diag(H^-1), e.g. Hutchinson's diagonal estimator, would need a linear solve with J per
+// probe and carries a relative error ~ sqrt(2 / probes); it is not implemented.)
 //
 // Thread safety: pure functions of immutable inputs; may run concurrently.
 
-#include <ATen/core/Tensor.h>
-
 #include <cstdint>
 #include <functional>
+
+#include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"

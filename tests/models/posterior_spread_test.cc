@@ -1,12 +1,13 @@
 #include "models/posterior_spread.h"
 
-#include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
-
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
