@@ -626,13 +626,44 @@ std::string DiagnosticsCsv(const v1::ReconstructResponse& r) {
   return csv;
 }
 
+// "0.12, 0.081 per component" over the rows where the std is defined, and how many are not.
+std::string PosteriorStdSummary(const DenseTensor& std) {
+  std::vector<double> sum(static_cast<size_t>(std.cols()), 0.0);
+  int64_t defined = 0;
+  for (int64_t r = 0; r < std.rows(); ++r) {
+    bool nan = false;
+    for (int64_t c = 0; c < std.cols(); ++c) nan = nan || std::isnan(std.at(r, c));
+    if (nan) continue;
+    ++defined;
+    for (int64_t c = 0; c < std.cols(); ++c) sum[static_cast<size_t>(c)] += std.at(r, c);
+  }
+  std::vector<std::string> means;
+  constexpr int64_t kShown = 8;
+  for (int64_t c = 0; c < std::min(kShown, std.cols()); ++c) {
+    means.push_back(defined > 0 ? FormatNumber(sum[static_cast<size_t>(c)] / defined) : "-");
+  }
+  std::string out = absl::StrCat(absl::StrJoin(means, ", "),
+                                 std.cols() > kShown ? ", ..." : "", " per component");
+  if (defined < std.rows()) {
+    absl::StrAppend(&out, "; undefined (NaN) in ", std.rows() - defined, " of ", std.rows(),
+                    " samples");
+  }
+  return out;
+}
+
 absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx) {
   INVNET_RETURN_IF_ERROR(CheckModelFlags(inv));
   INVNET_ASSIGN_OR_RETURN(const int64_t chunk_rows, ChunkRows(inv));
   if (inv.has("diagnostics") && inv.flags.diagnostics.empty()) {
     return UsageError("--diagnostics must name a file");
   }
+  const bool want_std = inv.has("posterior_std");
+  if (want_std) {
+    absl::Status format = TensorFileFormatFromPath(inv.flags.posterior_std).status();
+    if (!format.ok()) return UsageError(absl::StrCat("--posterior_std ", format.message()));
+  }
   v1::ReconstructRequest request;
+  request.set_posterior_std(want_std);
   request.set_model(inv.flags.model);
   request.set_version(inv.flags.version);
   v1::SolverOptions* solver = request.mutable_solver();
@@ -657,6 +688,7 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
   // version that answered the first, so that one model answers them all.
   v1::ReconstructResponse response;
   DenseTensor x;
+  DenseTensor posterior_std;
   INVNET_RETURN_IF_ERROR(
       InChunks(measurements.rows(), chunk_rows, [&](int64_t begin, int64_t count) -> absl::Status {
         RowRange(measurements, begin, count).ToProto(request.mutable_measurements());
@@ -664,6 +696,18 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
         INVNET_ASSIGN_OR_RETURN(DenseTensor part_x,
                                 DenseTensor::FromProto(part.reconstructions(), "reconstructions"));
         AppendRows(part_x, &x);
+        if (want_std) {
+          INVNET_ASSIGN_OR_RETURN(
+              DenseTensor part_std,
+              DenseTensor::FromProtoAllowingNaN(part.posterior_std(), "posterior_std"));
+          if (part_std.shape != part_x.shape) {
+            return absl::InternalError(absl::StrCat(
+                "the server answered posterior_std of shape ", ShapeToString(part_std.shape),
+                " for reconstructions of shape ", ShapeToString(part_x.shape)));
+          }
+          AppendRows(part_std, &posterior_std);
+          part.clear_posterior_std();
+        }
         request.set_version(part.version());
         part.clear_reconstructions();
         response.MergeFrom(part);  // appends the per-sample fields, keeps model and version
@@ -673,6 +717,7 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
   if (inv.has("diagnostics")) {
     INVNET_RETURN_IF_ERROR(WriteFileAtomically(inv.flags.diagnostics, DiagnosticsCsv(response)));
   }
+  if (want_std) INVNET_RETURN_IF_ERROR(WriteMatrix(inv.flags.posterior_std, posterior_std));
 
   const int64_t batch = x.rows();
   int64_t max_iterations = 0;
@@ -708,6 +753,11 @@ absl::Status RunReconstruct(const Invocation& inv, const Operands&, Context& ctx
                {"max error bound", FormatNumber(max_bound)},
                {"max forward residual", FormatNumber(max_residual)}},
               "  ");
+  if (want_std) {
+    err << "posterior std (" << response.posterior_std_method() << ", from the network's "
+        << "Jacobian) -> " << inv.flags.posterior_std << "\n";
+    PrintFields(err, {{"mean", PosteriorStdSummary(posterior_std)}}, "  ");
+  }
   if (converged < response.converged_size()) {
     err << "warning: " << response.converged_size() - converged << " of "
         << response.converged_size()
@@ -1096,11 +1146,14 @@ const std::vector<Command>& Commands() {
        0,
        "Reconstruct signals x from measurements y with a trained model.",
        {"model", "version", "input", "output", "tolerance", "max_iterations", "anderson",
-        "anderson_memory", "diagnostics", "chunk_rows"},
+        "anderson_memory", "diagnostics", "posterior_std", "chunk_rows"},
        "--input holds y as [batch, m]; the reconstructions [batch, n] go to --output (CSV on\n"
        "stdout without it). A summary of the solver's convergence goes to stderr; samples that\n"
        "did not converge are reported, not an error. --diagnostics=FILE writes one CSV row per\n"
-       "sample: row,iterations,converged,error_bound,forward_residual. Inputs of more than\n"
+       "sample: row,iterations,converged,error_bound,forward_residual. --posterior_std=FILE\n"
+       "writes the per-sample posterior std that the network itself implies (Laplace at\n"
+       "x_hat for divergence models, second-order Tweedie for log-det models; the method is\n"
+       "printed). Inputs of more than\n"
        "--chunk_rows rows (or than the server's --max_batch) go in several requests, answered\n"
        "by one model version and concatenated in order.",
        RunReconstruct},
@@ -1384,6 +1437,10 @@ const std::vector<FlagInfo>& AllFlags() {
       {"diagnostics", "FILE",
        "reconstruct: per-sample CSV (row, iterations, converged, error_bound,\n"
        "forward_residual)."},
+      {"posterior_std", "FILE",
+       "reconstruct: also the posterior standard deviation the network's Jacobian implies,\n"
+       "[batch, n], .npy or .csv (divergence models in normal space, log-det models in\n"
+       "measurement space; NaN rows where it is undefined)."},
       {"count", "N", "pairs: test pairs to draw, 1..1000000."},
       {"rpc", "RPC", "bench: reconstruct or forward (default reconstruct)."},
       {"batch", "N", "bench: samples per request (default 1)."},

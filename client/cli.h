@@ -76,6 +76,8 @@ struct CliFlags {
   int64_t chunk_rows = 100000;
   // reconstruct: per-sample diagnostics CSV ("" = none).
   std::string diagnostics;
+  // reconstruct: the network's posterior std, [batch, n], to this file ("" = none).
+  std::string posterior_std;
   // pairs: test pairs to draw.
   int64_t count = 0;
   // bench

@@ -65,6 +65,7 @@ INVNET_CLI_FLAG(std::string, estimators);
 INVNET_CLI_FLAG(int64_t, rows_per_chunk);
 INVNET_CLI_FLAG(int64_t, chunk_rows);
 INVNET_CLI_FLAG(std::string, diagnostics);
+INVNET_CLI_FLAG(std::string, posterior_std);
 INVNET_CLI_FLAG(int64_t, count);
 INVNET_CLI_FLAG(std::string, rpc);
 INVNET_CLI_FLAG(int64_t, batch);
@@ -195,6 +196,7 @@ cli::CliFlags CollectFlags() {
   f.rows_per_chunk = absl::GetFlag(FLAGS_rows_per_chunk);
   f.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
   f.diagnostics = absl::GetFlag(FLAGS_diagnostics);
+  f.posterior_std = absl::GetFlag(FLAGS_posterior_std);
   f.count = absl::GetFlag(FLAGS_count);
   f.rpc = absl::GetFlag(FLAGS_rpc);
   f.batch = absl::GetFlag(FLAGS_batch);

@@ -97,6 +97,21 @@ v1::Tensor DenseTensor::ToProto() const {
   return proto;
 }
 
+absl::StatusOr<DenseTensor> DenseTensor::FromProtoAllowingNaN(const v1::Tensor& proto,
+                                                              absl::string_view field) {
+  // Validate a copy whose NaNs are zeros, so the shape and Inf checks stay in one place.
+  DenseTensor tensor;
+  tensor.shape.assign(proto.shape().begin(), proto.shape().end());
+  tensor.values.assign(proto.values().begin(), proto.values().end());
+  DenseTensor checked = tensor;
+  for (float& v : checked.values) {
+    if (std::isnan(v)) v = 0.0f;
+  }
+  absl::Status status = checked.Validate(field);
+  if (!status.ok()) return status;
+  return tensor;
+}
+
 absl::StatusOr<DenseTensor> DenseTensor::FromProto(const v1::Tensor& proto,
                                                    absl::string_view field) {
   DenseTensor tensor;

@@ -49,6 +49,10 @@ struct DenseTensor {
   // Copies `proto` and validates it with Validate(field): INVALID_ARGUMENT naming `field` when
   // the shape is negative, overflows or disagrees with the value count, or a value is NaN/Inf.
   static absl::StatusOr<DenseTensor> FromProto(const v1::Tensor& proto, absl::string_view field);
+  // The same, but NaN values pass (a server's answer may mark undefined entries NaN, e.g.
+  // ReconstructResponse.posterior_std); Inf is still refused.
+  static absl::StatusOr<DenseTensor> FromProtoAllowingNaN(const v1::Tensor& proto,
+                                                          absl::string_view field);
 };
 
 // Rows [begin, begin + count) of a matrix, as a [count, cols] matrix. Precondition:

@@ -96,10 +96,14 @@ struct Reconstruction {
   DenseTensor x;
   std::vector<int64_t> iterations;
   std::vector<bool> converged;
+  // With posterior_std: the network's std and its method.
+  DenseTensor posterior_std;
+  std::string posterior_std_method;
 };
 
 absl::StatusOr<Reconstruction> ReconstructAll(const InvnetClient& client, const TrainedModel& m,
-                                              int64_t n, const DenseTensor& y) {
+                                              int64_t n, const DenseTensor& y,
+                                              bool posterior_std = false) {
   Reconstruction out;
   const int64_t step = RowsPerCall(std::max(y.cols(), n));
   for (int64_t begin = 0; begin < y.rows(); begin += step) {
@@ -107,6 +111,7 @@ absl::StatusOr<Reconstruction> ReconstructAll(const InvnetClient& client, const 
     v1::ReconstructRequest request;
     request.set_model(m.model);
     request.set_version(m.version);
+    request.set_posterior_std(posterior_std);
     RowRange(y, begin, count).ToProto(request.mutable_measurements());
     absl::StatusOr<v1::ReconstructResponse> response = client.Reconstruct(request);
     if (!response.ok()) {
@@ -123,6 +128,17 @@ absl::StatusOr<Reconstruction> ReconstructAll(const InvnetClient& client, const 
                        " convergence flags for ", count, " samples"));
     }
     AppendRows(part, &out.x);
+    if (posterior_std) {
+      INVNET_ASSIGN_OR_RETURN(DenseTensor std, DenseTensor::FromProtoAllowingNaN(
+                                                   response->posterior_std(), "posterior_std"));
+      if (std.shape != part.shape) {
+        return absl::InvalidArgumentError(absl::StrCat("the server's posterior_std has shape ",
+                                                       ShapeToString(std.shape), ", expected [",
+                                                       count, ", ", n, "]"));
+      }
+      AppendRows(std, &out.posterior_std);
+      out.posterior_std_method = response->posterior_std_method();
+    }
     out.iterations.insert(out.iterations.end(), response->iterations().begin(),
                           response->iterations().end());
     out.converged.insert(out.converged.end(), response->converged().begin(),
@@ -154,8 +170,9 @@ absl::StatusOr<DenseTensor> ForwardAll(const InvnetClient& client, const Trained
   return out;
 }
 
-// The exact references on `y`. FAILED_PRECONDITION from the server is returned as it is (the
-// caller turns it into "not available").
+// The exact references on `y` (with_wiener: also the Wiener estimate and the posterior std, for
+// the test pairs). FAILED_PRECONDITION from the server is returned as it is (the caller turns
+// it into "not available").
 absl::StatusOr<ReferenceResults> EstimateAll(const InvnetClient& client, const TrainedModel& m,
                                              int64_t n, const DenseTensor& y, bool with_wiener) {
   ReferenceResults out;
@@ -168,7 +185,10 @@ absl::StatusOr<ReferenceResults> EstimateAll(const InvnetClient& client, const T
     request.add_estimators(v1::ESTIMATOR_POSTERIOR_MEAN);
     request.add_estimators(v1::ESTIMATOR_MAP);
     request.add_estimators(v1::ESTIMATOR_PSEUDO_INVERSE);
-    if (with_wiener) request.add_estimators(v1::ESTIMATOR_WIENER);
+    if (with_wiener) {
+      request.add_estimators(v1::ESTIMATOR_WIENER);
+      request.add_estimators(v1::ESTIMATOR_POSTERIOR_STD);
+    }
     RowRange(y, begin, count).ToProto(request.mutable_measurements());
     INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse response, client.Estimate(request));
     INVNET_ASSIGN_OR_RETURN(DenseTensor pm,
@@ -182,6 +202,9 @@ absl::StatusOr<ReferenceResults> EstimateAll(const InvnetClient& client, const T
     if (with_wiener) {
       INVNET_ASSIGN_OR_RETURN(DenseTensor wiener, Expect(response.wiener(), count, n, "wiener"));
       AppendRows(wiener, &out.wiener);
+      INVNET_ASSIGN_OR_RETURN(DenseTensor std,
+                              Expect(response.posterior_std(), count, n, "posterior_std"));
+      AppendRows(std, &out.posterior_std);
     }
   }
   out.available = true;
@@ -510,7 +533,17 @@ absl::StatusOr<ExperimentData> Evaluate(const InvnetClient& client, const Experi
     } else {
       INVNET_ASSIGN_OR_RETURN(result.description, Describe(client, trained));
     }
-    INVNET_ASSIGN_OR_RETURN(Reconstruction rec, ReconstructAll(client, trained, data.n, data.y));
+    absl::StatusOr<Reconstruction> with_std =
+        ReconstructAll(client, trained, data.n, data.y, /*posterior_std=*/true);
+    if (with_std.status().code() == absl::StatusCode::kFailedPrecondition ||
+        with_std.status().code() == absl::StatusCode::kUnimplemented) {
+      // This model's loss and space define no network std (the server's reason says why).
+      result.posterior_std_unavailable = std::string(with_std.status().message());
+      with_std = ReconstructAll(client, trained, data.n, data.y);
+    }
+    INVNET_ASSIGN_OR_RETURN(Reconstruction rec, std::move(with_std));
+    result.posterior_std = std::move(rec.posterior_std);
+    result.posterior_std_method = std::move(rec.posterior_std_method);
     result.reconstructions = std::move(rec.x);
     result.iterations = std::move(rec.iterations);
     result.converged = std::move(rec.converged);

@@ -14,7 +14,10 @@
 //      references (Estimate: posterior mean, MAP, Wiener, A^+ y; a FAILED_PRECONDITION answer,
 //      as for dataset problems, means "not available", not an error), the forward targets A x or
 //      A^T A x computed here from the model's problem (client/linear_operator.h), and for 2-D
-//      problems the images of regular grids under phi, phi^-1 and the exact maps.
+//      problems the images of regular grids under phi, phi^-1 and the exact maps. Each model's
+//      Reconstruct on the test pairs asks for the network's own posterior std
+//      (ReconstructRequest.posterior_std); a model whose loss and space define none answers
+//      FAILED_PRECONDITION (or UNIMPLEMENTED for large n) and is reconstructed without it.
 //   3. client/report.h turns the ExperimentData into report.md, results.csv and SVG figures.
 //
 // Thread-safety: TrainAll starts one watcher thread per running job and joins them all before
@@ -146,6 +149,12 @@ struct ModelResult {
   std::vector<bool> converged;
   DenseTensor forward;
   DenseTensor forward_target;
+  // The network's posterior std on the test pairs, [N, n] (NaN rows where undefined), and its
+  // method ("laplace-divergence", "tweedie-log-det"); empty, with the server's reason, for
+  // models that have none.
+  DenseTensor posterior_std;
+  std::string posterior_std_method;
+  std::string posterior_std_unavailable;
   // 2-D problems: phi(x_grid) (n = 2) and phi^-1(y_grid) (m = 2); empty otherwise.
   DenseTensor forward_grid_image;
   DenseTensor inverse_grid_image;
@@ -156,6 +165,7 @@ struct ReferenceResults {
   // Why not (the server's FAILED_PRECONDITION message), when not available.
   std::string unavailable_reason;
   DenseTensor posterior_mean, map, wiener, pseudo_inverse;  // [N, n] on the test pairs
+  DenseTensor posterior_std;  // [N, n] on the test pairs: sqrt of diag Cov[x | y]
   // On y_grid (m = 2 and n = 2): the exact maps y -> PM, MAP and A^+ y.
   DenseTensor posterior_mean_grid, map_grid, pseudo_inverse_grid;
 };

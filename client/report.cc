@@ -77,6 +77,54 @@ double Metric(const v1::ModelVersion& version, const std::string& name) {
   return it == version.metrics().end() ? kNotApplicable : it->second;
 }
 
+// Mean of the finite entries of `std` (NaN when there are none).
+double MeanDefined(const DenseTensor& std) {
+  double sum = 0;
+  int64_t count = 0;
+  for (float v : std.values) {
+    if (std::isnan(v)) continue;
+    sum += v;
+    ++count;
+  }
+  return count > 0 ? sum / static_cast<double>(count) : kNotApplicable;
+}
+
+// The q-quantile of sorted values (linear interpolation). Precondition: not empty.
+double Quantile(const std::vector<double>& sorted, double q) {
+  const double pos = q * static_cast<double>(sorted.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (pos - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
+}
+
+// The network's std against the exact one (see ResultRow).
+void FillStdRatios(const DenseTensor& network, const DenseTensor& exact, ResultRow* row) {
+  std::vector<double> ratios;
+  int64_t undefined = 0;
+  for (int64_t r = 0; r < network.rows(); ++r) {
+    bool nan = false;
+    for (int64_t c = 0; c < network.cols(); ++c) {
+      const double v = network.at(r, c);
+      if (std::isnan(v)) {
+        nan = true;
+      } else if (!exact.values.empty() && exact.at(r, c) > 0) {
+        ratios.push_back(v / exact.at(r, c));
+      }
+    }
+    if (nan) ++undefined;
+  }
+  row->std_undefined_fraction =
+      static_cast<double>(undefined) / static_cast<double>(std::max<int64_t>(1, network.rows()));
+  if (ratios.empty()) return;
+  std::sort(ratios.begin(), ratios.end());
+  double sum = 0;
+  for (double v : ratios) sum += v;
+  row->std_ratio_mean = sum / static_cast<double>(ratios.size());
+  row->std_ratio_median = Quantile(ratios, 0.5);
+  row->std_ratio_q10 = Quantile(ratios, 0.1);
+  row->std_ratio_q90 = Quantile(ratios, 0.9);
+}
+
 ResultRow ReferenceRow(const std::string& label, const std::string& key, const DenseTensor& t,
                        const ExperimentData& data, double pm_mse) {
   ResultRow row;
@@ -399,6 +447,26 @@ std::string ReportMarkdown(const ExperimentData& data, const std::vector<ResultR
       "the job's training time on the server. The Wiener row is the linear MMSE (Tikhonov) "
       "estimator with the prior's mean and covariance. Full precision: "
       "[results.csv](results.csv).\n\n");
+  std::vector<std::string> spread_methods;
+  for (const ModelResult& m : data.models) {
+    if (!m.posterior_std_method.empty()) {
+      spread_methods.push_back(
+          absl::StrCat(InfoFor(m.trained.loss).label, ": ", m.posterior_std_method));
+    }
+  }
+  if (!spread_methods.empty()) {
+    absl::StrAppend(
+        &md, "**posterior std** = mean over the test pairs and components of the posterior "
+             "standard deviation: for the exact posterior mean's row the exact one (√diag "
+             "Cov[x|y]), for a network the one its own Jacobian at x̂ implies (Reconstruct with "
+             "posterior_std; ",
+        absl::StrJoin(spread_methods, "; "),
+        "; laplace-divergence = δ² J_φ(x̂)⁻¹, tweedie-log-det = δ² J_φ(x̂)⁻¹ A⁻ᵀ). "
+        "**std / exact std** = the ratio of the network's std to the exact one per sample and "
+        "component: median [10%, 90% quantiles] (mean in results.csv); NaN = samples where "
+        "the network's curvature is not positive definite, so it implies no Gaussian "
+        "approximation. Models of other losses or spaces have none.\n\n");
+  }
   if (!data.references.available) {
     absl::StrAppend(&md,
                     "**No exact references**: the server's Estimate answered FAILED_PRECONDITION "
@@ -482,6 +550,9 @@ std::vector<ResultRow> ComputeResults(const ExperimentData& data) {
     pm_mse = MeanSquaredDistance(refs.posterior_mean, data.x);
     rows.push_back(
         ReferenceRow("exact posterior mean", "posterior_mean", refs.posterior_mean, data, pm_mse));
+    if (!refs.posterior_std.values.empty()) {
+      rows.back().mean_posterior_std = MeanDefined(refs.posterior_std);
+    }
     rows.push_back(ReferenceRow("exact MAP", "map", refs.map, data, pm_mse));
     if (!refs.wiener.values.empty()) {
       rows.push_back(ReferenceRow("Wiener (Tikhonov)", "wiener", refs.wiener, data, pm_mse));
@@ -518,6 +589,11 @@ std::vector<ResultRow> ComputeResults(const ExperimentData& data) {
       row.mean_iterations = iterations / static_cast<double>(m.iterations.size());
     }
     row.train_seconds = Metric(m.description, "train_seconds");
+    if (!m.posterior_std.values.empty()) {
+      row.posterior_std_method = m.posterior_std_method;
+      row.mean_posterior_std = MeanDefined(m.posterior_std);
+      FillStdRatios(m.posterior_std, refs.posterior_std, &row);
+    }
     rows.push_back(std::move(row));
   }
   return rows;
@@ -547,6 +623,17 @@ std::string ResultsMarkdownTable(const std::vector<ResultRow>& rows) {
       {"train time",
        [](const ResultRow& r) {
          return Has(r.train_seconds) ? absl::StrFormat("%.1f s", r.train_seconds) : std::string();
+       }},
+      {"posterior std", [](const ResultRow& r) { return Metric4(r.mean_posterior_std); }},
+      {"std / exact std",
+       [](const ResultRow& r) {
+         if (!Has(r.std_ratio_median)) return std::string();
+         std::string cell = absl::StrCat(Short3(r.std_ratio_median), " [", Short3(r.std_ratio_q10),
+                                         ", ", Short3(r.std_ratio_q90), "]");
+         if (r.std_undefined_fraction > 0) {
+           absl::StrAppend(&cell, absl::StrFormat(", %.1f%% NaN", 100 * r.std_undefined_fraction));
+         }
+         return cell;
        }},
   };
   // Columns with no value in any row are left out (no references: no ratios).
@@ -669,7 +756,9 @@ std::string SeedSummaryMarkdownTable(const std::vector<SeedSummaryRow>& summary)
 std::string ResultsCsv(const std::vector<ResultRow>& rows) {
   std::string csv =
       "estimator,key,kind,model,version,target_space,mse,mse_ratio_to_pm,rms_to_pm,rms_to_map,"
-      "forward_error,converged_fraction,mean_iterations,train_seconds,training_seed\n";
+      "forward_error,converged_fraction,mean_iterations,train_seconds,training_seed,"
+      "posterior_std_method,mean_posterior_std,std_ratio_mean,std_ratio_median,std_ratio_q10,"
+      "std_ratio_q90,std_undefined_fraction\n";
   for (const ResultRow& r : rows) {
     absl::StrAppend(&csv, CsvField(r.label), ",", r.key, ",", r.network ? "network" : "reference",
                     ",", r.model, ",", r.network ? absl::StrCat(r.version) : "", ",",
@@ -677,7 +766,10 @@ std::string ResultsCsv(const std::vector<ResultRow>& rows) {
                     Full(r.rms_to_pm), ",", Full(r.rms_to_map), ",", Full(r.forward_error), ",",
                     Full(r.converged_fraction), ",", Full(r.mean_iterations), ",",
                     Full(r.train_seconds), ",", r.network ? absl::StrCat(r.training_seed) : "",
-                    "\n");
+                    ",", r.posterior_std_method, ",", Full(r.mean_posterior_std), ",",
+                    Full(r.std_ratio_mean), ",", Full(r.std_ratio_median), ",",
+                    Full(r.std_ratio_q10), ",", Full(r.std_ratio_q90), ",",
+                    Full(r.std_undefined_fraction), "\n");
   }
   return csv;
 }

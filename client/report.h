@@ -50,6 +50,19 @@ struct ResultRow {
   double mean_iterations = kNotApplicable;
   // metrics["train_seconds"] of the model version.
   double train_seconds = kNotApplicable;
+  // Posterior spread. The exact posterior mean's row: the exact std (Estimate); a network's row:
+  // its own std (ReconstructResponse.posterior_std), when its loss and space define one.
+  // mean over samples and components of the std (defined entries only).
+  double mean_posterior_std = kNotApplicable;
+  // Networks: the ratio network std / exact std per sample and component: its mean, median and
+  // 10% / 90% quantiles over the defined entries, and the share of samples whose std is
+  // undefined (NaN: the network's curvature is not positive definite there).
+  std::string posterior_std_method;
+  double std_ratio_mean = kNotApplicable;
+  double std_ratio_median = kNotApplicable;
+  double std_ratio_q10 = kNotApplicable;
+  double std_ratio_q90 = kNotApplicable;
+  double std_undefined_fraction = kNotApplicable;
 };
 
 // The rows: the references (when available: posterior mean, MAP, Wiener, A^+ y), then the

@@ -121,6 +121,9 @@ class FrozenIResNet {
   };
   template <typename T>
   using Block = std::vector<DenseLayer<T>>;
+  // The float64 weights, [block][layer], for analyses outside the solver (the exact Jacobian of
+  // a served network, jacobian.h).
+  const std::vector<Block<double>>& float64_blocks() const { return blocks_f64_; }
 
  private:
   FrozenIResNet() = default;

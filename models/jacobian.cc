@@ -6,6 +6,8 @@
 
 #include <ATen/ATen.h>
 
+#include "models/activation.h"
+#include "models/inverse.h"
 #include "models/iresnet.h"
 
 namespace invnet {
@@ -64,6 +66,37 @@ ForwardAndValue ExactJacobian(const IResNet& net, const at::Tensor& x) {
   // Row j of the propagated identity is J e_j, the j-th column of J.
   ForwardAndValue rows = JacobianVectorProduct(net, x, BatchIdentity(x));
   return {rows.output, rows.value.transpose(1, 2)};
+}
+
+at::Tensor ExactJacobian(const FrozenIResNet& net, const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == net.dim(), "ExactJacobian: expected [batch, ",
+              net.dim(), "], got ", x.sizes());
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor h = x.to(at::kDouble);
+  // Tangent rows, propagated as in JacobianVectorProduct: row j ends as (J e_j)^T.
+  at::Tensor t = BatchIdentity(h);
+  for (const auto& block : net.float64_blocks()) {
+    at::Tensor a = h;
+    at::Tensor s = t;
+    for (size_t l = 0; l < block.size(); ++l) {
+      const auto& layer = block[l];
+      // from_blob does not copy; the network outlives these temporaries.
+      at::Tensor weight_t = at::from_blob(const_cast<double*>(layer.weight_t.data()),
+                                          {layer.in, layer.out}, f64);
+      at::Tensor bias = at::from_blob(const_cast<double*>(layer.bias.data()), {layer.out}, f64);
+      at::Tensor z = at::addmm(bias, a, weight_t);
+      s = at::matmul(s, weight_t);
+      if (l + 1 < block.size()) {
+        s = s * ActivationSlope(net.activation(), z).unsqueeze(1);
+        a = ApplyActivation(net.activation(), z);
+      } else {
+        a = z;
+      }
+    }
+    h = h + a;
+    t = t + s;
+  }
+  return t.transpose(1, 2);
 }
 
 ForwardAndValue ExactLogDet(const IResNet& net, const at::Tensor& x) {

@@ -28,6 +28,7 @@
 
 namespace invnet {
 
+class FrozenIResNet;
 class IResNet;
 
 struct ForwardAndValue {
@@ -40,6 +41,9 @@ ForwardAndValue JacobianVectorProduct(const IResNet& net, const at::Tensor& x,
                                       const at::Tensor& tangents);
 // The full Jacobian J_phi(x), [batch, dim, dim] (value), by propagating the identity.
 ForwardAndValue ExactJacobian(const IResNet& net, const at::Tensor& x);
+// The same for a served network, from its float64 weights: J_phi(x), float64 [batch, dim, dim]
+// (x of any float dtype is converted). Not differentiable; for posterior_spread.h.
+at::Tensor ExactJacobian(const FrozenIResNet& net, const at::Tensor& x);
 // log det J_phi(x) = sum_k log det J_k(x_k), each by slogdet (det J_k > 0 for an iResNet).
 ForwardAndValue ExactLogDet(const IResNet& net, const at::Tensor& x);
 // div phi(x) = tr J_phi(x).

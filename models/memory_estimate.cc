@@ -130,6 +130,14 @@ TrainingMemory EstimateTrainingMemory(const IResNetConfig& a, const TrainingSpec
   return memory;
 }
 
+double PosteriorSpreadBytesPerSample(int64_t dim, int64_t hidden_width) {
+  const double n = static_cast<double>(dim);
+  const double width = std::max(n, static_cast<double>(hidden_width));
+  // Tangents before and after a layer, their product with the slopes, and the block's running
+  // sum; then J, sym(J) or T, its Cholesky factor and the triangular solve's result.
+  return kDouble * (4 * n * width + 8 * n * n);
+}
+
 std::string FormatBytes(double bytes) {
   if (bytes >= 1e9) return absl::StrFormat("%.1f GB", bytes / 1e9);
   if (bytes >= 1e6) return absl::StrFormat("%.0f MB", bytes / 1e6);

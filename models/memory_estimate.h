@@ -58,6 +58,11 @@ ProblemSize SizeOf(const ProblemSpec& problem, int64_t signal_dim);
 TrainingMemory EstimateTrainingMemory(const IResNetConfig& architecture,
                                       const TrainingSpec& training, const ProblemSize& size);
 
+// Working memory per sample of the network's posterior spread (posterior_spread.h): the n
+// Jacobian tangents through a layer as wide as max(n, hidden_width), a few live copies, and a
+// few [n, n] matrices, all float64.
+double PosteriorSpreadBytesPerSample(int64_t dim, int64_t hidden_width);
+
 // "1.5 GB", "12 MB", "900 kB": decimal units, for messages.
 std::string FormatBytes(double bytes);
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "models/evaluation.h"
 #include "models/losses.h"
+#include "models/posterior_spread.h"
 #include "models/seeds.h"
 #include "models/trainer.h"
 #include "models/status_macros.h"
@@ -69,6 +70,16 @@ std::function<bool()> StopWhenAbandoned(grpc::ServerContext* context) {
   };
 }
 
+// What the model was trained for, as the posterior spread needs it.
+PosteriorSpreadSetup SpreadSetupOf(const HostedModel& model) {
+  PosteriorSpreadSetup setup;
+  setup.loss = model.record.training.loss;
+  setup.target_space = model.target_space();
+  setup.loss_weight = model.record.training.loss_weight;
+  setup.noise_level = model.record.problem.noise_level;
+  return setup;
+}
+
 }  // namespace
 
 grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context,
@@ -78,6 +89,11 @@ grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     INVNET_ASSIGN_OR_RETURN(InverseOptions options, DecodeSolver(request->solver()));
+    if (request->posterior_std()) {
+      // Refused before the solve: the model's loss and space decide whether it is defined.
+      INVNET_RETURN_IF_ERROR(
+          PosteriorSpreadMethodFor(SpreadSetupOf(*model), *model->op).status());
+    }
     INVNET_ASSIGN_OR_RETURN(at::Tensor y, DecodeBatch(request->measurements(),
                                                       model->measurement_dim(), "measurements",
                                                       limits_.tensors));
@@ -92,6 +108,16 @@ grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context
     INVNET_ASSIGN_OR_RETURN(
         InverseResult result,
         batcher_.Solve(*model->network, target, options, StopWhenAbandoned(context), &timing));
+    if (request->posterior_std()) {
+      // After the solve, outside the batcher: in chunks of bounded memory, polling for
+      // cancellation between them (models/posterior_spread.h).
+      INVNET_ASSIGN_OR_RETURN(
+          PosteriorSpread spread,
+          NetworkPosteriorSpread(*model->network, *model->op, SpreadSetupOf(*model), result.x,
+                                 StopWhenAbandoned(context)));
+      EncodeTensor(spread.std, response->mutable_posterior_std());
+      response->set_posterior_std_method(std::string(PosteriorSpreadMethodName(spread.method)));
+    }
     response->set_model(model->name);
     response->set_version(model->version);
     EncodeTensor(result.x, response->mutable_reconstructions());

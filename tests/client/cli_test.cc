@@ -71,6 +71,7 @@ void SetFlag(CliFlags& f, const std::string& name, const std::string& v) {
            [](CliFlags& f, const std::string& v) { f.rows_per_chunk = std::stoll(v); }},
           {"chunk_rows", [](CliFlags& f, const std::string& v) { f.chunk_rows = std::stoll(v); }},
           {"diagnostics", [](CliFlags& f, const std::string& v) { f.diagnostics = v; }},
+          {"posterior_std", [](CliFlags& f, const std::string& v) { f.posterior_std = v; }},
           {"count", [](CliFlags& f, const std::string& v) { f.count = std::stoll(v); }},
           {"rpc", [](CliFlags& f, const std::string& v) { f.rpc = v; }},
           {"batch", [](CliFlags& f, const std::string& v) { f.batch = std::stoll(v); }},
@@ -146,6 +147,10 @@ class CliTest : public ::testing::Test {
   void WriteText(const std::string& name, const std::string& text) const {
     std::ofstream(Path(name)) << text;
   }
+  std::string ReadText(const std::string& name) const {
+    std::ifstream in(Path(name));
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
 
   FakeServer fake_;
   std::string dir_;
@@ -211,6 +216,8 @@ TEST_F(CliTest, UsageErrorsExitTwoWithoutCallingTheServer) {
       {"pairs", "--model=blur", "--count=3"},
       {"reconstruct", "--model=blur", "--input=y.csv", "--chunk_rows=0"},
       {"reconstruct", "--model=blur", "--input=y.csv", "--diagnostics="},
+      {"reconstruct", "--model=blur", "--input=y.csv", "--posterior_std="},
+      {"reconstruct", "--model=blur", "--input=y.csv", "--posterior_std=std.txt"},
   };
   for (const auto& words : cases) {
     SCOPED_TRACE(::testing::PrintToString(words));
@@ -424,6 +431,32 @@ TEST_F(CliTest, ReconstructReadsInputAndWritesOutput) {
   EXPECT_THAT(summary, HasSubstr("max error bound:       3e-06"));
   EXPECT_THAT(summary, HasSubstr("warning: 1 of 3 samples did not converge"));
   EXPECT_THAT(out_.str(), IsEmpty());
+}
+
+TEST_F(CliTest, ReconstructWritesTheNetworksPosteriorStd) {
+  WriteText("y.csv", "1,2,3\n4,5,6\n7,8,9\n1,1,1\n");
+  ASSERT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("y.csv"),
+                 "--output=" + Path("x.csv"), "--posterior_std=" + Path("std.csv"),
+                 "--chunk_rows=3"}),
+            0)
+      << err_.str();
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    EXPECT_TRUE(fake_.state().reconstruct.posterior_std());
+  }
+  // Two requests (3 + 1 rows), concatenated; the fake's row 2 of each request is NaN.
+  EXPECT_EQ(ReadText("std.csv"), "0.1,0.1,0.1\n0.2,0.2,0.2\nnan,nan,nan\n0.1,0.1,0.1\n");
+  const std::string summary = err_.str();
+  EXPECT_THAT(summary, HasSubstr("posterior std (laplace-divergence, from the network's "
+                                 "Jacobian) -> " + Path("std.csv")));
+  EXPECT_THAT(summary, HasSubstr("mean:  0.1333, 0.1333, 0.1333 per component; undefined (NaN) "
+                                 "in 1 of 4 samples"));
+  // Not asked for: not requested.
+  ASSERT_EQ(Run({"reconstruct", "--model=blur", "--input=" + Path("y.csv"),
+                 "--output=" + Path("x.csv")}),
+            0);
+  absl::MutexLock lock(&fake_.state().mu);
+  EXPECT_FALSE(fake_.state().reconstruct.posterior_std());
 }
 
 TEST_F(CliTest, ReconstructWithoutOutputPrintsCsv) {

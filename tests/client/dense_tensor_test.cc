@@ -109,5 +109,28 @@ TEST(DenseTensorTest, FromProtoValidatesAndNamesTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outputs: row 2, column 1")));
 }
 
+TEST(DenseTensorTest, FromProtoAllowingNaNKeepsNaNAndStillRefusesInfAndBadShapes) {
+  v1::Tensor proto;
+  proto.add_shape(2);
+  proto.add_shape(2);
+  proto.add_values(1);
+  proto.add_values(std::numeric_limits<float>::quiet_NaN());
+  proto.add_values(3);
+  EXPECT_THAT(DenseTensor::FromProtoAllowingNaN(proto, "posterior_std"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("posterior_std: shape [2, 2] needs 4 values, got 3")));
+  proto.add_values(4);
+  absl::StatusOr<DenseTensor> t = DenseTensor::FromProtoAllowingNaN(proto, "posterior_std");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(std::isnan(t->at(0, 1)));
+  EXPECT_EQ(t->at(1, 1), 4);
+  EXPECT_THAT(DenseTensor::FromProto(proto, "posterior_std"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NaN")));
+  proto.set_values(2, -std::numeric_limits<float>::infinity());
+  EXPECT_THAT(DenseTensor::FromProtoAllowingNaN(proto, "posterior_std"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("posterior_std: row 2, column 1")));
+}
+
 }  // namespace
 }  // namespace invnet::client

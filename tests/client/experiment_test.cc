@@ -329,7 +329,27 @@ TEST_F(ExperimentTest, ReportMatchesWhatTheServerAnswered) {
     EXPECT_THAT(line, HasSubstr(absl::StrFormat(" %.4f |", forward)));
     EXPECT_THAT(line, HasSubstr(" 97.5% |"));
     EXPECT_THAT(line, HasSubstr(" 20.5 |"));
+    // The network's own std where the loss defines one (the fake: 0.1 (i + 1), row 2 NaN,
+    // against an exact std of 1), nothing where the server refused it.
+    const bool has_std = std::string(kKeys[i]) == "divergence" || std::string(kKeys[i]) == "log-det";
+    if (has_std) {
+      EXPECT_EQ(row.at("posterior_std_method"), "laplace-divergence");
+      expect_near(Number(row, "mean_posterior_std"), 0.1 * (820.0 - 3.0) / 39.0);
+      expect_near(Number(row, "std_ratio_mean"), 0.1 * (820.0 - 3.0) / 39.0);
+      // Ratios 0.1, 0.2, 0.4, ..., 4.0, each twice (two components): 78 values, interpolated
+      // quantiles at positions 38.5 (2.1), 7.7 (0.5 .. 0.6) and 69.3 (3.6 .. 3.7).
+      expect_near(Number(row, "std_ratio_median"), 2.1);
+      expect_near(Number(row, "std_ratio_q10"), 0.57);
+      expect_near(Number(row, "std_ratio_q90"), 3.63);
+      expect_near(Number(row, "std_undefined_fraction"), 1.0 / 40.0);
+      EXPECT_THAT(line, HasSubstr(" 2.100 [0.570, 3.630], 2.5% NaN |"));
+    } else {
+      EXPECT_EQ(row.at("posterior_std_method"), "");
+      EXPECT_EQ(row.at("std_ratio_median"), "");
+    }
   }
+  expect_near(Number(results["posterior_mean"], "mean_posterior_std"), 1.0);
+  EXPECT_THAT(md, HasSubstr("**std / exact std**"));
 
   // The command printed the same table and where the report is.
   EXPECT_THAT(out_.str(), HasSubstr(row_of("exact posterior mean")));

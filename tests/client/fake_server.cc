@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -140,6 +141,23 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
       response->add_converged(i != 1);
       response->add_error_bound(1e-6 * static_cast<double>(i + 1));
       response->add_forward_residual(1e-5);
+    }
+    if (request->posterior_std()) {
+      const v1::Loss loss = LatestVersion(state_, request->model())->training().loss();
+      if (loss != v1::LOSS_UNSPECIFIED && loss != v1::LOSS_DIVERGENCE &&
+          loss != v1::LOSS_LOG_DET) {
+        return Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      "posterior_std: no theory for this loss");
+      }
+      v1::Tensor* std = response->mutable_posterior_std();
+      *std->mutable_shape() = request->measurements().shape();
+      const int64_t cols = request->measurements().shape(1);
+      for (int64_t i = 0; i < request->measurements().shape(0); ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+          std->add_values(i == 2 ? std::nanf("") : 0.1f * static_cast<float>(i + 1));
+        }
+      }
+      response->set_posterior_std_method("laplace-divergence");
     }
     return Status::OK;
   }

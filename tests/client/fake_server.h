@@ -9,7 +9,10 @@
 // returns `fail_with` if that is set):
 //   Reconstruct  x = s * y, s = reconstruct_scale[model] (default 0.5); iterations[i] = i + 1;
 //                converged[i] = (i != 1); error_bound[i] = 1e-6 * (i + 1); NOT_FOUND unless
-//                the model is in `models`
+//                the model is in `models`; with posterior_std, std[i][j] = 0.1 * (i + 1)
+//                except row 2 (NaN: undefined), method "laplace-divergence", or
+//                FAILED_PRECONDITION when the latest version's loss is set and is neither
+//                divergence nor log-det
 //   Forward      2 * x;  Estimate  posterior_mean 0.5 y, posterior_std 1, map y, wiener 0.25 y,
 //                pseudo_inverse y (those asked for; all when none), map_objective[i] = i;
 //                FAILED_PRECONDITION when the model's latest version has a dataset problem

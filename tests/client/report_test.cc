@@ -71,10 +71,12 @@ TEST(ResultsCsvTest, FullPrecisionEmptyCellsAndQuoting) {
   EXPECT_EQ(ResultsCsv({reference, Network(0.1)}),
             "estimator,key,kind,model,version,target_space,mse,mse_ratio_to_pm,rms_to_pm,"
             "rms_to_map,forward_error,converged_fraction,mean_iterations,train_seconds,"
-            "training_seed\n"
-            "\"Wiener, \"\"LMMSE\"\"\",wiener,reference,,,,0.123456789,1.25,0,0.0251,,,,,\n"
+            "training_seed,posterior_std_method,mean_posterior_std,std_ratio_mean,"
+            "std_ratio_median,std_ratio_q10,std_ratio_q90,std_undefined_fraction\n"
+            "\"Wiener, \"\"LMMSE\"\"\",wiener,reference,,,,0.123456789,1.25,0,0.0251,,,,,,,,,,,"
+            ",\n"
             "log-det regularised,log-det,network,exp-log-det,3,measurement,0.1,,,,0.00026,0.975,"
-            "21.04,38.24,0\n");
+            "21.04,38.24,0,,,,,,,\n");
 }
 
 TEST(MeanWithErrorTest, MeanStandardErrorAndSkippedNaN) {

@@ -1,6 +1,7 @@
 // End to end: the real invnet-server binary (port 0, a temporary repository) driven only by the
 // real invnet CLI, as a user would.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -159,6 +160,39 @@ TEST_F(CliE2eTest, TrainReconstructCompareWithTheReferencesAndDelete) {
   const double inverse_to_pm = RmsDistance(pinv, pm);
   EXPECT_LT(network_to_pm, 0.5 * inverse_to_pm) << network_to_pm << " vs " << inverse_to_pm;
   EXPECT_LT(std::pow(RmsDistance(x_hat, x), 2), 1.3 * std::pow(RmsDistance(pm, x), 2));
+
+  // The network's own posterior std (Laplace, divergence in normal space) against the exact
+  // one: a 400-step network of width 16 is a rough curvature model, but of the right size.
+  CommandResult spread = Cli({"reconstruct", "--model=toy", "--input=" + Path("y.csv"),
+                              "--output=" + Path("xhat2.csv"),
+                              "--posterior_std=" + Path("std.csv")});
+  ASSERT_EQ(spread.exit_code, 0) << spread.err;
+  EXPECT_THAT(spread.err, HasSubstr("posterior std (laplace-divergence"));
+  CommandResult exact_std =
+      Cli({"estimate", "--model=toy", "--input=" + Path("y.csv"), "--output=" + Path("es.csv"),
+           "--estimators=posterior_std"});
+  ASSERT_EQ(exact_std.exit_code, 0) << exact_std.err;
+  Matrix std = ReadCsv(Path("std.csv"));
+  Matrix reference = ReadCsv(Path("es.csv"));
+  ASSERT_EQ(std.size(), 200u);
+  ASSERT_EQ(reference.size(), 200u);
+  std::vector<double> ratios;
+  for (size_t i = 0; i < std.size(); ++i) {
+    for (size_t j = 0; j < 2; ++j) {
+      if (std::isfinite(std[i][j])) ratios.push_back(std[i][j] / reference[i][j]);
+    }
+  }
+  ASSERT_GE(ratios.size(), 380u);  // at most 10 samples without a defined std
+  std::sort(ratios.begin(), ratios.end());
+  EXPECT_GT(ratios[ratios.size() / 2], 0.7);
+  EXPECT_LT(ratios[ratios.size() / 2], 1.4);
+  // A loss without a theory for it: the server's reason reaches the user.
+  ASSERT_EQ(Cli({"train", "--spec=" + WriteSpec("plain", "LOSS_APPROXIMATION", 5)}).exit_code, 0);
+  CommandResult refused = Cli({"reconstruct", "--model=plain", "--input=" + Path("y.csv"),
+                               "--posterior_std=" + Path("none.csv")});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(refused.err, HasSubstr("loss 'approximation'"));
 
   CommandResult forward =
       Cli({"forward", "--model=toy", "--input=" + Path("x.csv"), "--output=" + Path("phi.npy")});

@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "gtest/gtest.h"
+#include "models/inverse.h"
 #include "models/iresnet.h"
 #include "tests/testing/gradients.h"
 #include "tests/testing/networks.h"
@@ -59,6 +60,22 @@ TEST(JacobianTest, ExactQuantitiesMatchFiniteDifferences) {
   at::Tensor v = at::randn({6, 3, 4}, at::kDouble);  // three tangent rows per sample
   EXPECT_TRUE(at::allclose(JacobianVectorProduct(*net, x, v).value,
                            at::matmul(v, fd.transpose(1, 2)), 1e-6, 1e-7));
+}
+
+TEST(JacobianTest, AServedNetworksJacobianIsTheTrainableOnes) {
+  for (Activation activation : {Activation::kElu, Activation::kTanh, Activation::kSoftplus,
+                                Activation::kLipSwish}) {
+    IResNetConfig config = Config(5, 0.95, 3);
+    config.activation = activation;
+    auto net = MakeSaturatedNetwork(config, at::kDouble);
+    auto frozen = FrozenIResNet::Create(*net).value();
+    at::Tensor x = at::randn({7, 5}, at::kDouble);
+    at::Tensor served = ExactJacobian(*frozen, x.to(at::kFloat));  // float input, float64 result
+    EXPECT_EQ(served.scalar_type(), at::kDouble);
+    EXPECT_TRUE(at::allclose(served, ExactJacobian(*net, x.to(at::kFloat).to(at::kDouble)).value,
+                             1e-12, 1e-12))
+        << ActivationName(activation);
+  }
 }
 
 TEST(JacobianTest, LogDetAndDivergenceGradientsMatchFiniteDifferences) {

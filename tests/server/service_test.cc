@@ -186,6 +186,94 @@ TEST_P(ServiceTest, ReconstructAndForwardRoundTrip) {
   }
 }
 
+TEST_P(ServiceTest, ReconstructReturnsTheNetworksPosteriorStdWhenAsked) {
+  v1::ReconstructRequest request;
+  request.set_model("toy");  // divergence, normal space
+  *request.mutable_measurements() = Batch(20, 2);
+  v1::ReconstructResponse plain;
+  ASSERT_TRUE(Reconstruct(request, &plain).ok());
+  EXPECT_FALSE(plain.has_posterior_std());
+  EXPECT_EQ(plain.posterior_std_method(), "");
+  request.set_posterior_std(true);
+  v1::ReconstructResponse response;
+  grpc::Status status = Reconstruct(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.posterior_std_method(), "laplace-divergence");
+  ASSERT_EQ(response.posterior_std().shape_size(), 2);
+  EXPECT_EQ(response.posterior_std().shape(0), 20);
+  EXPECT_EQ(response.posterior_std().shape(1), 2);
+  ASSERT_EQ(response.reconstructions().values_size(), plain.reconstructions().values_size());
+  for (int i = 0; i < plain.reconstructions().values_size(); ++i) {
+    EXPECT_EQ(response.reconstructions().values(i), plain.reconstructions().values(i));
+  }
+  // The exact posterior std of the same measurements: a network trained for 40 steps is no
+  // accurate curvature model, but it is of the right scale (a lost delta, or delta^2 for
+  // delta, would be off by 5x or more).
+  v1::EstimateRequest estimate;
+  estimate.set_model("toy");
+  *estimate.mutable_measurements() = request.measurements();
+  estimate.add_estimators(v1::ESTIMATOR_POSTERIOR_STD);
+  v1::EstimateResponse exact;
+  grpc::ClientContext context;
+  ASSERT_TRUE(reconstruction_->Estimate(&context, estimate, &exact).ok());
+  ASSERT_EQ(exact.posterior_std().values_size(), 40);
+  for (int i = 0; i < 40; ++i) {
+    const float s = response.posterior_std().values(i);
+    ASSERT_TRUE(std::isfinite(s)) << i;
+    EXPECT_GT(s / exact.posterior_std().values(i), 0.4) << i;
+    EXPECT_LT(s / exact.posterior_std().values(i), 2.5) << i;
+  }
+}
+
+TEST_P(ServiceTest, PosteriorStdOfALogDetModelInMeasurementSpaceIsTweedies) {
+  const std::string name = GetParam() == Transport::kTcp ? "spread-logdet-tcp" : "spread-logdet";
+  v1::TrainRequest train = SmallTrainRequest(name, v1::LOSS_LOG_DET, 40);
+  train.mutable_training()->set_target_space(v1::TARGET_SPACE_MEASUREMENT);
+  grpc::ClientContext context;
+  v1::TrainResponse started;
+  ASSERT_TRUE(training_->Train(&context, train, &started).ok());
+  ASSERT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  v1::ReconstructRequest request;
+  request.set_model(name);
+  request.set_posterior_std(true);
+  *request.mutable_measurements() = Batch(5, 2);
+  v1::ReconstructResponse response;
+  grpc::Status status = Reconstruct(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.posterior_std_method(), "tweedie-log-det");
+  ASSERT_EQ(response.posterior_std().values_size(), 10);
+  for (float s : response.posterior_std().values()) EXPECT_GT(s, 0.0f);
+}
+
+TEST_P(ServiceTest, PosteriorStdIsRefusedWhereNoTheoryDefinesIt) {
+  // Approximation training: no regulariser ties J_phi to the posterior.
+  v1::ReconstructRequest request;
+  request.set_model("wide");
+  request.set_posterior_std(true);
+  *request.mutable_measurements() = Batch(2, 2);
+  v1::ReconstructResponse response;
+  ExpectCode(Reconstruct(request, &response), grpc::StatusCode::FAILED_PRECONDITION,
+             "loss 'approximation' in target space 'measurement'");
+  // Log-det in normal space: no Tweedie identity there.
+  const std::string name = GetParam() == Transport::kTcp ? "spread-normal-tcp" : "spread-normal";
+  v1::TrainRequest train = SmallTrainRequest(name, v1::LOSS_LOG_DET, 5);
+  train.mutable_training()->set_target_space(v1::TARGET_SPACE_NORMAL);
+  grpc::ClientContext context;
+  v1::TrainResponse started;
+  // (Should training come to refuse this combination, there is nothing to serve.)
+  if (training_->Train(&context, train, &started).ok()) {
+    ASSERT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+    request.set_model(name);
+    ExpectCode(Reconstruct(request, &response), grpc::StatusCode::FAILED_PRECONDITION,
+               "loss 'logdet' in target space 'normal'");
+  }
+  // Where the std is defined, the measurements are still validated.
+  request.set_model("toy");
+  request.mutable_measurements()->set_values(0, std::nanf(""));
+  ExpectCode(Reconstruct(request, &response), grpc::StatusCode::INVALID_ARGUMENT,
+             "measurements");
+}
+
 TEST_P(ServiceTest, EstimateReturnsTheReferences) {
   v1::EstimateRequest request;
   request.set_model("toy");
