@@ -326,20 +326,22 @@ TEST(EmpiricalDatasetTest, SamplesOnlyRowsOfTheDataAndAllOfThem) {
   EXPECT_TRUE(at::equal(dataset->Sample(100, Seeded(9)), dataset->Sample(100, Seeded(9))));
 }
 
-TEST(EmpiricalDatasetTest, SplitHoldoutKeepsTheOrder) {
+TEST(EmpiricalDatasetTest, SplitHoldoutTakesTheGivenRowsAndKeepsTheRestInOrder) {
   const at::Tensor data = at::arange(30, at::kDouble).view({10, 3});
   ASSERT_OK_AND_ASSIGN(auto dataset, EmpiricalDataset::Create(data));
-  ASSERT_OK_AND_ASSIGN(auto split, dataset->SplitHoldout(3));
+  ASSERT_OK_AND_ASSIGN(auto split, dataset->SplitHoldout(at::tensor({8, 2, 5}, at::kLong)));
   EXPECT_EQ(split.first->size(), 7);
-  EXPECT_EQ(split.second.sizes(), (std::vector<int64_t>{3, 3}));
-  EXPECT_TRUE(at::equal(split.first->samples(), data.narrow(0, 0, 7)));
-  EXPECT_TRUE(at::equal(split.second, data.narrow(0, 7, 3)));
-  for (int64_t holdout : {0, -1, 10, 11}) {
-    EXPECT_THAT(dataset->SplitHoldout(holdout),
+  EXPECT_TRUE(at::equal(split.second, data.index_select(0, at::tensor({8, 2, 5}, at::kLong))));
+  EXPECT_TRUE(at::equal(split.first->samples(),
+                        data.index_select(0, at::tensor({0, 1, 3, 4, 6, 7, 9}, at::kLong))));
+  const std::vector<std::vector<int64_t>> bad = {{}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {10}, {-1},
+                                                 {3, 3}};
+  for (const std::vector<int64_t>& rows : bad) {
+    EXPECT_THAT(dataset->SplitHoldout(at::tensor(rows, at::kLong)),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("holdout")))
-        << holdout;
+        << rows.size();
   }
-  EXPECT_THAT(dataset->SplitHoldout(9), IsOk());
+  EXPECT_THAT(dataset->SplitHoldout(at::arange(9, at::kLong)), IsOk());
 }
 
 }  // namespace
