@@ -39,10 +39,14 @@ TEST_P(WorstCaseRoundTrip, Float64ReachesTenDigitsAndTheBoundHolds) {
   ASSERT_NE(net, nullptr);
   ASSERT_OK_AND_ASSIGN(auto frozen, FrozenIResNet::Create(*net));
   EXPECT_NEAR(frozen->block_lipschitz()[0], c, 1e-12);
-  at::Tensor x = at::randn({64, 8}, at::kDouble);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(21);
+  at::Tensor x = at::randn({64, 8}, gen, at::kDouble);
   at::Tensor y = net->Forward(x);
   InverseOptions options;
-  options.tolerance = 1e-11;
+  // Not 1e-11: at c = 0.97 the certified floor, the rounding bound amplified by 1 / (1 - c) and
+  // its safety factor, is about 1e-11 itself for signals of norm 3, so one signal in ~30 draws
+  // stops just above 1e-11 with a true error of 5e-12. 1e-10 is still ten digits.
+  options.tolerance = 1e-10;
   options.max_iterations = 100000;
   options.anderson = false;  // the plain iteration, whose iteration count is predictable
   ASSERT_OK_AND_ASSIGN(InverseResult r, frozen->Inverse(y, options));
