@@ -1,6 +1,8 @@
 #include "models/evaluation.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -28,6 +30,27 @@ TestSet DrawTestSet(const SignalSource& source, const LinearOperator& op, double
     test.pm = references->PosteriorMean(test.y);
     test.map = references->Map(test.y).x;
   }
+  return test;
+}
+
+absl::StatusOr<TestSet> DrawTestSetUnlessStopped(const SignalSource& source,
+                                                 const LinearOperator& op, double noise_level,
+                                                 int64_t count, at::Generator generator,
+                                                 const std::function<bool()>& should_stop) {
+  if (count <= kTestSetBlockRows) return DrawTestSet(source, op, noise_level, count, generator);
+  std::vector<at::Tensor> signals, measurements;
+  for (int64_t first = 0; first < count; first += kTestSetBlockRows) {
+    if (first > 0 && should_stop && should_stop()) {
+      return absl::CancelledError("test pairs: stopped on request");
+    }
+    TestSet block = DrawTestSet(source, op, noise_level,
+                                std::min(kTestSetBlockRows, count - first), generator);
+    signals.push_back(std::move(block.x));
+    measurements.push_back(std::move(block.y));
+  }
+  TestSet test;
+  test.x = at::cat(signals);
+  test.y = at::cat(measurements);
   return test;
 }
 

@@ -11,6 +11,7 @@
 // Quantities that do not apply (no reference, not a network) are NaN.
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 
@@ -38,6 +39,16 @@ struct TestSet {
 TestSet DrawTestSet(const SignalSource& source, const LinearOperator& op, double noise_level,
                     int64_t count, at::Generator generator,
                     const BayesEstimators* references = nullptr);
+
+// Pairs as DrawTestSet draws them (without references), in blocks of kTestSetBlockRows, asking
+// `should_stop` (may be empty) between blocks: CANCELLED when it says to, so a caller who left
+// does not keep the server drawing a million pairs. Up to kTestSetBlockRows pairs, the draws are
+// DrawTestSet's own.
+inline constexpr int64_t kTestSetBlockRows = 16384;
+absl::StatusOr<TestSet> DrawTestSetUnlessStopped(const SignalSource& source,
+                                                 const LinearOperator& op, double noise_level,
+                                                 int64_t count, at::Generator generator,
+                                                 const std::function<bool()>& should_stop);
 
 struct EvaluationMetrics {
   static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();

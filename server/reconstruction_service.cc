@@ -255,8 +255,10 @@ grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* conte
         INVNET_ASSIGN_OR_RETURN(holdout, EmpiricalDataset::Create(split.second));
         source = holdout.get();
       }
-      TestSet pairs =
-          DrawTestSet(*source, *model->op, problem.noise_level, request->count(), gen);
+      INVNET_ASSIGN_OR_RETURN(
+          TestSet pairs, DrawTestSetUnlessStopped(*source, *model->op, problem.noise_level,
+                                                  request->count(), gen,
+                                                  StopWhenAbandoned(context)));
       response->set_model(model->name);
       response->set_version(model->version);
       EncodeTensor(pairs.x, response->mutable_signals());

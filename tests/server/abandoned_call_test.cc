@@ -190,5 +190,22 @@ TEST_F(AbandonedCallTest, CancelledForwardStops) {
   std::printf("full forward: %.2f s of CPU; abandoned: %.2f s\n", full, abandoned);
 }
 
+TEST_F(AbandonedCallTest, DrawTestPairsStopsAtTheDeadline) {
+  // blur64: a pair costs a 64-D Gaussian draw and a 64 x 64 blur; half a million cost seconds.
+  v1::TrainRequest request = SmallTrainRequest("blur", v1::LOSS_APPROXIMATION, 2);
+  request.set_preset("blur64");
+  Train(request);
+  auto draw = [this](int64_t count) {
+    return [this, count](grpc::ClientContext* context) {
+      v1::DrawTestPairsRequest pairs;
+      pairs.set_model("blur");
+      pairs.set_count(count);
+      v1::DrawTestPairsResponse response;
+      return reconstruction_->DrawTestPairs(context, pairs, &response);
+    };
+  };
+  ExpectStopsAtTheDeadline(draw, 500000, 10, "DrawTestPairs");  // the most --max_message_mb allows
+}
+
 }  // namespace
 }  // namespace invnet::server
