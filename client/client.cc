@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,18 @@ absl::StatusOr<Response> CallUnary(absl::Duration timeout, const Call& call) {
   if (!status.ok()) return FromGrpcStatus(status, context);
   return response;
 }
+
+// 128 random bits in hex: a Train idempotency key no other client will pick.
+std::string RandomRequestId() {
+  std::random_device random;
+  std::string id;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&id, absl::Hex(random(), absl::kZeroPad8));
+  return id;
+}
+
+// Between a Train that got no answer and its one retry: long enough for a restarting server or
+// a dropped connection, short next to a training job.
+constexpr absl::Duration kTrainRetryPause = absl::Milliseconds(250);
 
 // Adds the `authorization` metadata to every call of the channel. An interceptor rather than
 // call credentials: gRPC sends call credentials only over secure channels, and a token is also
@@ -223,10 +236,20 @@ absl::StatusOr<v1::DrawTestPairsResponse> InvnetClient::DrawTestPairs(
 }
 
 absl::StatusOr<v1::TrainResponse> InvnetClient::Train(const v1::TrainRequest& request) const {
-  return CallUnary<v1::TrainResponse>(options_.rpc_timeout,
-                                      [&](grpc::ClientContext* context, v1::TrainResponse* out) {
-                                        return training_->Train(context, request, out);
-                                      });
+  v1::TrainRequest keyed = request;
+  if (keyed.request_id().empty()) keyed.set_request_id(RandomRequestId());
+  auto call = [&] {
+    return CallUnary<v1::TrainResponse>(options_.rpc_timeout,
+                                        [&](grpc::ClientContext* context, v1::TrainResponse* out) {
+                                          return training_->Train(context, keyed, out);
+                                        });
+  };
+  absl::StatusOr<v1::TrainResponse> response = call();
+  if (absl::IsUnavailable(response.status()) || absl::IsDeadlineExceeded(response.status())) {
+    absl::SleepFor(kTrainRetryPause);
+    response = call();
+  }
+  return response;
 }
 
 absl::StatusOr<v1::GetTrainingJobResponse> InvnetClient::GetTrainingJob(

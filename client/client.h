@@ -116,6 +116,9 @@ class InvnetClient {
       const v1::DrawTestPairsRequest& request) const;
 
   // TrainingService (deadline: rpc_timeout).
+  // Train gives a request without `request_id` a random one, and asks once more with the same
+  // id when the first answer is UNAVAILABLE or DEADLINE_EXCEEDED (the job may have started):
+  // the server then returns the job the first call started, so a retry never trains twice.
   absl::StatusOr<v1::TrainResponse> Train(const v1::TrainRequest& request) const;
   absl::StatusOr<v1::GetTrainingJobResponse> GetTrainingJob(
       const v1::GetTrainingJobRequest& request) const;
