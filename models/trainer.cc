@@ -191,7 +191,7 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
   const auto start = Clock::now();
   TrainingSpec t = request.training;
   const double delta = request.problem.noise_level;
-  if (t.loss_weight < 0) t.loss_weight = delta * delta;
+  t.loss_weight = EffectiveLossWeight(t, delta);
 
   INVNET_ASSIGN_OR_RETURN(auto net, IResNet::Create(request.architecture, at::kFloat));
   net->SetTraining(true);
@@ -332,6 +332,10 @@ absl::StatusOr<Checkpoint> RunTraining(const TrainingRequest& request, const Set
 }
 
 }  // namespace
+
+double EffectiveLossWeight(const TrainingSpec& training, double noise_level) {
+  return training.loss_weight < 0 ? noise_level * noise_level : training.loss_weight;
+}
 
 absl::Status DivergenceMonitor::Check(int64_t step, double loss) {
   constexpr absl::string_view kAdvice =

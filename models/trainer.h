@@ -73,6 +73,10 @@ class DivergenceMonitor {
   double early_magnitude_ = 0.0;
 };
 
+// training.loss_weight as the trainer uses it: a negative value (the default) stands for
+// delta^2, delta = noise_level.
+double EffectiveLossWeight(const TrainingSpec& training, double noise_level);
+
 // OK, or INVALID_ARGUMENT naming the first bad field ("training.batch_size: ...",
 // "prior.weights: ...", "target_space: ...", magnitudes: ValidateProblemMagnitudes). Resolves
 // nothing; Train calls it first.

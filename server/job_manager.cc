@@ -263,6 +263,9 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   }
   INVNET_RETURN_IF_ERROR(ValidateTrainingRequest(train));
 
+  // The job shows the weight it trains with (delta^2 by default), never the "default" marker.
+  resolved.training.loss_weight =
+      EffectiveLossWeight(resolved.training, resolved.problem.noise_level);
   auto job = std::make_shared<Job>();
   job->resolved = resolved;
   job->dataset_samples = samples;

@@ -1050,6 +1050,10 @@ TEST_P(ServiceTest, TrainWithARequestIdStartsOneJob) {
   ASSERT_TRUE(training_->Train(&c2, request, &second).ok());
   EXPECT_EQ(first.job().job_id(), second.job().job_id());
   EXPECT_EQ(first.job().request_id(), key);
+  // The default weight shows as the number it is (delta^2), not as a marker.
+  const double delta = first.job().problem().noise_level();
+  EXPECT_GT(delta, 0);
+  EXPECT_DOUBLE_EQ(first.job().training().loss_weight(), delta * delta);
   const v1::TrainingJob done = WaitForJob(*training_, first.job().job_id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
   // After it finished, the key still answers with the same job.
