@@ -57,6 +57,9 @@ ABSL_FLAG(int, torch_threads, 0, "LibTorch threads per request and per job (0: a
 ABSL_FLAG(int, max_jobs, 2, "training jobs that may run at once");
 ABSL_FLAG(int, max_watch_streams, invnet::server::ServerOptions{}.max_watch_streams,
           "WatchTrainingJob streams open at once; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_watch_streams_per_connection,
+          invnet::server::ServerOptions{}.max_watch_streams_per_connection,
+          "WatchTrainingJob streams open at once from one client connection");
 ABSL_FLAG(int64_t, max_dataset_mb, 1024, "largest uploaded dataset, in MiB");
 ABSL_FLAG(int64_t, max_job_memory_mb, 0,
           "memory one training job may need (estimated before it starts), in MiB (0: half of "
@@ -185,6 +188,8 @@ int main(int argc, char** argv) {
   options.torch_threads = absl::GetFlag(FLAGS_torch_threads);
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_jobs);
   options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
+  options.max_watch_streams_per_connection =
+      absl::GetFlag(FLAGS_max_watch_streams_per_connection);
   options.max_dataset_bytes = MebibytesToBytes(absl::GetFlag(FLAGS_max_dataset_mb));
   options.max_job_memory_bytes = MebibytesToBytes(absl::GetFlag(FLAGS_max_job_memory_mb));
   options.reflection = absl::GetFlag(FLAGS_reflection);

@@ -150,6 +150,8 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   };
   INVNET_RETURN_IF_ERROR(at_least("--max_jobs", options.max_concurrent_jobs, 1));
   INVNET_RETURN_IF_ERROR(at_least("--max_watch_streams", options.max_watch_streams, 1));
+  INVNET_RETURN_IF_ERROR(at_least("--max_watch_streams_per_connection",
+                                  options.max_watch_streams_per_connection, 1));
   INVNET_RETURN_IF_ERROR(at_least("--max_models", options.max_model_versions, 1));
   INVNET_RETURN_IF_ERROR(at_least("--max_batch", options.max_batch, 1));
   INVNET_RETURN_IF_ERROR(at_least("--torch_threads", options.torch_threads, 0));
@@ -249,7 +251,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       server->models_.get(), server->datasets_.get(), limits, &server->authorizer_,
       options.batching, server->metrics_.get());
   server->training_ = std::make_unique<TrainingServiceImpl>(
-      server->jobs_.get(), &server->authorizer_, options.max_watch_streams);
+      server->jobs_.get(), &server->authorizer_,
+      WatchStreamLimits{options.max_watch_streams, options.max_watch_streams_per_connection});
   server->model_service_ =
       std::make_unique<ModelServiceImpl>(server->models_.get(), &server->authorizer_);
   server->dataset_service_ =

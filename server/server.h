@@ -49,6 +49,9 @@ struct ServerOptions {
   // Open WatchTrainingJob streams at most (each holds a thread of the synchronous server);
   // one more is answered RESOURCE_EXHAUSTED.
   int max_watch_streams = 256;
+  // ... and at most this many from one client connection (its peer address), so that one client
+  // cannot hold every slot.
+  int max_watch_streams_per_connection = 32;
   // Peak memory one training job may need, estimated from its request before it starts
   // (models/memory_estimate.h); 0 = half of the machine's physical memory.
   int64_t max_job_memory_bytes = 0;

@@ -8,7 +8,12 @@
 // null, owned by the caller, outliving the service).
 
 #include <atomic>
+#include <map>
+#include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "invnet/v1/dataset_service.grpc.pb.h"
 #include "invnet/v1/model_service.grpc.pb.h"
 #include "invnet/v1/reconstruction_service.grpc.pb.h"
@@ -61,12 +66,19 @@ class ReconstructionServiceImpl final : public v1::ReconstructionService::Servic
   ServerMetrics* const metrics_;
 };
 
-// At most `max_watch_streams` WatchTrainingJob streams are open at once; one more is answered
-// RESOURCE_EXHAUSTED naming --max_watch_streams.
+// Bounds on open WatchTrainingJob streams (each holds a thread of the synchronous server):
+// `limits.total` at once, and `limits.per_connection` from one client connection (told apart by
+// its peer address), so one client cannot take every slot. One more is answered
+// RESOURCE_EXHAUSTED naming the flag.
+struct WatchStreamLimits {
+  int total = 256;
+  int per_connection = 32;
+};
+
 class TrainingServiceImpl final : public v1::TrainingService::Service {
  public:
-  TrainingServiceImpl(JobManager* jobs, const Authorizer* auth, int max_watch_streams)
-      : jobs_(jobs), auth_(auth), max_watch_streams_(max_watch_streams) {}
+  TrainingServiceImpl(JobManager* jobs, const Authorizer* auth, WatchStreamLimits limits)
+      : jobs_(jobs), auth_(auth), watch_limits_(limits) {}
   grpc::Status Train(grpc::ServerContext* context, const v1::TrainRequest* request,
                      v1::TrainResponse* response) override;
   grpc::Status GetTrainingJob(grpc::ServerContext* context,
@@ -83,10 +95,16 @@ class TrainingServiceImpl final : public v1::TrainingService::Service {
                                 grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) override;
 
  private:
+  // OK and a slot taken, or RESOURCE_EXHAUSTED; ReleaseWatchSlot gives it back.
+  absl::Status TakeWatchSlot(const std::string& peer);
+  void ReleaseWatchSlot(const std::string& peer);
+
   JobManager* jobs_;
   const Authorizer* auth_;
-  const int max_watch_streams_;
-  std::atomic<int> open_watch_streams_{0};
+  const WatchStreamLimits watch_limits_;
+  absl::Mutex watch_mu_;
+  int open_watch_streams_ ABSL_GUARDED_BY(watch_mu_) = 0;
+  std::map<std::string, int> watch_streams_by_peer_ ABSL_GUARDED_BY(watch_mu_);
 };
 
 class ModelServiceImpl final : public v1::ModelService::Service {

@@ -47,20 +47,42 @@ grpc::Status TrainingServiceImpl::CancelTrainingJob(grpc::ServerContext* context
   return grpc::Status::OK;
 }
 
+absl::Status TrainingServiceImpl::TakeWatchSlot(const std::string& peer) {
+  absl::MutexLock lock(&watch_mu_);
+  if (open_watch_streams_ >= watch_limits_.total) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the server already has its maximum of ", watch_limits_.total,
+                     " open WatchTrainingJob streams (--max_watch_streams): retry later, or "
+                     "poll GetTrainingJob"));
+  }
+  int& mine = watch_streams_by_peer_[peer];
+  if (mine >= watch_limits_.per_connection) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "this connection already has its maximum of ", watch_limits_.per_connection,
+        " open WatchTrainingJob streams (--max_watch_streams_per_connection): close one, or "
+        "poll GetTrainingJob"));
+  }
+  ++mine;
+  ++open_watch_streams_;
+  return absl::OkStatus();
+}
+
+void TrainingServiceImpl::ReleaseWatchSlot(const std::string& peer) {
+  absl::MutexLock lock(&watch_mu_);
+  --open_watch_streams_;
+  auto it = watch_streams_by_peer_.find(peer);
+  if (it != watch_streams_by_peer_.end() && --it->second <= 0) watch_streams_by_peer_.erase(it);
+}
+
 grpc::Status TrainingServiceImpl::WatchTrainingJob(
     grpc::ServerContext* context, const v1::WatchTrainingJobRequest* request,
     grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) {
   if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   // Each open stream holds a thread of the synchronous server: bounded, released on return.
-  if (open_watch_streams_.fetch_add(1) >= max_watch_streams_) {
-    open_watch_streams_.fetch_sub(1);
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("the server already has its maximum of ", max_watch_streams_,
-                                     " open WatchTrainingJob streams (--max_watch_streams): "
-                                     "retry later, or poll GetTrainingJob"));
-  }
-  const absl::Cleanup release = [this] { open_watch_streams_.fetch_sub(1); };
+  const std::string peer = context->peer();
+  if (absl::Status s = TakeWatchSlot(peer); !s.ok()) return ToGrpcStatus(s);
+  const absl::Cleanup release = [this, &peer] { ReleaseWatchSlot(peer); };
   // Wakes at least every half second to notice a client that went away, so an abandoned Watch
   // never holds its thread for long.
   int64_t seen = -1;

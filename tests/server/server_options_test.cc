@@ -39,6 +39,8 @@ TEST(ValidateServerOptionsTest, NonsensicalLimitsAreRefusedNamingTheFlag) {
       {"--max_jobs", [](ServerOptions& o) { o.max_concurrent_jobs = 0; }},
       {"--max_jobs", [](ServerOptions& o) { o.max_concurrent_jobs = -1; }},
       {"--max_watch_streams", [](ServerOptions& o) { o.max_watch_streams = 0; }},
+      {"--max_watch_streams_per_connection",
+       [](ServerOptions& o) { o.max_watch_streams_per_connection = 0; }},
       {"--max_models", [](ServerOptions& o) { o.max_model_versions = 0; }},
       {"--max_batch", [](ServerOptions& o) { o.max_batch = 0; }},
       {"--max_dataset_mb", [](ServerOptions& o) { o.max_dataset_bytes = 0; }},

@@ -1,6 +1,7 @@
-// The bound on open WatchTrainingJob streams (--max_watch_streams): each open stream holds a
-// thread of the synchronous server, so one stream beyond the bound is refused
-// RESOURCE_EXHAUSTED, naming the flag, and a slot frees when a stream ends.
+// The bounds on open WatchTrainingJob streams (--max_watch_streams in total,
+// --max_watch_streams_per_connection from one connection): each open stream holds a thread of
+// the synchronous server, so one stream beyond a bound is refused RESOURCE_EXHAUSTED, naming
+// the flag, and a slot frees when a stream ends.
 
 #include <cstdlib>
 #include <memory>
@@ -8,6 +9,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -29,7 +31,8 @@ struct Watch {
 
 class WatchLimitTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  // Each test starts the server with its per-connection bound.
+  void StartServer(int per_connection) {
     char tmpl[] = "/tmp/invnet_watch_limit_XXXXXX";
     repository_ = mkdtemp(tmpl);
     ServerOptions options;
@@ -37,6 +40,7 @@ class WatchLimitTest : public ::testing::Test {
     options.repository = repository_;
     options.torch_threads = 1;
     options.max_watch_streams = kMaxStreams;
+    options.max_watch_streams_per_connection = per_connection;
     server_ = Server::Start(options).value();
     stub_ = v1::TrainingService::NewStub(server_->InProcessChannel());
     // A job that runs far longer than the test, so that its streams stay open.
@@ -52,6 +56,7 @@ class WatchLimitTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    if (server_ == nullptr) return;
     grpc::ClientContext context;
     v1::CancelTrainingJobRequest request;
     request.set_job_id(job_id_);
@@ -61,13 +66,31 @@ class WatchLimitTest : public ::testing::Test {
     std::system(("rm -rf " + repository_).c_str());
   }
 
-  std::unique_ptr<Watch> OpenWatch() {
+  std::unique_ptr<Watch> OpenWatch() { return OpenWatchOn(*stub_); }
+
+  std::unique_ptr<Watch> OpenWatchOn(v1::TrainingService::Stub& stub) {
     auto watch = std::make_unique<Watch>();
     watch->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     v1::WatchTrainingJobRequest request;
     request.set_job_id(job_id_);
-    watch->reader = stub_->WatchTrainingJob(&watch->context, request);
+    watch->reader = stub.WatchTrainingJob(&watch->context, request);
     return watch;
+  }
+
+  // A stub on a TCP connection of its own (not shared with other channels to the server).
+  std::unique_ptr<v1::TrainingService::Stub> StubOnItsOwnConnection() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return v1::TrainingService::NewStub(
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                  grpc::InsecureChannelCredentials(), args));
+  }
+
+  // The stream's first update (it holds a slot), or its refusal.
+  static grpc::Status FirstUpdate(Watch& watch) {
+    v1::WatchTrainingJobResponse update;
+    if (watch.reader->Read(&update)) return grpc::Status::OK;
+    return watch.reader->Finish();
   }
 
   // Cancels the stream and returns its status.
@@ -83,6 +106,7 @@ class WatchLimitTest : public ::testing::Test {
 };
 
 TEST_F(WatchLimitTest, OneStreamBeyondTheBoundIsRefusedUntilOneCloses) {
+  StartServer(/*per_connection=*/kMaxStreams);
   std::vector<std::unique_ptr<Watch>> open;
   for (int i = 0; i < kMaxStreams; ++i) {
     open.push_back(OpenWatch());
@@ -112,6 +136,30 @@ TEST_F(WatchLimitTest, OneStreamBeyondTheBoundIsRefusedUntilOneCloses) {
     }
   }
   EXPECT_TRUE(admitted) << "no slot freed after a stream closed";
+  for (auto& watch : open) Close(*watch);
+}
+
+TEST_F(WatchLimitTest, OneConnectionCannotTakeEverySlot) {
+  StartServer(/*per_connection=*/2);
+  auto first = StubOnItsOwnConnection();
+  auto second = StubOnItsOwnConnection();
+  std::vector<std::unique_ptr<Watch>> open;
+  for (int i = 0; i < 2; ++i) {
+    open.push_back(OpenWatchOn(*first));
+    ASSERT_TRUE(FirstUpdate(*open.back()).ok()) << "stream " << i;
+  }
+  std::unique_ptr<Watch> third_on_first = OpenWatchOn(*first);
+  const grpc::Status refused = FirstUpdate(*third_on_first);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("--max_watch_streams_per_connection"));
+  // Another connection still gets the last slot of the total ...
+  open.push_back(OpenWatchOn(*second));
+  ASSERT_TRUE(FirstUpdate(*open.back()).ok());
+  // ... and then the total bound refuses it too.
+  std::unique_ptr<Watch> beyond_total = OpenWatchOn(*second);
+  const grpc::Status full = FirstUpdate(*beyond_total);
+  EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(full.error_message(), HasSubstr("--max_watch_streams)"));
   for (auto& watch : open) Close(*watch);
 }
 
