@@ -142,6 +142,48 @@ int HandleHelpAndVersion(int argc, char** argv) {
   return -1;
 }
 
+// An unknown flag, or a value its flag cannot parse ("--max_jobs=two"), as a usage error
+// (exit 2, naming the flag) before absl::ParseCommandLine, which would exit 1 for both.
+// Returns the exit status, or -1 when every flag parses.
+int CheckFlagsParse(int argc, char** argv) {
+  auto usage_error = [](const std::string& message) {
+    std::cerr << "invnet-server: " << message << " (invnet-server --help lists the flags)"
+              << std::endl;
+    return 2;
+  };
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) continue;
+    const size_t equals = arg.find('=');
+    const absl::string_view name = arg.substr(0, equals);
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    bool negated = false;
+    if (flag == nullptr && absl::StartsWith(name, "no")) {  // --noflag of a bool flag
+      flag = absl::FindCommandLineFlag(name.substr(2));
+      negated = flag != nullptr && flag->IsOfType<bool>() && equals == absl::string_view::npos;
+      if (!negated) flag = nullptr;
+    }
+    if (flag == nullptr) return usage_error(absl::StrCat("unknown flag '--", name, "'"));
+    if (negated) continue;
+    std::string value;
+    if (equals != absl::string_view::npos) {
+      value = std::string(arg.substr(equals + 1));
+    } else if (flag->IsOfType<bool>()) {
+      value = "true";
+    } else if (i + 1 < argc) {
+      value = argv[++i];  // "--address HOST:PORT"
+    } else {
+      return usage_error(absl::StrCat("--", name, ": needs a value"));
+    }
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return usage_error(absl::StrCat("--", name, ": ", error));
+    }
+  }
+  return -1;
+}
+
 // MiB to bytes, saturating: an absurd value stays absurd (and is refused) instead of wrapping.
 int64_t MebibytesToBytes(int64_t mib) {
   constexpr int64_t kMax = int64_t{1} << 40;
@@ -155,6 +197,7 @@ int main(int argc, char** argv) {
   // First: may re-execute the program with a better OpenBLAS kernel (models/blas_setup.h).
   const std::string blas = invnet::EnsureOptimizedBlas(argv);
   absl::SetProgramUsageMessage(kUsage);
+  if (const int status = CheckFlagsParse(argc, argv); status >= 0) return status;
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);

@@ -166,6 +166,28 @@ TEST_F(ServerBinaryTest, LimitsThatMakeNoSenseAtZeroAreUsageErrorsNamingTheFlag)
   }
 }
 
+// absl's parser exits 1 on these; invnet-server answers them as the usage errors they are.
+TEST_F(ServerBinaryTest, UnknownFlagsAndUnparsableValuesAreUsageErrors) {
+  const struct {
+    std::vector<std::string> args;
+    const char* expected;
+  } cases[] = {
+      {{"--bogus=1"}, "unknown flag '--bogus'"},
+      {{"--max_jobs=two"}, "--max_jobs: "},
+      {{"--allow_unauthenticated=maybe"}, "--allow_unauthenticated: "},
+      {{"--nomax_jobs"}, "unknown flag '--nomax_jobs'"},
+      {{"--max_jobs"}, "--max_jobs: needs a value"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"--repository=" + Path("repo"), "--address=127.0.0.1:0"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    const CommandResult result = RunServer(args);
+    EXPECT_EQ(result.exit_code, 2) << c.args[0] << ": " << result.err;
+    EXPECT_THAT(result.err, HasSubstr(c.expected)) << c.args[0];
+    EXPECT_THAT(result.err, HasSubstr("--help")) << c.args[0];
+  }
+}
+
 // The image's HEALTHCHECK reads the server's own command line: the last --address (in either
 // flag form) and its TLS files.
 TEST_F(ServerBinaryTest, HealthcheckScriptFollowsTheAddressAndTls) {
