@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <tuple>
 
 #include <ATen/ATen.h>
 
@@ -75,6 +77,26 @@ bool IsIdentityOperator(const OperatorSpec& op) {
   return false;
 }
 
+// Above this n a convolution's determinant is not checked (its matrix costs n^2, its LU n^3).
+constexpr int64_t kMaxOrientationCheckDim = 512;
+
+// det A < 0 for a square operator (dense, or a convolution up to kMaxOrientationCheckDim,
+// through its matrix); false for a non-square one, which has no determinant, or an invalid spec.
+bool ReversesOrientation(const OperatorSpec& op) {
+  if (op.kind == OperatorKind::kIdentity) return false;
+  at::Tensor matrix;
+  if (op.kind == OperatorKind::kDense) {
+    matrix = op.matrix;
+  } else {
+    if (op.dim > kMaxOrientationCheckDim) return false;
+    absl::StatusOr<std::unique_ptr<LinearOperator>> built = LinearOperator::Create(op);
+    if (!built.ok()) return false;
+    matrix = (*built)->Matrix();
+  }
+  if (!matrix.defined() || matrix.dim() != 2 || matrix.size(0) != matrix.size(1)) return false;
+  return std::get<0>(at::linalg_slogdet(matrix.to(at::kDouble))).item<double>() < 0;
+}
+
 }  // namespace
 
 std::vector<std::string> TrainingWarnings(const ProblemSpec& problem, const TrainingSpec& training) {
@@ -89,6 +111,12 @@ std::vector<std::string> TrainingWarnings(const ProblemSpec& problem, const Trai
     warnings.push_back(
         "divergence loss in measurement space with A != I: unsupported by the theory (phi^-1 "
         "solves the MAP condition only in normal space, t = A^T y); trained anyway");
+  }
+  if (training.target_space == TargetSpace::kMeasurement && ReversesOrientation(problem.op)) {
+    warnings.push_back(
+        "det A < 0 in measurement space: an iResNet preserves orientation (det J_phi > 0), so "
+        "phi cannot approximate this A; train in normal space (A^T A has det > 0), or negate one "
+        "row of A and the same entry of every y; trained anyway");
   }
   return warnings;
 }

@@ -260,5 +260,35 @@ TEST(TrainingWarningsTest, NameTheUnsupportedCombinationsOnly) {
   EXPECT_EQ(TrainingWarnings(problem, t).size(), 1u);
 }
 
+// An iResNet has det J_phi > 0, so no network approximates an A with det A < 0 in measurement
+// space: every loss trained there is warned; normal space (A^T A) is fine.
+TEST(TrainingWarningsTest, NameAnOrientationReversingOperatorInMeasurementSpace) {
+  ProblemSpec problem;
+  problem.op.kind = OperatorKind::kDense;
+  problem.op.matrix = at::tensor({0.0, 1.0, 1.0, 0.0}, at::kDouble).view({2, 2});  // a swap
+  TrainingSpec t;
+  t.target_space = TargetSpace::kMeasurement;
+  for (LossKind loss : {LossKind::kApproximation, LossKind::kReconstruction, LossKind::kLogDet}) {
+    t.loss = loss;
+    std::vector<std::string> w = TrainingWarnings(problem, t);
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_NE(w[0].find("det A < 0 in measurement space"), std::string::npos) << w[0];
+  }
+  t.loss = LossKind::kReconstruction;
+  t.target_space = TargetSpace::kNormal;
+  EXPECT_TRUE(TrainingWarnings(problem, t).empty());
+  // det > 0, and a wide A (no determinant): nothing.
+  t.target_space = TargetSpace::kMeasurement;
+  problem.op.matrix = at::tensor({0.0, 1.0, -1.0, 0.0}, at::kDouble).view({2, 2});  // a rotation
+  EXPECT_TRUE(TrainingWarnings(problem, t).empty());
+  problem.op.matrix = at::tensor({1.0, 0.0, 0.0, 0.0, -1.0, 0.0}, at::kDouble).view({2, 3});
+  EXPECT_TRUE(TrainingWarnings(problem, t).empty());
+  // A convolution, through its matrix: the kernel [-1] negates every entry (det (-1)^3 < 0).
+  problem.op.kind = OperatorKind::kConvolution;
+  problem.op.dim = 3;
+  problem.op.kernel = {-1.0};
+  EXPECT_EQ(TrainingWarnings(problem, t).size(), 1u);
+}
+
 }  // namespace
 }  // namespace invnet
