@@ -182,8 +182,8 @@ std::string ArchitectureSummary(const v1::Architecture& a) {
                       ", seed ", a.has_seed() ? absl::StrCat(a.seed()) : "-");
 }
 
-// `problem` resolves a loss weight left at its default (the server marks it negative: delta^2,
-// with delta the problem's noise level).
+// `problem` resolves a loss weight left at its default, which servers before the weight was
+// resolved at Train marked negative (delta^2, with delta the problem's noise level).
 std::string TrainingSummary(const v1::Training& t, const v1::Problem& problem) {
   std::string text = absl::StrCat("loss ", LossName(t.loss()));
   if (t.has_loss_weight() && t.loss_weight() >= 0) {

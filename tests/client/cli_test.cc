@@ -719,7 +719,7 @@ TEST_F(CliTest, JobsShowResolvesTheDefaultLossWeight) {
     absl::MutexLock lock(&fake_.state().mu);
     v1::TrainingJob job = MakeJob("job-7", "blur", v1::JOB_STATE_RUNNING, 150, 3000);
     job.mutable_training()->set_loss(v1::LOSS_LOG_DET);
-    job.mutable_training()->set_loss_weight(-1);  // the server's mark for delta^2
+    job.mutable_training()->set_loss_weight(-1);  // an older server's mark for delta^2
     job.mutable_problem()->set_noise_level(0.2);
     fake_.state().jobs = {job};
   }

@@ -282,8 +282,8 @@ TEST_F(CliE2eTest, PairsThenReconstructInChunksWithDiagnostics) {
   const std::string job_id = train.err.substr(at + 4, train.err.find(' ', at + 4) - at - 4);
   CommandResult show = Cli({"jobs", "show", job_id});
   ASSERT_EQ(show.exit_code, 0) << show.err;
-  // bimodal2d's noise level is 0.2: the default weight is delta^2 = 0.04.
-  EXPECT_THAT(show.out, HasSubstr("loss log-det (weight default delta^2 = 0.04)"));
+  // bimodal2d's noise level is 0.2: the default weight is delta^2 = 0.04, and the job says so.
+  EXPECT_THAT(show.out, HasSubstr("loss log-det (weight 0.04)"));
   EXPECT_THAT(show.out, ::testing::Not(HasSubstr("weight -1")));
 
   CommandResult pairs =
