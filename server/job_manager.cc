@@ -110,8 +110,7 @@ struct JobManager::Job {
   absl::Time last_persist;
   std::atomic<bool> cancel_requested{false};
   std::string cancel_reason;  // guarded by mu_
-  ResolvedTraining resolved;
-  at::Tensor dataset_samples;
+  ResolvedTraining resolved;  // with the dataset's fingerprint, checked again at the start
 };
 
 JobManager::JobManager(std::string dir, ModelRepository* models, DatasetStore* datasets,
@@ -167,6 +166,13 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const std::string
     absl::MutexLock lock(&manager->mu_);
     manager->jobs_[record.job_id()] = std::move(job);
   }
+  if (!options.read_only) {
+    JobManager* m = manager.get();
+    absl::MutexLock lock(&m->mu_);
+    for (int i = 0; i < options.max_concurrent_jobs; ++i) {
+      m->workers_.emplace_back([m] { m->Work(); });
+    }
+  }
   return manager;
 }
 
@@ -199,19 +205,31 @@ void JobManager::Publish(Job& job) {
   changed_.SignalAll();
 }
 
-void JobManager::JoinFinishedThreads() {
-  std::vector<std::thread> finished;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const std::string& id : finished_threads_) {
-      auto it = threads_.find(id);
-      if (it == threads_.end()) continue;
-      finished.push_back(std::move(it->second));
-      threads_.erase(it);
+void JobManager::Work() {
+  while (true) {
+    std::shared_ptr<Job> job;
+    {
+      absl::MutexLock lock(&mu_);
+      const auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return shutting_down_ || !queue_.empty();
+      };
+      mu_.Await(absl::Condition(&has_work));
+      if (shutting_down_) return;  // Shutdown ends the queued jobs itself
+      job = std::move(queue_.front());
+      queue_.pop_front();
     }
-    finished_threads_.clear();
+    Run(std::move(job));
   }
-  for (std::thread& t : finished) t.join();  // they have left Run: immediate
+}
+
+v1::TrainingJob JobManager::EndQueuedJob(Job& job, const std::string& reason) {
+  v1::TrainingJob& r = job.record;
+  r.set_state(v1::JOB_STATE_CANCELLED);
+  r.set_error(absl::StrCat(reason, " while the job was queued; nothing was trained"));
+  SetTime(absl::Now(), r.mutable_finished());
+  --active_;
+  Publish(job);
+  return r;
 }
 
 // The job an earlier Train with the same idempotency key started, if any. Requires mu_.
@@ -231,7 +249,6 @@ absl::StatusOr<std::optional<v1::TrainingJob>> JobManager::FindByRequestId(
 }
 
 absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& request) {
-  JoinFinishedThreads();
   INVNET_RETURN_IF_ERROR(ValidateName(request.model_name(), "model_name"));
   if (!request.request_id().empty()) {
     INVNET_RETURN_IF_ERROR(ValidateRequestId(request.request_id(), "request_id"));
@@ -268,7 +285,6 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
       EffectiveLossWeight(resolved.training, resolved.problem.noise_level);
   auto job = std::make_shared<Job>();
   job->resolved = resolved;
-  job->dataset_samples = samples;
   v1::TrainingJob& r = job->record;
   r.set_model_name(resolved.model_name);
   r.set_state(v1::JOB_STATE_QUEUED);
@@ -295,10 +311,11 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
           "the repository already serves its maximum of ", models_->max_versions(),
           " model versions, counting running jobs (--max_models); delete some first"));
     }
-    if (active_ >= options_.max_concurrent_jobs) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the server already runs its maximum of ", options_.max_concurrent_jobs,
-                       " training jobs; retry when one finishes"));
+    if (active_ >= options_.max_concurrent_jobs + options_.max_queued_jobs) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the server already runs its maximum of ", options_.max_concurrent_jobs,
+          " training jobs (--max_jobs) and has ", options_.max_queued_jobs,
+          " more queued (--max_queued_jobs); retry when one finishes"));
     }
     std::random_device random;
     r.set_job_id(absl::StrFormat("job-%s-%04x%04x",
@@ -310,7 +327,7 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
       LOG(WARNING) << "job " << r.job_id() << ": " << warning;
     }
     Persist(r);
-    threads_.emplace(r.job_id(), std::thread([this, job] { Run(job); }));
+    queue_.push_back(job);  // a free worker takes it at once
     return r;
   }
 }
@@ -324,8 +341,18 @@ void JobManager::Run(std::shared_ptr<Job> job) {
     train.problem = job->resolved.problem;
     train.architecture = job->resolved.architecture;
     train.training = job->resolved.training;
-    train.dataset_samples = job->dataset_samples;
     Publish(*job);
+  }
+  // Loaded only now, so a queued job holds no dataset; the samples validated at Submit.
+  absl::Status dataset_status = absl::OkStatus();
+  if (train.problem.dataset.has_value()) {
+    const DatasetRef& ref = *train.problem.dataset;
+    absl::StatusOr<at::Tensor> samples = datasets_->Load(ref.name);
+    dataset_status = samples.ok() ? CheckDatasetUnchanged(ref, *samples)
+                                  : absl::FailedPreconditionError(absl::StrCat(
+                                        "dataset '", ref.name, "' is gone: ",
+                                        samples.status().message()));
+    if (samples.ok()) train.dataset_samples = *std::move(samples);
   }
   Persist(job->record);
   LOG(INFO) << "job " << job->record.job_id() << " started: model " << job->record.model_name();
@@ -355,7 +382,9 @@ void JobManager::Run(std::shared_ptr<Job> job) {
     if (to_persist.has_value()) Persist(*to_persist);
   };
 
-  absl::StatusOr<Checkpoint> trained = Train(train, callbacks);
+  absl::StatusOr<Checkpoint> trained =
+      dataset_status.ok() ? Train(train, callbacks) : absl::StatusOr<Checkpoint>(dataset_status);
+  train.dataset_samples = at::Tensor();
   absl::StatusOr<std::shared_ptr<const HostedModel>> published =
       absl::InternalError("not published");
   if (trained.ok()) {
@@ -386,11 +415,8 @@ void JobManager::Run(std::shared_ptr<Job> job) {
     final_record = r;
   }
   Persist(final_record);
-  job->dataset_samples = at::Tensor();
   LOG(INFO) << "job " << final_record.job_id() << " finished: "
             << v1::JobState_Name(final_record.state()) << " " << final_record.error();
-  absl::MutexLock lock(&mu_);
-  finished_threads_.push_back(final_record.job_id());
 }
 
 absl::StatusOr<v1::TrainingJob> JobManager::Get(const std::string& id) const {
@@ -422,6 +448,15 @@ absl::StatusOr<v1::TrainingJob> JobManager::Cancel(const std::string& id) {
         "job ", QuoteForMessage(id), " has already finished (",
         v1::JobState_Name(job.record.state()), ")"));
   }
+  if (job.record.state() == v1::JOB_STATE_QUEUED) {
+    auto queued = std::find(queue_.begin(), queue_.end(), it->second);
+    if (queued != queue_.end()) {  // else a worker has just taken it: cancelled as running
+      queue_.erase(queued);
+      v1::TrainingJob record = EndQueuedJob(job, "cancelled by request");
+      Persist(record);
+      return record;
+    }
+  }
   job.cancel_reason = "cancelled by request";
   job.cancel_requested = true;
   return job.record;
@@ -446,19 +481,23 @@ int JobManager::active_jobs() const {
 }
 
 void JobManager::Shutdown() {
-  std::map<std::string, std::thread> threads;
+  std::vector<std::thread> workers;
+  std::vector<v1::TrainingJob> ended;
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
+    for (std::shared_ptr<Job>& job : queue_) ended.push_back(EndQueuedJob(*job, "server shut down"));
+    queue_.clear();
     for (auto& [id, job] : jobs_) {
       if (!IsFinished(job->record.state())) {
         job->cancel_reason = "server shutting down";
         job->cancel_requested = true;
       }
     }
-    threads.swap(threads_);
+    workers.swap(workers_);
   }
-  for (auto& [id, t] : threads) t.join();
+  for (const v1::TrainingJob& record : ended) Persist(record);
+  for (std::thread& worker : workers) worker.join();
   absl::MutexLock lock(&persist_mu_);
   for (const auto& [id, record] : unpersisted_) {
     absl::Status status = WriteRecord(record);

@@ -1,9 +1,13 @@
 #ifndef INVNET_SERVER_JOB_MANAGER_H_
 #define INVNET_SERVER_JOB_MANAGER_H_
 
-// Training jobs: each runs models::Train on a thread of its own, beside serving, and publishes
-// the next version of its model when it succeeds. At most `max_concurrent_jobs` run at once;
-// Submit answers RESOURCE_EXHAUSTED beyond that instead of queueing without bound.
+// Training jobs: a fixed pool of `max_concurrent_jobs` workers runs models::Train beside
+// serving, and a job that succeeds publishes the next version of its model. A job submitted
+// while every worker is busy waits, in state QUEUED, in first-in first-out order; at most
+// `max_queued_jobs` wait, and Submit answers RESOURCE_EXHAUSTED beyond that. A queued job holds
+// no dataset (it loads its samples when it starts and fails if they changed meanwhile) and can
+// be cancelled at once. Queued jobs do not survive a restart: a clean shutdown cancels them
+// ("server shutting down"), a crash leaves records that the next start marks FAILED.
 //
 // Every job has a record <root>/jobs/<id>.job (an archive holding the serialised
 // invnet.v1.TrainingJob), rewritten atomically on every state change and every few seconds of
@@ -15,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,7 +39,8 @@
 namespace invnet::server {
 
 struct JobManagerOptions {
-  int max_concurrent_jobs = 2;
+  int max_concurrent_jobs = 2;  // workers (invnet-server --max_jobs)
+  int max_queued_jobs = 16;     // jobs that may wait for a worker (--max_queued_jobs)
   // LibTorch intra-op threads each job uses.
   int torch_threads = 1;
   // How often a running job's record is rewritten, and how often watchers are woken.
@@ -84,7 +90,8 @@ class JobManager {
   absl::StatusOr<v1::TrainingJob> Submit(const v1::TrainRequest& request);
   absl::StatusOr<v1::TrainingJob> Get(const std::string& id) const;  // NOT_FOUND
   std::vector<v1::TrainingJob> List() const;                          // newest first
-  // FAILED_PRECONDITION when the job has finished; the job ends CANCELLED within one step.
+  // FAILED_PRECONDITION when the job has finished. A queued job ends CANCELLED at once (the
+  // record returned says so), a running one within one step.
   absl::StatusOr<v1::TrainingJob> Cancel(const std::string& id);
   // Blocks until the job's revision exceeds `after_revision` or `deadline` passes; returns the
   // current snapshot either way. NOT_FOUND for an unknown job.
@@ -93,17 +100,20 @@ class JobManager {
 
   // Running + queued jobs.
   int active_jobs() const;
-  // Cancels every running job ("server shutting down"), waits for their threads and persists
-  // their records. Later Submits answer UNAVAILABLE. Idempotent.
+  // Cancels every queued and running job ("server shutting down"), waits for the workers and
+  // persists the records. Later Submits answer UNAVAILABLE. Idempotent.
   void Shutdown();
 
  private:
   struct Job;
   JobManager(std::string dir, ModelRepository* models, DatasetStore* datasets,
              JobManagerOptions options);
+  // A worker: runs queued jobs, oldest first, until Shutdown.
+  void Work();
   void Run(std::shared_ptr<Job> job);
-  // Joins the threads of finished jobs.
-  void JoinFinishedThreads();
+  // Ends a job that never ran (cancelled while queued) with `reason`; returns its record.
+  v1::TrainingJob EndQueuedJob(Job& job, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Rewrites the job's record from a copy taken under the lock.
   void Persist(const v1::TrainingJob& record);
   // The record of the job an earlier request with request.request_id() started (nullopt when
@@ -128,13 +138,10 @@ class JobManager {
   mutable absl::Mutex mu_;
   mutable absl::CondVar changed_;
   std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
-  // One thread per job, by id, until it is joined: by the next Submit once the job has finished
-  // (an exited but unjoined thread keeps its stack: ~100 KiB of resident memory per job, the
-  // growth a 10-minute soak found), or by Shutdown.
-  std::map<std::string, std::thread> threads_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> finished_threads_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);  // QUEUED jobs, oldest first
+  std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);        // joined by Shutdown
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;  // queued + running
   uint64_t counter_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

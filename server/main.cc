@@ -55,6 +55,8 @@ ABSL_FLAG(std::string, repository, "./invnet-repository",
 ABSL_FLAG(int64_t, max_message_mb, 256, "largest request or response, in MiB");
 ABSL_FLAG(int, torch_threads, 0, "LibTorch threads per request and per job (0: all cores)");
 ABSL_FLAG(int, max_jobs, 2, "training jobs that may run at once");
+ABSL_FLAG(int, max_queued_jobs, invnet::server::ServerOptions{}.max_queued_jobs,
+          "training jobs that may wait for a free slot (QUEUED); more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_watch_streams, invnet::server::ServerOptions{}.max_watch_streams,
           "WatchTrainingJob streams open at once; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, max_watch_streams_per_connection,
@@ -230,6 +232,7 @@ int main(int argc, char** argv) {
   options.max_message_bytes = MebibytesToBytes(absl::GetFlag(FLAGS_max_message_mb));
   options.torch_threads = absl::GetFlag(FLAGS_torch_threads);
   options.max_concurrent_jobs = absl::GetFlag(FLAGS_max_jobs);
+  options.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
   options.max_watch_streams = absl::GetFlag(FLAGS_max_watch_streams);
   options.max_watch_streams_per_connection =
       absl::GetFlag(FLAGS_max_watch_streams_per_connection);

@@ -149,6 +149,7 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(flag, ": ", value, " must be >= ", least));
   };
   INVNET_RETURN_IF_ERROR(at_least("--max_jobs", options.max_concurrent_jobs, 1));
+  INVNET_RETURN_IF_ERROR(at_least("--max_queued_jobs", options.max_queued_jobs, 0));
   INVNET_RETURN_IF_ERROR(at_least("--max_watch_streams", options.max_watch_streams, 1));
   INVNET_RETURN_IF_ERROR(at_least("--max_watch_streams_per_connection",
                                   options.max_watch_streams_per_connection, 1));
@@ -217,6 +218,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   INVNET_ASSIGN_OR_RETURN(server->datasets_, DatasetStore::Open(options.repository));
   JobManagerOptions job_options;
   job_options.max_concurrent_jobs = options.max_concurrent_jobs;
+  job_options.max_queued_jobs = options.max_queued_jobs;
   job_options.torch_threads = threads;
   job_options.max_job_memory_bytes = options.max_job_memory_bytes > 0
                                          ? options.max_job_memory_bytes

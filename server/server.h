@@ -46,6 +46,8 @@ struct ServerOptions {
   // LibTorch intra-op threads per request and per training job (0: the number of cores).
   int torch_threads = 0;
   int max_concurrent_jobs = 2;
+  // Training jobs that may wait, QUEUED, for one of them to finish; one more is refused.
+  int max_queued_jobs = 16;
   // Open WatchTrainingJob streams at most (each holds a thread of the synchronous server);
   // one more is answered RESOURCE_EXHAUSTED.
   int max_watch_streams = 256;

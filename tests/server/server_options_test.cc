@@ -38,6 +38,7 @@ TEST(ValidateServerOptionsTest, NonsensicalLimitsAreRefusedNamingTheFlag) {
       {"--repository", [](ServerOptions& o) { o.repository = ""; }},
       {"--max_jobs", [](ServerOptions& o) { o.max_concurrent_jobs = 0; }},
       {"--max_jobs", [](ServerOptions& o) { o.max_concurrent_jobs = -1; }},
+      {"--max_queued_jobs", [](ServerOptions& o) { o.max_queued_jobs = -1; }},
       {"--max_watch_streams", [](ServerOptions& o) { o.max_watch_streams = 0; }},
       {"--max_watch_streams_per_connection",
        [](ServerOptions& o) { o.max_watch_streams_per_connection = 0; }},

@@ -59,6 +59,7 @@ class ServiceTest : public ::testing::TestWithParam<Transport> {
     options.repository = *repository_;
     options.torch_threads = 1;
     options.max_concurrent_jobs = 2;
+    options.max_queued_jobs = 1;
     options.max_dataset_bytes = 1 << 20;
     options.max_message_bytes = 8 << 20;
     server_ = Server::Start(options).value().release();
@@ -471,7 +472,7 @@ TEST_P(ServiceTest, BadTrainRequests) {
 }
 
 TEST_P(ServiceTest, JobLifecycleAndLimits) {
-  // Two long jobs fill the server; a third is refused at once.
+  // Two long jobs fill the workers; a third waits QUEUED and a fourth is refused at once.
   std::vector<std::string> ids;
   for (int i = 0; i < 2; ++i) {
     grpc::ClientContext context;
@@ -482,12 +483,34 @@ TEST_P(ServiceTest, JobLifecycleAndLimits) {
                     .ok());
     ids.push_back(response.job().job_id());
   }
+  std::string queued_id;
   {
     grpc::ClientContext context;
     v1::TrainResponse response;
-    ExpectCode(training_->Train(&context, SmallTrainRequest("third", v1::LOSS_APPROXIMATION, 40),
+    ASSERT_TRUE(training_
+                    ->Train(&context, SmallTrainRequest("third", v1::LOSS_APPROXIMATION, 40),
+                            &response)
+                    .ok());
+    EXPECT_EQ(response.job().state(), v1::JOB_STATE_QUEUED);
+    queued_id = response.job().job_id();
+  }
+  {
+    grpc::ClientContext context;
+    v1::TrainResponse response;
+    ExpectCode(training_->Train(&context, SmallTrainRequest("fourth", v1::LOSS_APPROXIMATION, 40),
                                 &response),
-               grpc::RESOURCE_EXHAUSTED, "maximum of 2");
+               grpc::RESOURCE_EXHAUSTED, "--max_queued_jobs");
+  }
+  {
+    // Cancelling a queued job ends it at once; it never trains.
+    grpc::ClientContext context;
+    v1::CancelTrainingJobRequest request;
+    request.set_job_id(queued_id);
+    v1::CancelTrainingJobResponse response;
+    ASSERT_TRUE(training_->CancelTrainingJob(&context, request, &response).ok());
+    EXPECT_EQ(response.job().state(), v1::JOB_STATE_CANCELLED);
+    EXPECT_THAT(response.job().error(), HasSubstr("while the job was queued"));
+    EXPECT_EQ(response.job().step(), 0);
   }
   // Serving goes on while they train.
   for (int i = 0; i < 20; ++i) ExpectStillServing();
