@@ -86,6 +86,13 @@ class ServiceTest : public ::testing::TestWithParam<Transport> {
     delete repository_;
   }
 
+  grpc::Status CancelJob(const std::string& id, v1::CancelTrainingJobResponse* response) {
+    grpc::ClientContext context;
+    v1::CancelTrainingJobRequest request;
+    request.set_job_id(id);
+    return training_->CancelTrainingJob(&context, request, response);
+  }
+
   static v1::TrainingJob WaitForJob(v1::TrainingService::Stub& stub, const std::string& id) {
     grpc::ClientContext context;
     v1::WatchTrainingJobRequest request;
@@ -503,11 +510,8 @@ TEST_P(ServiceTest, JobLifecycleAndLimits) {
   }
   {
     // Cancelling a queued job ends it at once; it never trains.
-    grpc::ClientContext context;
-    v1::CancelTrainingJobRequest request;
-    request.set_job_id(queued_id);
     v1::CancelTrainingJobResponse response;
-    ASSERT_TRUE(training_->CancelTrainingJob(&context, request, &response).ok());
+    ASSERT_TRUE(CancelJob(queued_id, &response).ok());
     EXPECT_EQ(response.job().state(), v1::JOB_STATE_CANCELLED);
     EXPECT_THAT(response.job().error(), HasSubstr("while the job was queued"));
     EXPECT_EQ(response.job().step(), 0);
@@ -515,23 +519,16 @@ TEST_P(ServiceTest, JobLifecycleAndLimits) {
   // Serving goes on while they train.
   for (int i = 0; i < 20; ++i) ExpectStillServing();
   for (const std::string& id : ids) {
-    grpc::ClientContext context;
-    v1::CancelTrainingJobRequest request;
-    request.set_job_id(id);
     v1::CancelTrainingJobResponse response;
-    ASSERT_TRUE(training_->CancelTrainingJob(&context, request, &response).ok());
+    ASSERT_TRUE(CancelJob(id, &response).ok());
     v1::TrainingJob final_state = WaitForJob(*training_, id);
     EXPECT_EQ(final_state.state(), v1::JOB_STATE_CANCELLED);
     EXPECT_THAT(final_state.error(), HasSubstr("cancelled by request"));
   }
   // Cancelling a finished job is a precondition failure; unknown jobs are NOT_FOUND.
   {
-    grpc::ClientContext context;
-    v1::CancelTrainingJobRequest request;
-    request.set_job_id(ids[0]);
     v1::CancelTrainingJobResponse response;
-    ExpectCode(training_->CancelTrainingJob(&context, request, &response),
-               grpc::FAILED_PRECONDITION, "already finished");
+    ExpectCode(CancelJob(ids[0], &response), grpc::FAILED_PRECONDITION, "already finished");
   }
   {
     grpc::ClientContext context;
