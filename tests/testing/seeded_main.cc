@@ -2,7 +2,7 @@
 // /dev/urandom, so a test drawing at::randn without a generator of its own would see new data
 // in every run and fail now and then where one draw in a hundred is hard: CI must not depend on
 // luck. Seeded here, every run draws the same; INVNET_TEST_SEED=N draws another set, to look
-// for tests that only pass on the default one (see README, "Tests").
+// for tests that only pass on the default one (see README, "Quick start").
 
 #include <cstdint>
 #include <cstdio>
