@@ -6,9 +6,10 @@
 //
 //   1. TrainAll: one training job per loss (per loss and training seed with training_seeds > 1),
 //      named <prefix>-<loss> (<prefix>-<loss>-s<seed>), submitted concurrently. The
-//      server runs at most its --max_jobs jobs; a Train answered RESOURCE_EXHAUSTED is submitted
-//      again when one of ours finishes (or, when the slots are held by someone else's jobs,
-//      every ExperimentConfig::retry_interval). Every job is watched to its end.
+//      server runs --max_jobs of them and queues the rest; only when its queue is full too
+//      (RESOURCE_EXHAUSTED) is a Train submitted again, when one of ours finishes (or, when the
+//      server is full of someone else's jobs, every ExperimentConfig::retry_interval). Every job
+//      is watched to its end.
 //   2. Evaluate: the SAME held-out pairs for every model (DrawTestPairs on the first trained
 //      model with the configured seed), each model's Reconstruct and Forward on them, the exact
 //      references (Estimate: posterior mean, MAP, Wiener, A^+ y; a FAILED_PRECONDITION answer,
