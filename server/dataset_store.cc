@@ -45,14 +45,15 @@ std::string DatasetFingerprint(const at::Tensor& samples) {
   return absl::StrFormat("%dx%d-crc32-%08x", data.size(0), data.size(1), crc);
 }
 
-absl::Status CheckDatasetUnchanged(const DatasetRef& ref, const at::Tensor& samples) {
+absl::Status CheckDatasetUnchanged(const DatasetRef& ref, const at::Tensor& samples,
+                                   absl::string_view since) {
   const bool same_shape = samples.dim() == 2 && samples.size(1) == ref.dim &&
                           (ref.num_samples == 0 || samples.size(0) == ref.num_samples);
   if (same_shape && (ref.fingerprint.empty() || DatasetFingerprint(samples) == ref.fingerprint)) {
     return absl::OkStatus();
   }
   return absl::FailedPreconditionError(absl::StrCat(
-      "dataset '", ref.name, "' has changed since this model was trained on it (it was ",
+      "dataset '", ref.name, "' has changed since ", since, " (it was ",
       ref.num_samples, " x ", ref.dim, ", now ", samples.dim() == 2 ? samples.size(0) : 0, " x ",
       samples.dim() == 2 ? samples.size(1) : 0,
       same_shape ? ", other values" : "", "); upload the original again or train a new model"));

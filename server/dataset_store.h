@@ -17,6 +17,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "models/problem.h"
@@ -38,8 +39,9 @@ std::string DatasetFingerprint(const at::Tensor& samples);
 
 // OK when `samples` are still those `ref` describes; FAILED_PRECONDITION naming the dataset
 // otherwise (its dimension, size or content changed). A ref without a fingerprint (an older
-// checkpoint) is compared by shape only.
-absl::Status CheckDatasetUnchanged(const DatasetRef& ref, const at::Tensor& samples);
+// checkpoint) is compared by shape only. `since` ends the message's "has changed since ...".
+absl::Status CheckDatasetUnchanged(const DatasetRef& ref, const at::Tensor& samples,
+                                   absl::string_view since = "this model was trained on it");
 
 class DatasetStore {
  public:

@@ -348,7 +348,7 @@ void JobManager::Run(std::shared_ptr<Job> job) {
   if (train.problem.dataset.has_value()) {
     const DatasetRef& ref = *train.problem.dataset;
     absl::StatusOr<at::Tensor> samples = datasets_->Load(ref.name);
-    dataset_status = samples.ok() ? CheckDatasetUnchanged(ref, *samples)
+    dataset_status = samples.ok() ? CheckDatasetUnchanged(ref, *samples, "the job was submitted")
                                   : absl::FailedPreconditionError(absl::StrCat(
                                         "dataset '", ref.name, "' is gone: ",
                                         samples.status().message()));

@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include <ATen/ATen.h>
+
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -113,6 +115,29 @@ TEST_F(JobQueueTest, AQueuedJobCancelsAtOnceAndNeverTrains) {
   ASSERT_OK(jobs_->Cancel(running.job_id()).status());
   // Never started, so nothing of it was ever published.
   EXPECT_THAT(models_->Get("second", 0).status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(JobQueueTest, AQueuedJobFailsWhenItsDatasetChangedWhileItWaited) {
+  StartManager(root_);
+  auto save = [this](float scale) {
+    ASSERT_OK(datasets_->Reserve("signals"));
+    ASSERT_OK(datasets_->Save("signals", scale * at::randn({100, 2})).status());
+  };
+  save(1.0f);
+  const v1::TrainingJob running = Submit("first", kForever);
+  v1::TrainRequest request = SmallTrainRequest("on-data", v1::LOSS_APPROXIMATION, 5);
+  request.clear_preset();
+  request.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(2);
+  request.mutable_problem()->set_noise_level(0.1);
+  request.mutable_problem()->set_dataset("signals");
+  ASSERT_OK_AND_ASSIGN(v1::TrainingJob queued, jobs_->Submit(request));
+  EXPECT_EQ(queued.state(), v1::JOB_STATE_QUEUED);
+  // Replaced (same name and shape, other values) before the job starts.
+  ASSERT_OK(datasets_->Delete("signals"));
+  save(2.0f);
+  ASSERT_OK(jobs_->Cancel(running.job_id()).status());
+  AwaitState(queued.job_id(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(jobs_->Get(queued.job_id())->error(), HasSubstr("dataset 'signals' has changed since the job was submitted"));
 }
 
 TEST_F(JobQueueTest, QueuedJobsDoNotSurviveARestart) {
