@@ -30,7 +30,8 @@
 #include "client/tensor_io.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
-#include "models/status_macros.h"  // header-only, Abseil-only: the project's two status macros
+#include "proto/base/file_io.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet::client::cli {
 namespace {

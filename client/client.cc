@@ -12,13 +12,14 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/tensor_io.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "grpcpp/support/client_interceptor.h"
-#include "models/status_macros.h"  // header-only, Abseil-only
+#include "proto/base/option_files.h"
+#include "proto/base/request_id.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet::client {
 namespace {
@@ -85,22 +86,6 @@ class AuthorizationInterceptorFactory
   const std::string value_;
 };
 
-absl::StatusOr<std::string> ReadOptionFile(absl::string_view option, const std::string& path) {
-  absl::StatusOr<std::string> contents = ReadFileToString(path);
-  if (!contents.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(option, ": ", contents.status().message()));
-  }
-  return contents;
-}
-
-absl::StatusOr<std::string> ReadPem(absl::string_view option, const std::string& path) {
-  absl::StatusOr<std::string> pem = ReadOptionFile(option, path);
-  if (pem.ok() && pem->find("-----BEGIN ") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(option, ": ", path, " is not a PEM file"));
-  }
-  return pem;
-}
-
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
     const ClientOptions& options) {
   if (!options.use_tls) {
@@ -121,31 +106,16 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
   }
   grpc::SslCredentialsOptions ssl;
   if (!options.tls_ca_file.empty()) {
-    INVNET_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("tls_ca_file", options.tls_ca_file));
+    INVNET_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                            ReadPemFile("tls_ca_file", options.tls_ca_file, "CERTIFICATE"));
   }
   if (!options.tls_cert_file.empty()) {
-    INVNET_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadPem("tls_cert_file", options.tls_cert_file));
-    INVNET_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadPem("tls_key_file", options.tls_key_file));
+    INVNET_ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                            ReadPemFile("tls_cert_file", options.tls_cert_file, "CERTIFICATE"));
+    INVNET_ASSIGN_OR_RETURN(ssl.pem_private_key,
+                            ReadPemFile("tls_key_file", options.tls_key_file, "PRIVATE KEY"));
   }
   return grpc::SslCredentials(ssl);
-}
-
-// The token of a token file: its contents without surrounding whitespace, one word of
-// printable ASCII (what an HTTP/2 header value may carry).
-absl::StatusOr<std::string> ReadToken(const std::string& path) {
-  INVNET_ASSIGN_OR_RETURN(std::string contents, ReadOptionFile("token_file", path));
-  const absl::string_view token = absl::StripAsciiWhitespace(contents);
-  if (token.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("token_file: ", path, " is empty"));
-  }
-  for (char c : token) {
-    if (c < 0x21 || c > 0x7e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token_file: ", path,
-                       " must hold the token alone: one word of printable ASCII characters"));
-    }
-  }
-  return std::string(token);
 }
 
 }  // namespace
@@ -159,7 +129,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContex
   absl::Status converted = FromGrpcStatus(status);
   if (converted.ok()) return converted;
   const auto& metadata = context.GetServerInitialMetadata();
-  const auto id = metadata.find("x-request-id");
+  const auto id = metadata.find(kRequestIdMetadata);
   if (id != metadata.end()) {
     converted.SetPayload(kRequestIdPayload,
                          absl::Cord(absl::string_view(id->second.data(), id->second.size())));
@@ -195,7 +165,7 @@ absl::StatusOr<std::unique_ptr<InvnetClient>> InvnetClient::Connect(absl::string
                           ChannelCredentialsFor(options));
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   if (!options.token_file.empty()) {
-    INVNET_ASSIGN_OR_RETURN(std::string token, ReadToken(options.token_file));
+    INVNET_ASSIGN_OR_RETURN(std::string token, ReadTokenFile("token_file", options.token_file));
     interceptors.push_back(
         std::make_unique<AuthorizationInterceptorFactory>(absl::StrCat("Bearer ", token)));
   }

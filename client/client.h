@@ -78,10 +78,9 @@ struct ClientOptions {
 // grpc::Status -> absl::Status: the same code and message (the one place they are converted).
 absl::Status FromGrpcStatus(const grpc::Status& status);
 // The same, plus the request id the server answered with (its `x-request-id` initial metadata)
-// as the payload kRequestIdPayload, so that an error can be found in the server's log.
-// Precondition: the call of `context` has finished.
+// as the payload kRequestIdPayload (proto/base/request_id.h), so that an error can be found in the
+// server's log. Precondition: the call of `context` has finished.
 absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context);
-inline constexpr char kRequestIdPayload[] = "invnet/request-id";
 // The request id FromGrpcStatus attached, or "".
 std::string RequestIdOf(const absl::Status& status);
 

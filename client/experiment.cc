@@ -15,7 +15,8 @@
 #include "absl/time/clock.h"
 #include "client/format.h"
 #include "client/linear_operator.h"
-#include "models/status_macros.h"
+#include "proto/base/status.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet::client {
 namespace {
@@ -115,9 +116,8 @@ absl::StatusOr<Reconstruction> ReconstructAll(const InvnetClient& client, const 
     RowRange(y, begin, count).ToProto(request.mutable_measurements());
     absl::StatusOr<v1::ReconstructResponse> response = client.Reconstruct(request);
     if (!response.ok()) {
-      return absl::Status(response.status().code(),
-                          absl::StrCat("reconstruct with model ", m.model, " version ", m.version,
-                                       ": ", response.status().message()));
+      return Annotate(response.status(),
+                      absl::StrCat("reconstruct with model ", m.model, " version ", m.version));
     }
     INVNET_ASSIGN_OR_RETURN(DenseTensor part,
                             Expect(response->reconstructions(), count, n, "reconstructions"));
@@ -159,9 +159,8 @@ absl::StatusOr<DenseTensor> ForwardAll(const InvnetClient& client, const Trained
     RowRange(x, begin, count).ToProto(request.mutable_signals());
     absl::StatusOr<v1::ForwardResponse> response = client.Forward(request);
     if (!response.ok()) {
-      return absl::Status(response.status().code(),
-                          absl::StrCat("forward with model ", m.model, " version ", m.version, ": ",
-                                       response.status().message()));
+      return Annotate(response.status(),
+                      absl::StrCat("forward with model ", m.model, " version ", m.version));
     }
     INVNET_ASSIGN_OR_RETURN(DenseTensor part,
                             Expect(response->outputs(), count, x.cols(), "outputs"));
@@ -357,10 +356,8 @@ absl::StatusOr<TrainingOutcome> TrainAll(const InvnetClient& client, const Exper
       ++finished;
       finals[job->index] = job->latest;
       if (!job->watch_status.ok() && fatal.ok()) {
-        fatal = absl::Status(job->watch_status.code(),
-                             absl::StrCat("watching the training of ",
-                                          planned[job->index].model, ": ",
-                                          job->watch_status.message()));
+        fatal = Annotate(job->watch_status,
+                         absl::StrCat("watching the training of ", planned[job->index].model));
       }
     }
     return finished;
@@ -487,9 +484,7 @@ absl::StatusOr<ExperimentData> Evaluate(const InvnetClient& client, const Experi
   draw.set_seed(config.seed);
   absl::StatusOr<v1::DrawTestPairsResponse> pairs = client.DrawTestPairs(draw);
   if (!pairs.ok()) {
-    return absl::Status(pairs.status().code(),
-                        absl::StrCat("drawing test pairs from model ", first.model, ": ",
-                                     pairs.status().message()));
+    return Annotate(pairs.status(), absl::StrCat("drawing test pairs from model ", first.model));
   }
   INVNET_ASSIGN_OR_RETURN(data.x, Expect(pairs->signals(), config.test_pairs, data.n, "signals"));
   INVNET_ASSIGN_OR_RETURN(data.y,
@@ -512,8 +507,7 @@ absl::StatusOr<ExperimentData> Evaluate(const InvnetClient& client, const Experi
     data.references.available = false;
     data.references.unavailable_reason = std::string(refs.status().message());
   } else {
-    return absl::Status(refs.status().code(), absl::StrCat("estimate with model ", first.model,
-                                                           ": ", refs.status().message()));
+    return Annotate(refs.status(), absl::StrCat("estimate with model ", first.model));
   }
 
   if (data.x_grid.has_value()) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "proto/timestamp.h"
 
 namespace invnet::client {
 namespace {
@@ -68,8 +69,7 @@ std::string FormatBytes(int64_t bytes) {
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& timestamp) {
   if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixSeconds(timestamp.seconds()),
-                          absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", FromProtoTimestamp(timestamp), absl::UTCTimeZone());
 }
 
 std::string FormatNumber(double value) {

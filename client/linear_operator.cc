@@ -4,7 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet::client {
 namespace {

@@ -18,7 +18,8 @@
 #include "client/format.h"
 #include "client/plot.h"
 #include "client/tensor_io.h"
-#include "models/status_macros.h"
+#include "proto/base/file_io.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet::client {
 namespace {

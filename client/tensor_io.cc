@@ -1,10 +1,5 @@
 #include "client/tensor_io.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -20,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "proto/base/file_io.h"
 
 namespace invnet::client {
 namespace {
@@ -185,17 +181,6 @@ std::optional<float> ParseCsvNumber(absl::string_view field) {
   float value = 0;
   if (field.empty() || !absl::SimpleAtof(field, &value)) return std::nullopt;
   return value;
-}
-
-absl::Status FsyncDirectory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat(dir, ": cannot open directory"));
-  // Some file systems cannot fsync a directory (EINVAL); the rename itself is still atomic.
-  const bool failed = ::fsync(fd) != 0 && errno != EINVAL;
-  const int fsync_errno = errno;
-  ::close(fd);
-  if (failed) return absl::ErrnoToStatus(fsync_errno, absl::StrCat(dir, ": fsync failed"));
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -383,69 +368,6 @@ std::string EncodeCsv(const DenseTensor& matrix) {
     out.push_back('\n');
   }
   return out;
-}
-
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
-  std::string contents;
-  char buffer[1 << 16];
-  while (true) {
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int read_errno = errno;
-      ::close(fd);
-      return absl::ErrnoToStatus(read_errno, absl::StrCat(path, ": cannot read"));
-    }
-    if (n == 0) break;
-    contents.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return contents;
-}
-
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
-  const size_t slash = path.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  if (base.empty()) return Invalid(path, "is a directory name, not a file name");
-  // Same directory as the destination: rename() is atomic only within one file system.
-  std::string temp = absl::StrCat(dir, "/.", base, ".tmp.XXXXXX");
-  const int fd = ::mkstemp(temp.data());
-  if (fd < 0)
-    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot create a temporary file"));
-
-  auto fail = [&](absl::string_view what, int error) {
-    ::unlink(temp.c_str());
-    return absl::ErrnoToStatus(error, absl::StrCat(path, ": ", what));
-  };
-  // mkstemp creates 0600; make the result readable like any other output file.
-  if (::fchmod(fd, 0644) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return fail("cannot set permissions", error);
-  }
-  size_t written = 0;
-  while (written < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      ::close(fd);
-      return fail("cannot write", error);
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return fail("fsync failed", error);
-  }
-  if (::close(fd) != 0) return fail("cannot close", errno);
-  if (::rename(temp.c_str(), path.c_str()) != 0) return fail("cannot rename into place", errno);
-  return FsyncDirectory(dir);
 }
 
 absl::StatusOr<DenseTensor> ReadMatrix(const std::string& path) {

@@ -60,13 +60,6 @@ absl::StatusOr<DenseTensor> ParseCsv(absl::string_view text, absl::string_view s
 // Precondition: `matrix` is rank 2 with rows * cols values.
 std::string EncodeCsv(const DenseTensor& matrix);
 
-// The whole content of `path`.
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
-// Replaces `path` with `contents` atomically (temporary file + fsync + rename + directory
-// fsync). The new file has mode 0644. On failure the temporary file is removed and `path` is
-// unchanged.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
-
 }  // namespace invnet::client
 
 #endif  // INVNET_CLIENT_TENSOR_IO_H_

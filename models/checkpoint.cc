@@ -8,10 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/archive.h"
-#include "models/file_util.h"
 #include "models/memory_estimate.h"
-#include "models/status_macros.h"
 #include "models/torch_status.h"
+#include "proto/base/file_io.h"
+#include "proto/base/status.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet {
 namespace {
@@ -340,9 +341,7 @@ absl::Status SaveCheckpoint(const Checkpoint& checkpoint, const std::string& pat
 absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& path) {
   INVNET_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
   absl::StatusOr<Checkpoint> ck = ParseCheckpoint(std::move(bytes));
-  if (!ck.ok()) {
-    return absl::Status(ck.status().code(), absl::StrCat(path, ": ", ck.status().message()));
-  }
+  if (!ck.ok()) return Annotate(ck.status(), path);
   return ck;
 }
 

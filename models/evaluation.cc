@@ -7,8 +7,8 @@
 #include <ATen/ATen.h>
 
 #include "models/losses.h"
-#include "models/status_macros.h"
 #include "models/torch_status.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet {
 namespace {

@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "models/iresnet.h"
-#include "models/status_macros.h"
 #include "models/torch_status.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet {
 namespace {

@@ -13,9 +13,9 @@
 #include "models/jacobian.h"
 #include "models/memory_estimate.h"
 #include "models/operators.h"
-#include "models/status_macros.h"
 #include "models/tensor_checks.h"
 #include "models/torch_status.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet {
 namespace {

@@ -7,9 +7,9 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
-#include "models/status_macros.h"
 #include "models/tensor_checks.h"
 #include "models/torch_status.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet {
 namespace {

@@ -9,7 +9,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet {
 

@@ -13,8 +13,8 @@
 #include "models/losses.h"
 #include "models/priors.h"
 #include "models/seeds.h"
-#include "models/status_macros.h"
 #include "models/torch_status.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet {
 namespace {

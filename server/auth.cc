@@ -9,7 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "models/file_util.h"
+#include "proto/base/file_io.h"
+#include "proto/base/option_files.h"
 
 namespace invnet::server {
 namespace {
@@ -40,11 +41,9 @@ absl::Status CheckTokenText(absl::string_view token) {
                                                    " characters, at least ", kMinTokenLength,
                                                    " are required"));
   }
-  for (char c : token) {
-    if (c < 0x21 || c > 0x7e) {
-      return absl::InvalidArgumentError(
-          "the token must consist of printable ASCII characters without spaces");
-    }
+  if (!IsPrintableAsciiWord(token)) {
+    return absl::InvalidArgumentError(
+        "the token must consist of printable ASCII characters without spaces");
   }
   return absl::OkStatus();
 }

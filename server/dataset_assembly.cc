@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
 #include "server/names.h"
 
 namespace invnet::server {

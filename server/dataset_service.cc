@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
+#include "proto/timestamp.h"
 #include "server/dataset_assembly.h"
 #include "server/services.h"
 #include "server/status_util.h"
@@ -13,9 +14,7 @@ void EncodeDataset(const DatasetInfo& info, v1::Dataset* proto) {
   proto->set_dim(info.dim);
   proto->set_num_samples(info.num_samples);
   proto->set_size_bytes(info.size_bytes);
-  const int64_t nanos = absl::ToUnixNanos(info.created);
-  proto->mutable_created()->set_seconds(nanos / 1000000000);
-  proto->mutable_created()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  *proto->mutable_created() = ToProtoTimestamp(info.created);
 }
 
 }  // namespace

@@ -12,9 +12,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "models/archive.h"
-#include "models/file_util.h"
-#include "models/status_macros.h"
 #include "models/tensor_checks.h"
+#include "proto/base/file_io.h"
+#include "proto/base/status_macros.h"
 #include "server/model_repository.h"
 #include "server/names.h"
 
@@ -69,7 +69,7 @@ absl::StatusOr<std::unique_ptr<DatasetStore>> DatasetStore::Open(const std::stri
     const std::string file = entry.path().filename().string();
     if (!absl::EndsWith(file, kSuffix)) {
       // A temporary file of an interrupted write: never visible as a dataset.
-      if (absl::StrContains(file, ".tmp-")) {
+      if (absl::StrContains(file, kTemporaryFileMarker)) {
         if (read_only) {
           store->leftovers_.push_back(absl::StrCat("datasets/", file));
         } else {

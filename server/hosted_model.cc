@@ -2,7 +2,7 @@
 
 #include "absl/strings/numbers.h"
 #include "models/priors.h"
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
 
 namespace invnet::server {
 

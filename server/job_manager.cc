@@ -19,10 +19,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "models/archive.h"
-#include "models/file_util.h"
 #include "models/memory_estimate.h"
-#include "models/status_macros.h"
 #include "models/trainer.h"
+#include "proto/base/file_io.h"
+#include "proto/base/status_macros.h"
+#include "proto/timestamp.h"
 #include "server/names.h"
 #include "server/spec_codec.h"
 
@@ -32,16 +33,6 @@ namespace {
 
 constexpr char kKind[] = "invnet.job";
 constexpr char kSuffix[] = ".job";
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* ts) {
-  const int64_t nanos = absl::ToUnixNanos(t);
-  ts->set_seconds(nanos / 1000000000);
-  ts->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-}
-
-absl::Time GetTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
 
 bool IsFinished(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
@@ -130,7 +121,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const std::string
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string file = entry.path().filename().string();
     if (!absl::EndsWith(file, kSuffix)) {
-      if (absl::StrContains(file, ".tmp-")) {
+      if (absl::StrContains(file, kTemporaryFileMarker)) {
         if (options.read_only) {
           manager->leftovers_.push_back(absl::StrCat("jobs/", file));
         } else {
@@ -158,7 +149,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const std::string
     } else if (!IsFinished(record.state())) {
       record.set_state(v1::JOB_STATE_FAILED);
       record.set_error("server restarted while the job was running; nothing was published");
-      SetTime(absl::Now(), record.mutable_finished());
+      *record.mutable_finished() = ToProtoTimestamp(absl::Now());
       manager->Persist(record);
     }
     auto job = std::make_shared<Job>();
@@ -226,7 +217,7 @@ v1::TrainingJob JobManager::EndQueuedJob(Job& job, const std::string& reason) {
   v1::TrainingJob& r = job.record;
   r.set_state(v1::JOB_STATE_CANCELLED);
   r.set_error(absl::StrCat(reason, " while the job was queued; nothing was trained"));
-  SetTime(absl::Now(), r.mutable_finished());
+  *r.mutable_finished() = ToProtoTimestamp(absl::Now());
   --active_;
   Publish(job);
   return r;
@@ -298,7 +289,7 @@ absl::StatusOr<v1::TrainingJob> JobManager::Submit(const v1::TrainRequest& reque
   for (std::string& warning : TrainingWarnings(resolved.problem, resolved.training)) {
     r.add_warnings(std::move(warning));
   }
-  SetTime(absl::Now(), r.mutable_created());
+  *r.mutable_created() = ToProtoTimestamp(absl::Now());
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
@@ -409,7 +400,7 @@ void JobManager::Run(std::shared_ptr<Job> job) {
       r.set_state(v1::JOB_STATE_FAILED);
       r.set_error(published.status().ToString());
     }
-    SetTime(absl::Now(), r.mutable_finished());
+    *r.mutable_finished() = ToProtoTimestamp(absl::Now());
     --active_;
     Publish(*job);
     final_record = r;
@@ -433,7 +424,7 @@ std::vector<v1::TrainingJob> JobManager::List() const {
     for (const auto& [id, job] : jobs_) all.push_back(job->record);
   }
   std::sort(all.begin(), all.end(), [](const v1::TrainingJob& a, const v1::TrainingJob& b) {
-    return GetTime(a.created()) > GetTime(b.created());
+    return FromProtoTimestamp(a.created()) > FromProtoTimestamp(b.created());
   });
   return all;
 }

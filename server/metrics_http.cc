@@ -16,7 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
 #include "server/listen_address.h"
 
 namespace invnet::server {

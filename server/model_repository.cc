@@ -10,8 +10,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "models/file_util.h"
-#include "models/status_macros.h"
+#include "proto/base/file_io.h"
+#include "proto/base/status_macros.h"
 #include "server/names.h"
 
 namespace invnet::server {

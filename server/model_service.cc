@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "absl/time/time.h"
+#include "proto/timestamp.h"
 #include "server/names.h"
 #include "server/services.h"
 #include "server/spec_codec.h"
@@ -11,9 +12,7 @@ namespace invnet::server {
 void EncodeModelVersion(const HostedModel& model, v1::ModelVersion* proto) {
   proto->set_name(model.name);
   proto->set_version(model.version);
-  const int64_t nanos = absl::ToUnixNanos(model.created);
-  proto->mutable_created()->set_seconds(nanos / 1000000000);
-  proto->mutable_created()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  *proto->mutable_created() = ToProtoTimestamp(model.created);
   EncodeProblem(model.record.problem, proto->mutable_problem());
   proto->set_preset(model.record.problem.preset);
   EncodeArchitecture(model.record.architecture, proto->mutable_architecture());

@@ -1,7 +1,7 @@
 #include "server/repository_check.h"
 
 #include "absl/strings/str_cat.h"
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
 #include "server/model_repository.h"

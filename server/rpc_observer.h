@@ -21,11 +21,10 @@
 #include <grpcpp/support/server_interceptor.h>
 
 #include "absl/strings/string_view.h"
+#include "proto/base/request_id.h"
 #include "server/metrics.h"
 
 namespace invnet::server {
-
-inline constexpr char kRequestIdMetadata[] = "x-request-id";
 
 // A fresh request id: 16 lower-case hex digits.
 std::string NewRequestId();

@@ -12,12 +12,10 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "models/file_util.h"
-#include "models/status_macros.h"
+#include "proto/base/option_files.h"
+#include "proto/base/status_macros.h"
 #include "server/listen_address.h"
 #include "server/rpc_observer.h"
 
@@ -45,24 +43,6 @@ void SetHealth(grpc::Server& server, bool serving) {
   if (health == nullptr) return;
   health->SetServingStatus(serving);  // "" and every registered service
   for (const char* name : kServiceNames) health->SetServingStatus(name, serving);
-}
-
-// The contents of the PEM file that option `option` names, which must hold a `-----BEGIN
-// <label>` block (label "CERTIFICATE", or "PRIVATE KEY", which "RSA PRIVATE KEY" matches too).
-absl::StatusOr<std::string> ReadPemFile(const char* option, const std::string& path,
-                                        absl::string_view label) {
-  absl::StatusOr<std::string> pem = ReadFileToString(path, int64_t{1} << 20);
-  if (!pem.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(option, ": ", pem.status().message()));
-  }
-  const size_t begin = pem->find("-----BEGIN ");
-  const size_t end = begin == std::string::npos ? begin : pem->find("-----", begin + 11);
-  if (end == std::string::npos ||
-      !absl::EndsWith(absl::string_view(*pem).substr(begin, end - begin), label)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(option, ": ", path, " holds no PEM ", absl::AsciiStrToLower(label)));
-  }
-  return pem;
 }
 
 // Insecure credentials without TLS options; otherwise the server's certificate and, with a

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "models/presets.h"
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
 #include "server/names.h"
 
 namespace invnet::server {

@@ -27,18 +27,18 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
-#include "models/problem_family.h"
-#include "models/seeds.h"
-#include "models/status_macros.h"
+#include "absl/synchronization/mutex.h"
 #include "models/blas_setup.h"
 #include "models/checkpoint.h"
 #include "models/estimators.h"
 #include "models/evaluation.h"
 #include "models/presets.h"
 #include "models/priors.h"
+#include "models/problem_family.h"
+#include "models/seeds.h"
 #include "models/trainer.h"
+#include "proto/base/status_macros.h"
 
 ABSL_FLAG(std::string, preset, "bimodal2d", "bimodal2d, blur64 or a family member (random2d-3)");
 ABSL_FLAG(std::string, family, "", "run the family study on this family (random2d, random8)");

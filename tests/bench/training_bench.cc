@@ -46,18 +46,18 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "models/blas_setup.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "models/blas_setup.h"
 #include "models/iresnet.h"
 #include "models/jacobian.h"
 #include "models/losses.h"
 #include "models/operators.h"
 #include "models/presets.h"
 #include "models/priors.h"
-#include "models/status_macros.h"
+#include "proto/base/status_macros.h"
 #include "tests/bench/libtorch_loop_inverse.h"
 
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads");

@@ -25,6 +25,7 @@
 #include "client/tensor_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/base/file_io.h"
 #include "tests/client/fake_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/xml.h"

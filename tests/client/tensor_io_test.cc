@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/base/file_io.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::client {

@@ -1,18 +1,18 @@
 #include "models/checkpoint.h"
 
 #include <dirent.h>
-#include <cmath>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cmath>
 
 #include <ATen/ATen.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/archive.h"
-#include "models/file_util.h"
 #include "models/inverse.h"
+#include "proto/base/file_io.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet {

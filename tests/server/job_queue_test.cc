@@ -149,7 +149,12 @@ TEST_F(JobQueueTest, QueuedJobsDoNotSurviveARestart) {
   // repository and start a manager there, as the next start after a crash would.
   const std::string crashed = root_ + "/crashed";
   std::filesystem::create_directories(crashed + "/jobs");
-  std::filesystem::copy(root_ + "/jobs", crashed + "/jobs");
+  // The records one by one: copying the directory would race with the running job's progress
+  // writes (its temporary file can vanish between listing and copying).
+  for (const v1::TrainingJob* job : {&running, &queued}) {
+    const std::string record = "/jobs/" + job->job_id() + ".job";
+    std::filesystem::copy_file(root_ + record, crashed + record);
+  }
   // A clean shutdown cancels the queued job and says why.
   jobs_.reset();
   StartManager(root_);

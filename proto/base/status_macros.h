@@ -1,5 +1,5 @@
-#ifndef INVNET_MODELS_STATUS_MACROS_H_
-#define INVNET_MODELS_STATUS_MACROS_H_
+#ifndef INVNET_BASE_STATUS_MACROS_H_
+#define INVNET_BASE_STATUS_MACROS_H_
 
 // The two macros this Abseil version does not ship. Both evaluate `expr` once.
 
@@ -10,10 +10,10 @@
 #define INVNET_STATUS_CONCAT_(a, b) INVNET_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status of `expr` from the enclosing function when it is not OK.
-#define INVNET_RETURN_IF_ERROR(expr)                     \
-  do {                                                   \
-    ::absl::Status invnet_status_ = (expr);              \
-    if (!invnet_status_.ok()) return invnet_status_;     \
+#define INVNET_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::absl::Status invnet_status_ = (expr);          \
+    if (!invnet_status_.ok()) return invnet_status_; \
   } while (false)
 
 // `INVNET_ASSIGN_OR_RETURN(auto x, MakeX());` declares/assigns `x` from a StatusOr, or returns its
@@ -26,4 +26,4 @@
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
-#endif  // INVNET_MODELS_STATUS_MACROS_H_
+#endif  // INVNET_BASE_STATUS_MACROS_H_
