@@ -1,8 +1,8 @@
 #ifndef INVNET_CLIENT_EXPERIMENT_H_
 #define INVNET_CLIENT_EXPERIMENT_H_
 
-// `invnet experiment`: the paper's study (method.md section 5) as a client-side procedure that
-// uses only the server's RPCs.
+// `invnet experiment`: the paper's study (models/README.md section 5) as a client-side procedure
+// that uses only the server's RPCs.
 //
 //   1. TrainAll: one training job per loss (per loss and training seed with training_seeds > 1),
 //      named <prefix>-<loss> (<prefix>-<loss>-s<seed>), submitted concurrently. The

@@ -2,7 +2,7 @@
 #define INVNET_MODELS_ESTIMATORS_H_
 
 // Exact Bayesian reference estimators for y = A x + delta * eta, eta ~ N(0, I), under a
-// Gaussian-mixture prior (method.md section 4). Everything is batched over y [batch, m] and
+// Gaussian-mixture prior (models/README.md section 4). Everything is batched over y [batch, m] and
 // computed in float64 (results are float64). The object precomputes per-component quantities
 // once, is immutable, and is safe to share between threads.
 //

@@ -1,8 +1,8 @@
 #ifndef INVNET_MODELS_EVALUATION_H_
 #define INVNET_MODELS_EVALUATION_H_
 
-// The metrics of method.md section 5, for a network's inverse or any other estimator, on a set
-// of held-out test pairs (x, y):
+// The metrics of models/README.md section 5, for a network's inverse or any other estimator, on a
+// set of held-out test pairs (x, y):
 //   mse               mean ||x_hat - x||^2                    (Bayes risk of the estimator)
 //   mse_ratio_to_pm   mse / mse of the exact posterior mean   (1 = Bayes-optimal)
 //   rms_to_pm/map     sqrt(mean ||x_hat - x_PM||^2), same for the MAP

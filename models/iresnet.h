@@ -5,7 +5,7 @@
 // Each g_k is an MLP whose weight matrices are spectrally normalised, W <- W * min(1, c_l/sigma(W)),
 // and whose activations are 1-Lipschitz, so Lip(g_k) <= product of its layers' sigmas <= c < 1
 // and every block is invertible by fixed-point iteration (see inverse.h). The layer caps c_l
-// multiply to the block's bound c (LipschitzSplit), as method.md section 2 defines it.
+// multiply to the block's bound c (LipschitzSplit), as models/README.md section 2 defines it.
 //
 // This class is the trainable form: parameters are LibTorch tensors with requires_grad, the
 // forward pass is differentiable, and LinearizeResidual() gives each block's Jacobian as an

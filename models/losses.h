@@ -1,8 +1,8 @@
 #ifndef INVNET_MODELS_LOSSES_H_
 #define INVNET_MODELS_LOSSES_H_
 
-// The four training losses of method.md section 3, each evaluated on a batch of signals x and
-// their measurements y = A x + delta * eta:
+// The four training losses of models/README.md section 3, each evaluated on a batch of signals x
+// and their measurements y = A x + delta * eta:
 //
 //   approximation    1/2 ||phi(x) - t||^2
 //   reconstruction   1/2 ||phi^-1(t) - x||^2

@@ -3,7 +3,7 @@
 
 // Posterior uncertainty from a trained network itself: the per-sample posterior standard
 // deviation sqrt(diag Cov[x | y]) read off the Jacobian of phi at the reconstruction x_hat, for
-// the two regularised losses whose minimisers tie that Jacobian to the posterior (method.md
+// the two regularised losses whose minimisers tie that Jacobian to the posterior (models/README.md
 // section 3). Notation: y = A x + delta eta, alpha the loss weight (delta^2 by default),
 // J = J_phi(x_hat), sym(M) = (M + M^T) / 2.
 //

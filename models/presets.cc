@@ -38,8 +38,9 @@ Preset Bimodal2d(LossKind loss) {
   p.training.target_space = DefaultTargetSpace(loss, true);
   p.training.steps = 3000;
   p.training.batch_size = 512;
-  // method.md used Adam 1e-3; with our cosine decay 3e-3 reaches its table in the same 3000 steps
-  // (at 1e-3 the PM-like losses stop at about 1.03x the Bayes risk instead of 1.01x).
+  // The reference run (models/README.md section 5) used Adam 1e-3; with our cosine decay 3e-3
+  // reaches its table in the same 3000 steps (at 1e-3 the PM-like losses stop at about 1.03x the
+  // Bayes risk instead of 1.01x).
   p.training.learning_rate = 3e-3;
   p.training.validation_every = 250;
   p.training.validation_size = 2000;

@@ -1,7 +1,7 @@
 #ifndef INVNET_MODELS_PRESETS_H_
 #define INVNET_MODELS_PRESETS_H_
 
-// Named problems with their default architecture and schedule (method.md section 5). The
+// Named problems with their default architecture and schedule (models/README.md section 5). The
 // service, the CLI and the experiments all refer to problems by these names.
 //
 //   bimodal2d  prior 1/2 N((-1,0), 0.3^2 I) + 1/2 N((1,0), 0.3^2 I), A = [[0.9,0.2],[0.1,0.5]],
@@ -37,8 +37,8 @@ std::vector<std::string> PresetNames();
 absl::StatusOr<Preset> GetPreset(absl::string_view name, LossKind loss);
 
 // The target space a loss uses by default: the divergence loss works in normal-equation space
-// (its minimiser is A^T A x - alpha grad log p_X, method.md section 3), the others in measurement
-// space when A is square, otherwise normal space.
+// (its minimiser is A^T A x - alpha grad log p_X, models/README.md section 3), the others in
+// measurement space when A is square, otherwise normal space.
 TargetSpace DefaultTargetSpace(LossKind loss, bool square_operator);
 
 }  // namespace invnet

@@ -116,7 +116,7 @@ struct TrainingSpec {
   int64_t solver_max_iterations = 500;
 };
 
-// Combinations of loss and target space the theory (method.md section 3) does not support,
+// Combinations of loss and target space the theory (models/README.md section 3) does not support,
 // one sentence each: the log-det loss in normal space (its stationary point is Tweedie's formula
 // in measurement space only, so phi^-1 is not known to approximate the posterior mean), and the
 // divergence loss in measurement space with A != I (its minimiser's inverse solves the MAP

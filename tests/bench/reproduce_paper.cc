@@ -1,4 +1,4 @@
-// Reproduces the table of method.md section 5 in process: trains one network per loss on a
+// Reproduces the table of models/README.md section 5 in process: trains one network per loss on a
 // preset, evaluates every inverse and the exact Bayesian references on the same held-out pairs,
 // prints the table and checks the acceptance bounds of the training issue. With --family it is
 // the family study of issue 12: every loss on every member of a random problem family

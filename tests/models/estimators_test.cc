@@ -33,7 +33,8 @@ std::unique_ptr<LinearOperator> Dense(const at::Tensor& matrix) {
   return op.ok() ? std::move(op).value() : nullptr;
 }
 
-// The method.md section 5 problem: 1/2 N((-1,0), 0.3^2 I) + 1/2 N((1,0), 0.3^2 I).
+// The bimodal2d problem of models/README.md section 5:
+// 1/2 N((-1,0), 0.3^2 I) + 1/2 N((1,0), 0.3^2 I).
 struct Problem {
   std::unique_ptr<GaussianMixture> prior;
   std::unique_ptr<LinearOperator> op;
@@ -444,7 +445,7 @@ TEST(BayesEstimatorsTest, StableFarFromEveryComponent) {
   EXPECT_LE((map.gradient_norm / scale).max().item<double>(), 1e-12);
 }
 
-// The blur64 preset's shape (method.md section 5), smaller batch: 4 components in 64-D, an
+// The blur64 preset's shape (models/README.md section 5), smaller batch: 4 components in 64-D, an
 // ill-conditioned periodic blur, small noise.
 TEST(BayesEstimatorsTest, MapAndTweedieIn64Dimensions) {
   constexpr int64_t n = 64;

@@ -23,7 +23,8 @@ using ::testing::HasSubstr;
 
 constexpr double kFloatEps = 1.19e-7;
 
-// The honest float32 round-trip tolerance of method.md for one block of contraction c.
+// The honest float32 round-trip tolerance (models/README.md section 2.1) for one block of
+// contraction c.
 double Float32Tolerance(double c) { return std::max(1e-5, 2 * kFloatEps / (1 - c)); }
 
 at::Tensor RelativeError(const at::Tensor& estimate, const at::Tensor& truth) {

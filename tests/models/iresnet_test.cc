@@ -230,8 +230,8 @@ TEST(IResNetTest, LoadStateRejectsBadStateAndKeepsTheNetwork) {
 }
 
 
-// method.md section 2: c bounds each block. A block whose layers all sit at their caps is at c
-// (the product of the caps); the legacy split puts every layer at c and the block at c^L.
+// models/README.md section 2: c bounds each block. A block whose layers all sit at their caps is
+// at c (the product of the caps); the legacy split puts every layer at c and the block at c^L.
 TEST(IResNetTest, SaturatedBlocksCertifyAtTheirSplitsBound) {
   IResNetConfig config = SmallConfig();
   config.lipschitz_coeff = 0.9;
