@@ -34,51 +34,54 @@ at::Tensor Matrix2(double a, double b, double c, double d) {
   return at::tensor({a, b, c, d}, at::kDouble).view({2, 2});
 }
 
-std::unique_ptr<LinearOperator> MakeOperator(const OperatorSpec& spec) {
-  auto op = LinearOperator::Create(spec);
-  EXPECT_THAT(op, IsOk());
-  return op.ok() ? std::move(op).value() : nullptr;
-}
-
-std::unique_ptr<LinearOperator> Identity2() {
+OperatorSpec IdentitySpec(int64_t dim) {
   OperatorSpec spec;
   spec.kind = OperatorKind::kIdentity;
-  spec.dim = 2;
-  return MakeOperator(spec);
+  spec.dim = dim;
+  return spec;
 }
 
-std::unique_ptr<LinearOperator> Dense(const at::Tensor& matrix) {
+OperatorSpec DenseSpec(const at::Tensor& matrix) {
   OperatorSpec spec;
   spec.kind = OperatorKind::kDense;
   spec.matrix = matrix;
-  return MakeOperator(spec);
-}
-
-// The bimodal prior of the paper's 2-D study: 1/2 N((-1, 0), 0.3^2 I) + 1/2 N((1, 0), 0.3^2 I).
-std::unique_ptr<GaussianMixture> Bimodal() {
-  auto prior = GaussianMixture::Isotropic(
-      {0.5, 0.5}, at::tensor({-1.0, 0.0, 1.0, 0.0}, at::kDouble).view({2, 2}), {0.3, 0.3});
-  EXPECT_THAT(prior, IsOk());
-  return prior.ok() ? std::move(prior).value() : nullptr;
+  return spec;
 }
 
 // One Gaussian N(mu, S): the posterior is Gaussian, so its mean and the MAP coincide.
-std::unique_ptr<GaussianMixture> SingleGaussian() {
+GaussianMixtureSpec SingleGaussianSpec() {
   GaussianMixtureSpec spec;
   spec.weights = at::ones({1}, at::kDouble);
   spec.means = at::tensor({0.3, -0.2}, at::kDouble).view({1, 2});
   spec.covariances = Matrix2(1.0, 0.3, 0.3, 0.8).view({1, 2, 2});
-  auto prior = GaussianMixture::Create(spec);
-  EXPECT_THAT(prior, IsOk());
-  return prior.ok() ? std::move(prior).value() : nullptr;
+  return spec;
 }
 
-std::unique_ptr<BayesEstimators> References(const LinearOperator& op, const GaussianMixture& prior,
-                                            double delta) {
-  auto references = BayesEstimators::Create(op, prior, delta);
-  EXPECT_THAT(references, IsOk());
-  return references.ok() ? std::move(references).value() : nullptr;
-}
+// The paper's 2-D study: the bimodal prior 1/2 N((-1, 0), 0.3^2 I) + 1/2 N((1, 0), 0.3^2 I),
+// y = A x + 0.2 eta for a dense A (with its exact references) or for A = I.
+class EvaluationTest : public ::testing::Test {
+ protected:
+  static constexpr double kDelta = 0.2;
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(
+        prior_,
+        GaussianMixture::Isotropic(
+            {0.5, 0.5}, at::tensor({-1.0, 0.0, 1.0, 0.0}, at::kDouble).view({2, 2}), {0.3, 0.3}));
+    ASSERT_OK_AND_ASSIGN(dense_, LinearOperator::Create(DenseSpec(a_)));
+    ASSERT_OK_AND_ASSIGN(identity_, LinearOperator::Create(IdentitySpec(2)));
+    ASSERT_OK_AND_ASSIGN(references_, BayesEstimators::Create(*dense_, *prior_, kDelta));
+  }
+
+  const at::Tensor a_ = Matrix2(0.9, 0.2, 0.1, 0.5);
+  std::unique_ptr<GaussianMixture> prior_;
+  std::unique_ptr<LinearOperator> dense_;
+  std::unique_ptr<LinearOperator> identity_;
+  std::unique_ptr<BayesEstimators> references_;
+};
+using DrawTestSetTest = EvaluationTest;
+using DrawTestSetUnlessStoppedTest = EvaluationTest;
+using EvaluateEstimateTest = EvaluationTest;
+using EvaluateNetworkTest = EvaluationTest;
 
 double MeanSquaredNorm(const at::Tensor& rows) { return rows.pow(2).sum(1).mean().item<double>(); }
 
@@ -114,14 +117,10 @@ std::shared_ptr<const FrozenIResNet> AffineNetwork(double scale, const at::Tenso
 
 // --- DrawTestSet ---------------------------------------------------------------------------
 
-TEST(DrawTestSetTest, SameSeedSameDrawsAnotherSeedOthers) {
-  auto prior = Bimodal();
-  auto op = Dense(Matrix2(0.9, 0.2, 0.1, 0.5));
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
-  TestSet a = DrawTestSet(*prior, *op, 0.2, 100, Seeded(7));
-  TestSet b = DrawTestSet(*prior, *op, 0.2, 100, Seeded(7));
-  TestSet c = DrawTestSet(*prior, *op, 0.2, 100, Seeded(8));
+TEST_F(DrawTestSetTest, SameSeedSameDrawsAnotherSeedOthers) {
+  TestSet a = DrawTestSet(*prior_, *dense_, 0.2, 100, Seeded(7));
+  TestSet b = DrawTestSet(*prior_, *dense_, 0.2, 100, Seeded(7));
+  TestSet c = DrawTestSet(*prior_, *dense_, 0.2, 100, Seeded(8));
   ASSERT_EQ(a.x.sizes(), (at::IntArrayRef{100, 2}));
   ASSERT_EQ(a.y.sizes(), (at::IntArrayRef{100, 2}));
   EXPECT_EQ(a.x.scalar_type(), at::kDouble);
@@ -135,20 +134,15 @@ TEST(DrawTestSetTest, SameSeedSameDrawsAnotherSeedOthers) {
   EXPECT_FALSE(a.map.defined());
 }
 
-TEST(DrawTestSetTest, MeasurementsAreTheOperatorPlusNoiseOfTheGivenLevel) {
-  auto prior = Bimodal();
-  const at::Tensor a = Matrix2(0.9, 0.2, 0.1, 0.5);
-  auto op = Dense(a);
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
+TEST_F(DrawTestSetTest, MeasurementsAreTheOperatorPlusNoiseOfTheGivenLevel) {
   // Noise-free: y = A x exactly (up to the matrix product's rounding).
-  TestSet clean = DrawTestSet(*prior, *op, 0.0, 50, Seeded(1));
-  EXPECT_TRUE(at::allclose(clean.y, at::matmul(clean.x, a.t()), 0.0, 1e-14));
+  TestSet clean = DrawTestSet(*prior_, *dense_, 0.0, 50, Seeded(1));
+  EXPECT_TRUE(at::allclose(clean.y, at::matmul(clean.x, a_.t()), 0.0, 1e-14));
   // With delta = 0.2 the noise (y - A x) / delta is standard normal: 2 x 20000 draws, so the
   // mean's standard error is 0.005 and the variance's 0.007; the bounds are about 6 of them.
   const double delta = 0.2;
-  TestSet noisy = DrawTestSet(*prior, *op, delta, 20000, Seeded(2));
-  at::Tensor eta = (noisy.y - at::matmul(noisy.x, a.t())) / delta;
+  TestSet noisy = DrawTestSet(*prior_, *dense_, delta, 20000, Seeded(2));
+  at::Tensor eta = (noisy.y - at::matmul(noisy.x, a_.t())) / delta;
   EXPECT_NEAR(eta.mean().item<double>(), 0.0, 0.03);
   EXPECT_NEAR(eta.pow(2).mean().item<double>(), 1.0, 0.04);
   // The signals come from the prior: half in each component, both near x_1 = +-1.
@@ -156,39 +150,31 @@ TEST(DrawTestSetTest, MeasurementsAreTheOperatorPlusNoiseOfTheGivenLevel) {
   EXPECT_NEAR(right, 0.5, 0.03);
 }
 
-TEST(DrawTestSetTest, ReferencesAreTheExactEstimatorsOfEveryMeasurement) {
-  auto prior = Bimodal();
-  auto op = Dense(Matrix2(0.9, 0.2, 0.1, 0.5));
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
-  auto references = References(*op, *prior, 0.2);
-  ASSERT_NE(references, nullptr);
-  TestSet test = DrawTestSet(*prior, *op, 0.2, 40, Seeded(3), references.get());
+TEST_F(DrawTestSetTest, ReferencesAreTheExactEstimatorsOfEveryMeasurement) {
+  TestSet test = DrawTestSet(*prior_, *dense_, 0.2, 40, Seeded(3), references_.get());
   ASSERT_TRUE(test.pm.defined());
   ASSERT_TRUE(test.map.defined());
   EXPECT_EQ(test.pm.sizes(), (at::IntArrayRef{40, 2}));
   EXPECT_EQ(test.map.sizes(), (at::IntArrayRef{40, 2}));
-  EXPECT_TRUE(at::allclose(test.pm, references->PosteriorMean(test.y), 0.0, 1e-12));
-  EXPECT_TRUE(at::allclose(test.map, references->Map(test.y).x, 0.0, 1e-9));
+  EXPECT_TRUE(at::allclose(test.pm, references_->PosteriorMean(test.y), 0.0, 1e-12));
+  EXPECT_TRUE(at::allclose(test.map, references_->Map(test.y).x, 0.0, 1e-9));
   // The same pairs as without references: the references draw nothing.
-  TestSet plain = DrawTestSet(*prior, *op, 0.2, 40, Seeded(3));
+  TestSet plain = DrawTestSet(*prior_, *dense_, 0.2, 40, Seeded(3));
   EXPECT_TRUE(Equal(plain.x, test.x));
   EXPECT_TRUE(Equal(plain.y, test.y));
 }
 
 // What the server's DrawTestPairs does: pairs from the samples SplitDataset held out. Every
 // drawn signal is a held-out sample, none is one the trainer saw.
-TEST(DrawTestSetTest, PairsFromTheHeldOutPartNeverHoldATrainingSample) {
+TEST_F(DrawTestSetTest, PairsFromTheHeldOutPartNeverHoldATrainingSample) {
   const int64_t count = 500;
   at::Tensor samples = at::arange(2 * count, at::kDouble).view({count, 2});  // distinct rows
   TrainingSpec training;
   training.validation_size = 40;
   ASSERT_OK_AND_ASSIGN(auto split, SplitDataset(samples, training));
   ASSERT_OK_AND_ASSIGN(auto held_out, EmpiricalDataset::Create(split.second));
-  auto op = Identity2();
-  ASSERT_NE(op, nullptr);
   ASSERT_OK_AND_ASSIGN(TestSet test,
-                       DrawTestSetUnlessStopped(*held_out, *op, 0.1, 2000, Seeded(4), {}));
+                       DrawTestSetUnlessStopped(*held_out, *identity_, 0.1, 2000, Seeded(4), {}));
   auto row_of = [](const at::Tensor& x, int64_t i) {
     return static_cast<int64_t>(x[i][0].item<double>()) / 2;
   };
@@ -208,36 +194,28 @@ TEST(DrawTestSetTest, PairsFromTheHeldOutPartNeverHoldATrainingSample) {
 
 // --- DrawTestSetUnlessStopped ---------------------------------------------------------------
 
-TEST(DrawTestSetUnlessStoppedTest, UpToOneBlockTheDrawsAreDrawTestSetsOwn) {
-  auto prior = Bimodal();
-  auto op = Identity2();
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
+TEST_F(DrawTestSetUnlessStoppedTest, UpToOneBlockTheDrawsAreDrawTestSetsOwn) {
   for (int64_t count : {int64_t{1}, int64_t{300}, kTestSetBlockRows}) {
-    TestSet expected = DrawTestSet(*prior, *op, 0.1, count, Seeded(5));
+    TestSet expected = DrawTestSet(*prior_, *identity_, 0.1, count, Seeded(5));
     // One block: there is no "between blocks", so even a stopper that always says stop is not
     // consulted.
     int calls = 0;
-    ASSERT_OK_AND_ASSIGN(TestSet test,
-                         DrawTestSetUnlessStopped(*prior, *op, 0.1, count, Seeded(5), [&calls] {
-                           ++calls;
-                           return true;
-                         }));
+    ASSERT_OK_AND_ASSIGN(TestSet test, DrawTestSetUnlessStopped(*prior_, *identity_, 0.1, count,
+                                                                Seeded(5), [&calls] {
+                                                                  ++calls;
+                                                                  return true;
+                                                                }));
     EXPECT_EQ(calls, 0) << count;
     EXPECT_TRUE(Equal(test.x, expected.x)) << count;
     EXPECT_TRUE(Equal(test.y, expected.y)) << count;
   }
 }
 
-TEST(DrawTestSetUnlessStoppedTest, ManyBlocksGiveEveryPairDeterministically) {
-  auto prior = Bimodal();
-  auto op = Dense(Matrix2(0.9, 0.2, 0.1, 0.5));
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
+TEST_F(DrawTestSetUnlessStoppedTest, ManyBlocksGiveEveryPairDeterministically) {
   const int64_t count = 2 * kTestSetBlockRows + 7;
   int calls = 0;
   ASSERT_OK_AND_ASSIGN(TestSet a,
-                       DrawTestSetUnlessStopped(*prior, *op, 0.0, count, Seeded(6), [&calls] {
+                       DrawTestSetUnlessStopped(*prior_, *dense_, 0.0, count, Seeded(6), [&calls] {
                          ++calls;
                          return false;
                        }));
@@ -245,24 +223,20 @@ TEST(DrawTestSetUnlessStoppedTest, ManyBlocksGiveEveryPairDeterministically) {
   ASSERT_EQ(a.x.sizes(), (at::IntArrayRef{count, 2}));
   ASSERT_EQ(a.y.sizes(), (at::IntArrayRef{count, 2}));
   EXPECT_FALSE(a.pm.defined());
-  EXPECT_TRUE(at::allclose(a.y, op->Apply(a.x), 0.0, 1e-14));  // noise-free: y = A x
+  EXPECT_TRUE(at::allclose(a.y, dense_->Apply(a.x), 0.0, 1e-14));  // noise-free: y = A x
   // The blocks are fresh draws, not one block repeated.
   EXPECT_FALSE(Equal(a.x.slice(0, 0, 7), a.x.slice(0, kTestSetBlockRows, kTestSetBlockRows + 7)));
-  ASSERT_OK_AND_ASSIGN(TestSet b, DrawTestSetUnlessStopped(*prior, *op, 0.0, count, Seeded(6),
+  ASSERT_OK_AND_ASSIGN(TestSet b, DrawTestSetUnlessStopped(*prior_, *dense_, 0.0, count, Seeded(6),
                                                            {}));  // no stopper at all
   EXPECT_TRUE(Equal(a.x, b.x));
   EXPECT_TRUE(Equal(a.y, b.y));
 }
 
-TEST(DrawTestSetUnlessStoppedTest, StopsWhenAskedWithCancelled) {
-  auto prior = Bimodal();
-  auto op = Identity2();
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
+TEST_F(DrawTestSetUnlessStoppedTest, StopsWhenAskedWithCancelled) {
   const int64_t count = 4 * kTestSetBlockRows;
   // Asked after the first block and told to stop: no further block is drawn.
   int calls = 0;
-  EXPECT_THAT(DrawTestSetUnlessStopped(*prior, *op, 0.1, count, Seeded(7),
+  EXPECT_THAT(DrawTestSetUnlessStopped(*prior_, *identity_, 0.1, count, Seeded(7),
                                        [&calls] {
                                          ++calls;
                                          return true;
@@ -271,7 +245,7 @@ TEST(DrawTestSetUnlessStoppedTest, StopsWhenAskedWithCancelled) {
   EXPECT_EQ(calls, 1);
   // Told to stop the second time it asks.
   calls = 0;
-  EXPECT_THAT(DrawTestSetUnlessStopped(*prior, *op, 0.1, count, Seeded(7),
+  EXPECT_THAT(DrawTestSetUnlessStopped(*prior_, *identity_, 0.1, count, Seeded(7),
                                        [&calls] { return ++calls == 2; }),
               StatusIs(absl::StatusCode::kCancelled));
   EXPECT_EQ(calls, 2);
@@ -279,14 +253,8 @@ TEST(DrawTestSetUnlessStoppedTest, StopsWhenAskedWithCancelled) {
 
 // --- EvaluateEstimate -----------------------------------------------------------------------
 
-TEST(EvaluateEstimateTest, ThePosteriorMeanScoresRatioOneAndZeroDistanceToItself) {
-  auto prior = Bimodal();
-  auto op = Dense(Matrix2(0.9, 0.2, 0.1, 0.5));
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
-  auto references = References(*op, *prior, 0.2);
-  ASSERT_NE(references, nullptr);
-  TestSet test = DrawTestSet(*prior, *op, 0.2, 200, Seeded(8), references.get());
+TEST_F(EvaluateEstimateTest, ThePosteriorMeanScoresRatioOneAndZeroDistanceToItself) {
+  TestSet test = DrawTestSet(*prior_, *dense_, 0.2, 200, Seeded(8), references_.get());
   EvaluationMetrics m = EvaluateEstimate(test.pm, test);
   EXPECT_DOUBLE_EQ(m.mse, MeanSquaredNorm(test.pm - test.x));
   EXPECT_DOUBLE_EQ(m.mse_ratio_to_pm, 1.0);
@@ -300,7 +268,7 @@ TEST(EvaluateEstimateTest, ThePosteriorMeanScoresRatioOneAndZeroDistanceToItself
   EXPECT_TRUE(std::isnan(m.mean_iterations));
 }
 
-TEST(EvaluateEstimateTest, AKnownShiftGivesAKnownMseAndDistances) {
+TEST_F(EvaluateEstimateTest, AKnownShiftGivesAKnownMseAndDistances) {
   // A hand-made test set: the metrics are sums over four rows.
   TestSet test;
   test.x = at::tensor({0.0, 0.0, 1.0, 2.0, -1.0, 3.0, 4.0, -2.0}, at::kDouble).view({4, 2});
@@ -322,7 +290,7 @@ TEST(EvaluateEstimateTest, AKnownShiftGivesAKnownMseAndDistances) {
   EXPECT_NEAR(EvaluateEstimate(x_hat.to(at::kFloat), test).mse, 0.25, 1e-6);
 }
 
-TEST(EvaluateEstimateTest, WithoutReferencesOnlyTheMseApplies) {
+TEST_F(EvaluateEstimateTest, WithoutReferencesOnlyTheMseApplies) {
   TestSet test;
   test.x = at::zeros({3, 2}, at::kDouble);
   test.y = test.x.clone();
@@ -338,14 +306,10 @@ TEST(EvaluateEstimateTest, WithoutReferencesOnlyTheMseApplies) {
   EXPECT_NEAR(m.rms_to_map, std::sqrt(0.5), 1e-15);
 }
 
-TEST(EvaluateEstimateTest, ForOneGaussianThePosteriorMeanAndTheMapScoreAlike) {
-  auto prior = SingleGaussian();
-  auto op = Dense(Matrix2(0.9, 0.2, 0.1, 0.5));
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
-  auto references = References(*op, *prior, 0.2);
-  ASSERT_NE(references, nullptr);
-  TestSet test = DrawTestSet(*prior, *op, 0.2, 300, Seeded(9), references.get());
+TEST_F(EvaluateEstimateTest, ForOneGaussianThePosteriorMeanAndTheMapScoreAlike) {
+  ASSERT_OK_AND_ASSIGN(auto prior, GaussianMixture::Create(SingleGaussianSpec()));
+  ASSERT_OK_AND_ASSIGN(auto references, BayesEstimators::Create(*dense_, *prior, kDelta));
+  TestSet test = DrawTestSet(*prior, *dense_, kDelta, 300, Seeded(9), references.get());
   EvaluationMetrics map = EvaluateEstimate(test.map, test);
   EXPECT_NEAR(map.mse_ratio_to_pm, 1.0, 1e-8);
   EXPECT_NEAR(map.rms_to_pm, 0.0, 1e-6);
@@ -357,18 +321,14 @@ TEST(EvaluateEstimateTest, ForOneGaussianThePosteriorMeanAndTheMapScoreAlike) {
 
 // --- EvaluateNetwork ------------------------------------------------------------------------
 
-TEST(EvaluateNetworkTest, AShiftNetworkHasTheShiftAsForwardErrorAndItsSquareAsMse) {
+TEST_F(EvaluateNetworkTest, AShiftNetworkHasTheShiftAsForwardErrorAndItsSquareAsMse) {
   // phi(x) = x + b (g = 0 x + b) on y = x: x_hat = y - b, so every error is b.
   const at::Tensor b = at::tensor({0.3, -0.4}, at::kDouble);
   auto network = AffineNetwork(0.0, b);
-  auto prior = Bimodal();
-  auto op = Identity2();
   ASSERT_NE(network, nullptr);
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
-  TestSet test = DrawTestSet(*prior, *op, 0.0, 64, Seeded(10));
+  TestSet test = DrawTestSet(*prior_, *identity_, 0.0, 64, Seeded(10));
   ASSERT_OK_AND_ASSIGN(EvaluationMetrics m,
-                       EvaluateNetwork(*network, *op, TargetSpace::kMeasurement, test, {}));
+                       EvaluateNetwork(*network, *identity_, TargetSpace::kMeasurement, test, {}));
   // float32 inputs: errors of about 1e-7 * |x|.
   EXPECT_NEAR(m.mse, 0.25, 1e-5);
   EXPECT_NEAR(m.forward_error, 0.5, 1e-5);
@@ -378,61 +338,52 @@ TEST(EvaluateNetworkTest, AShiftNetworkHasTheShiftAsForwardErrorAndItsSquareAsMs
   EXPECT_TRUE(std::isnan(m.rms_to_map));
 }
 
-TEST(EvaluateNetworkTest, InNormalSpaceTheTargetAndTheForwardErrorUseTheNormalOperator) {
+TEST_F(EvaluateNetworkTest, InNormalSpaceTheTargetAndTheForwardErrorUseTheNormalOperator) {
   // phi(x) = 1.5 x + b, A dense, y = A x: x_hat = (A^T A x - b) / 1.5, and the forward error is
   // measured against A^T A x, not A x.
   const at::Tensor b = at::tensor({0.1, 0.2}, at::kDouble);
-  const at::Tensor a = Matrix2(0.9, 0.2, 0.1, 0.5);
   auto network = AffineNetwork(0.5, b);
-  auto prior = Bimodal();
-  auto op = Dense(a);
   ASSERT_NE(network, nullptr);
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
-  auto references = References(*op, *prior, 0.2);
-  ASSERT_NE(references, nullptr);
-  TestSet test = DrawTestSet(*prior, *op, 0.0, 64, Seeded(11));
-  const at::Tensor normal = at::matmul(test.x, at::matmul(a.t(), a).t());  // rows A^T A x
+  TestSet test = DrawTestSet(*prior_, *dense_, 0.0, 64, Seeded(11));
+  const at::Tensor normal = at::matmul(test.x, at::matmul(a_.t(), a_).t());  // rows A^T A x
   InverseOptions options;
   options.tolerance = 1e-7;
   ASSERT_OK_AND_ASSIGN(EvaluationMetrics m,
-                       EvaluateNetwork(*network, *op, TargetSpace::kNormal, test, options));
+                       EvaluateNetwork(*network, *dense_, TargetSpace::kNormal, test, options));
   EXPECT_NEAR(m.mse, MeanSquaredNorm((normal - b) / 1.5 - test.x), 1e-5);
   EXPECT_NEAR(m.forward_error, std::sqrt(MeanSquaredNorm(1.5 * test.x + b - normal)), 1e-5);
   EXPECT_DOUBLE_EQ(m.converged_fraction, 1.0);
   // With references the ratio and distances apply to the network's inverse as to any estimate.
-  test.pm = references->PosteriorMean(test.y);
-  test.map = references->Map(test.y).x;
+  test.pm = references_->PosteriorMean(test.y);
+  test.map = references_->Map(test.y).x;
   ASSERT_OK_AND_ASSIGN(EvaluationMetrics with_references,
-                       EvaluateNetwork(*network, *op, TargetSpace::kNormal, test, options));
+                       EvaluateNetwork(*network, *dense_, TargetSpace::kNormal, test, options));
   EvaluationMetrics of_estimate = EvaluateEstimate((normal - b) / 1.5, test);
   EXPECT_NEAR(with_references.mse_ratio_to_pm, of_estimate.mse_ratio_to_pm, 1e-4);
   EXPECT_NEAR(with_references.rms_to_pm, of_estimate.rms_to_pm, 1e-5);
   EXPECT_NEAR(with_references.rms_to_map, of_estimate.rms_to_map, 1e-5);
 }
 
-TEST(EvaluateNetworkTest, ConvergenceAndIterationsAreTheInversesOwn) {
+TEST_F(EvaluateNetworkTest, ConvergenceAndIterationsAreTheInversesOwn) {
   const at::Tensor b = at::tensor({0.1, 0.2}, at::kDouble);
   auto network = AffineNetwork(0.5, b);
-  auto prior = Bimodal();
-  auto op = Identity2();
   ASSERT_NE(network, nullptr);
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
-  TestSet test = DrawTestSet(*prior, *op, 0.1, 64, Seeded(12));
+  TestSet test = DrawTestSet(*prior_, *identity_, 0.1, 64, Seeded(12));
   // One fixed-point step cannot meet 1e-5 at contraction 0.5: nothing converges, one step each.
   InverseOptions one_step;
   one_step.max_iterations = 1;
   one_step.anderson = false;
-  ASSERT_OK_AND_ASSIGN(EvaluationMetrics capped,
-                       EvaluateNetwork(*network, *op, TargetSpace::kMeasurement, test, one_step));
+  ASSERT_OK_AND_ASSIGN(
+      EvaluationMetrics capped,
+      EvaluateNetwork(*network, *identity_, TargetSpace::kMeasurement, test, one_step));
   EXPECT_DOUBLE_EQ(capped.converged_fraction, 0.0);
   EXPECT_DOUBLE_EQ(capped.mean_iterations, 1.0);
   // Uncapped, the means are those the inverse reports.
   InverseOptions plain;
   plain.anderson = false;
-  ASSERT_OK_AND_ASSIGN(EvaluationMetrics m,
-                       EvaluateNetwork(*network, *op, TargetSpace::kMeasurement, test, plain));
+  ASSERT_OK_AND_ASSIGN(
+      EvaluationMetrics m,
+      EvaluateNetwork(*network, *identity_, TargetSpace::kMeasurement, test, plain));
   ASSERT_OK_AND_ASSIGN(InverseResult inverse, network->Inverse(test.y.to(at::kFloat), plain));
   EXPECT_DOUBLE_EQ(m.converged_fraction, inverse.converged.to(at::kDouble).mean().item<double>());
   EXPECT_DOUBLE_EQ(m.mean_iterations, inverse.iterations.to(at::kDouble).mean().item<double>());
@@ -441,17 +392,13 @@ TEST(EvaluateNetworkTest, ConvergenceAndIterationsAreTheInversesOwn) {
   EXPECT_GT(m.mean_iterations, 5.0);
 }
 
-TEST(EvaluateNetworkTest, BadInverseOptionsAreInvalidArgumentNamingTheOption) {
+TEST_F(EvaluateNetworkTest, BadInverseOptionsAreInvalidArgumentNamingTheOption) {
   auto network = AffineNetwork(0.5, at::zeros({2}, at::kDouble));
-  auto prior = Bimodal();
-  auto op = Identity2();
   ASSERT_NE(network, nullptr);
-  ASSERT_NE(prior, nullptr);
-  ASSERT_NE(op, nullptr);
-  TestSet test = DrawTestSet(*prior, *op, 0.1, 8, Seeded(13));
+  TestSet test = DrawTestSet(*prior_, *identity_, 0.1, 8, Seeded(13));
   InverseOptions options;
   options.tolerance = 0.0;
-  EXPECT_THAT(EvaluateNetwork(*network, *op, TargetSpace::kMeasurement, test, options),
+  EXPECT_THAT(EvaluateNetwork(*network, *identity_, TargetSpace::kMeasurement, test, options),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tolerance")));
 }
 
