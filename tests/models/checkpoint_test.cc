@@ -267,50 +267,6 @@ TEST_F(CheckpointTest, FileSystemErrorsHaveTheirCodes) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("garbage.ckpt")));
 }
 
-TEST(ArchiveTest, Crc32MatchesTheStandardCheckValue) {
-  EXPECT_EQ(Crc32("123456789"), 0xCBF43926u);
-  EXPECT_EQ(Crc32(""), 0u);
-}
-
-TEST(ArchiveTest, ValuesRoundTripAndTypesAreChecked) {
-  ArchiveWriter w("test.kind");
-  w.PutInt("i", -5);
-  w.PutDouble("d", 0.1);
-  w.PutString("s", std::string("a\0b", 3));
-  w.PutTensor("t", at::arange(6, at::kLong).view({2, 3}));
-  w.PutTensor("empty", at::zeros({0, 4}));
-  ASSERT_OK_AND_ASSIGN(ArchiveReader r, ArchiveReader::Parse(w.Finish(), "test.kind"));
-  EXPECT_EQ(r.GetInt("i").value(), -5);
-  EXPECT_EQ(r.GetDouble("d").value(), 0.1);
-  EXPECT_EQ(r.GetString("s").value(), std::string("a\0b", 3));
-  EXPECT_TRUE(at::equal(r.GetTensor("t").value(), at::arange(6, at::kLong).view({2, 3})));
-  EXPECT_EQ(r.GetTensor("empty").value().sizes(), (std::vector<int64_t>{0, 4}));
-  EXPECT_THAT(r.GetInt("d"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("type")));
-  EXPECT_THAT(r.GetInt("nope"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nope")));
-  EXPECT_EQ(r.KeysWithPrefix("e"), (std::vector<std::string>{"empty"}));
-}
-
-// Dims whose product wrapped around uint64 (2^32 x 2^32 = 2^64 = 0 elements) matched an empty
-// payload, and LibTorch then threw on the allocation: an exception through DatasetStore::Open,
-// where no GuardTorch catches it.
-TEST(ArchiveTest, ShapesWhoseProductOverflowsAreRefused) {
-  // An archive holding an empty [0, 0] tensor, its two dimensions then set to 2^32 and the
-  // checksum recomputed, as a hostile file would be.
-  ArchiveWriter w("test.kind");
-  w.PutTensor("t", at::zeros({0, 0}, at::kFloat));
-  std::string bytes = w.Finish();
-  // The tensor's payload is the last entry: dtype, rank, two u64 dims, then the CRC.
-  const size_t dims_at = bytes.size() - 4 - 16;
-  ASSERT_EQ(bytes.substr(dims_at, 16), std::string(16, '\0'));
-  for (size_t dim = 0; dim < 2; ++dim) bytes[dims_at + 8 * dim + 4] = 1;  // little-endian 2^32
-  const uint32_t crc = Crc32(absl::string_view(bytes).substr(0, bytes.size() - 4));
-  for (int i = 0; i < 4; ++i) bytes[bytes.size() - 4 + i] = static_cast<char>(crc >> (8 * i));
-  ASSERT_OK_AND_ASSIGN(ArchiveReader r, ArchiveReader::Parse(bytes, "test.kind"));
-  EXPECT_THAT(r.GetTensor("t"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too many elements")));
-}
-
-
 // Checkpoints from before the Lipschitz split keep loading, as what they are: every layer at c,
 // so the block bounds certify at up to c^L, and the served network is the one that was trained.
 TEST(LegacyCheckpointTest, CheckpointsFromBeforeTheSplitLoadWithEveryLayerAtC) {

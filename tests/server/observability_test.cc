@@ -1,14 +1,14 @@
 // Metrics, request ids and error logs of a real server (Server::Start on port 0, with the
 // metrics exporter on port 0), driven over TCP and scraped over real HTTP.
 
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <glog/logging.h>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -21,10 +21,12 @@
 #include "invnet/v1/training_service.grpc.pb.h"
 #include "server/server.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/log_sink.h"
 
 namespace invnet::server {
 namespace {
 
+using ::invnet::testing::CapturingSink;
 using ::invnet::testing::HttpExchange;
 using ::invnet::testing::HttpGet;
 using ::invnet::testing::HttpResponse;
@@ -70,31 +72,6 @@ double Get(const Samples& samples, const std::string& key) {
 double Delta(const Samples& before, const Samples& after, const std::string& key) {
   return Get(after, key) - Get(before, key);
 }
-
-// Collects the log lines of the whole process.
-class CapturingSink : public google::LogSink {
- public:
-  using google::LogSink::send;
-  void send(google::LogSeverity severity, const char* /*full_filename*/,
-            const char* /*base_filename*/, int /*line*/, const google::LogMessageTime& /*time*/,
-            const char* message, size_t length) override {
-    absl::MutexLock lock(&mu_);
-    lines_.push_back({severity, std::string(message, length)});
-  }
-  // The lines that contain `text`, with their severities.
-  std::vector<std::pair<google::LogSeverity, std::string>> Matching(const std::string& text) {
-    absl::MutexLock lock(&mu_);
-    std::vector<std::pair<google::LogSeverity, std::string>> found;
-    for (const auto& line : lines_) {
-      if (absl::StrContains(line.second, text)) found.push_back(line);
-    }
-    return found;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<std::pair<google::LogSeverity, std::string>> lines_ ABSL_GUARDED_BY(mu_);
-};
 
 class ObservabilityTest : public ::testing::Test {
  protected:
