@@ -17,7 +17,8 @@ Preset Bimodal2d(LossKind loss) {
   Preset p;
   p.name = "bimodal2d";
   p.description =
-      "2-D two-mode Gaussian mixture, A = [[0.9, 0.2], [0.1, 0.5]], delta = 0.2 (method.md 5)";
+      "2-D two-mode Gaussian mixture, A = [[0.9, 0.2], [0.1, 0.5]], delta = 0.2 "
+      "(models/README.md section 5)";
   p.problem.preset = p.name;
   p.problem.op.kind = OperatorKind::kDense;
   p.problem.op.matrix = at::tensor({0.9, 0.2, 0.1, 0.5}, at::kDouble).view({2, 2});
@@ -53,7 +54,7 @@ Preset Blur64(LossKind loss) {
   p.name = "blur64";
   p.description =
       "64-sample periodic signals, 4-component Gaussian mixture of sinusoids, periodic Gaussian "
-      "blur (sigma 2), delta = 0.05 (method.md 5)";
+      "blur (sigma 2), delta = 0.05 (models/README.md section 5)";
   p.problem.preset = p.name;
   p.problem.op.kind = OperatorKind::kConvolution;
   p.problem.op.dim = n;

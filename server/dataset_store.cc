@@ -14,6 +14,7 @@
 #include "models/archive.h"
 #include "models/tensor_checks.h"
 #include "proto/base/file_io.h"
+#include "proto/base/status.h"
 #include "proto/base/status_macros.h"
 #include "server/model_repository.h"
 #include "server/names.h"
@@ -139,8 +140,10 @@ absl::StatusOr<DatasetInfo> DatasetStore::Save(const std::string& name,
 
 absl::StatusOr<at::Tensor> DatasetStore::Load(const std::string& name) const {
   INVNET_RETURN_IF_ERROR(Info(name).status());
-  INVNET_ASSIGN_OR_RETURN(auto data, ReadDataset(PathOf(name)));
-  return data.first;
+  absl::StatusOr<std::pair<at::Tensor, absl::Time>> data = ReadDataset(PathOf(name));
+  // The archive's own errors do not say which file they came from.
+  if (!data.ok()) return Annotate(data.status(), absl::StrCat("dataset '", name, "'"));
+  return data->first;
 }
 
 absl::StatusOr<DatasetInfo> DatasetStore::Info(const std::string& name) const {

@@ -17,7 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/archive.h"
-#include "models/file_util.h"
+#include "proto/base/file_io.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::server {
@@ -327,19 +327,15 @@ TEST_F(DatasetStoreTest, ALoadOfAFileDamagedAfterOpenIsDataLoss) {
 }
 
 TEST_F(DatasetStoreTest, ALoadOfADamagedFileSaysWhichDataset) {
-  // BUG (server/dataset_store.cc, ReadDataset, lines 29-30): the errors of ReadFileToString and
-  // ArchiveReader::Parse are returned without context, so Load of a damaged file answers only
-  // "archive is damaged: checksum mismatch (truncated or corrupted)", naming neither the dataset
-  // nor its file (Open adds "datasets/<file>: " itself; Load, and so a training job on that
-  // dataset, does not). Remove the skip once ReadDataset annotates its errors with the path.
-  GTEST_SKIP() << "known bug: Load's DATA_LOSS message does not name the dataset";
+  // The archive's own message ("archive is damaged: checksum mismatch") names no file; Load,
+  // and so a training job on the dataset, must say which dataset it was.
   ASSERT_OK_AND_ASSIGN(auto store, DatasetStore::Open(root_));
   ASSERT_OK(Upload(*store, "d", at::randn({20, 3})).status());
   const std::string path = dir_ + "/d.dataset";
   ASSERT_OK_AND_ASSIGN(std::string bytes, ReadFileToString(path));
   bytes[bytes.size() / 2] ^= 0x01;
   ASSERT_OK(WriteFileAtomically(path, bytes));
-  EXPECT_THAT(store->Load("d"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("d.dataset")));
+  EXPECT_THAT(store->Load("d"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("dataset 'd': archive is damaged")));
 }
 
 TEST(DatasetFingerprintTest, NamesTheShapeAndTheCrcOfTheFloat32Values) {
