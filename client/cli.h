@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/cli_flags.h"
 #include "client/client.h"
 #include "client/experiment.h"
 #include "client/load_generator.h"
@@ -31,70 +32,6 @@
 
 namespace invnet::client::cli {
 
-// `invnet experiment --seeds` at most.
-constexpr int64_t kMaxExperimentSeeds = 100;
-
-// The value of every flag. The defaults here are the defaults of the binary's flags.
-struct CliFlags {
-  // Global.
-  std::string server = "localhost:50051";
-  double timeout = 0;  // seconds, 0 = none; applied only when given
-  bool tls = false;
-  std::string tls_ca_file;
-  std::string tls_cert_file;
-  std::string tls_key_file;
-  std::string token_file;  // "" = $INVNET_TOKEN_FILE, if set
-  // health
-  std::string service;
-  // train. Numeric values are sent only when given; otherwise the preset (or the server's
-  // default) decides, so the zeros here are placeholders, not defaults.
-  std::string preset;
-  std::string spec;
-  std::string model;  // also reconstruct, forward, estimate
-  std::string loss;
-  std::string target_space;
-  std::string dataset;
-  int64_t steps = 0;
-  int64_t batch_size = 0;
-  double learning_rate = 0;
-  uint64_t seed = 0;
-  bool detach = false;
-  bool all_versions = false;
-  // reconstruct, forward, estimate, models show/delete (0 = the latest version / all).
-  int64_t version = 0;
-  std::string input;  // also datasets upload
-  std::string output;
-  // Solver settings, sent only when given (the server's defaults otherwise).
-  double tolerance = 0;
-  int64_t max_iterations = 0;
-  bool anderson = false;
-  int64_t anderson_memory = 0;
-  std::string estimators;
-  // datasets upload (0 = automatic).
-  int64_t rows_per_chunk = 0;
-  // reconstruct, forward, estimate: rows per request at most.
-  int64_t chunk_rows = 100000;
-  // reconstruct: per-sample diagnostics CSV ("" = none).
-  std::string diagnostics;
-  // reconstruct: the network's posterior std, [batch, n], to this file ("" = none).
-  std::string posterior_std;
-  // pairs: test pairs to draw.
-  int64_t count = 0;
-  // bench
-  std::string rpc = "reconstruct";
-  int64_t batch = 1;
-  int64_t concurrency = 1;
-  double duration = 10;
-  int64_t requests = 0;
-  double rate = 0;
-  double warmup = 1;
-  // experiment (also preset, spec, steps, batch_size, learning_rate, seed).
-  std::string name = "experiment";
-  std::string losses = "approximation,log-det,divergence,reconstruction";
-  int64_t test_pairs = 5000;
-  int64_t seeds = 1;  // experiment: training seeds per loss, in [1, kMaxExperimentSeeds]
-  std::string output_dir;  // "" = ./invnet-report-<label> (see --output_dir's help)
-};
 
 // One parsed command line.
 struct Invocation {
@@ -137,15 +74,6 @@ struct Context {
   std::function<void(const std::string& message)> set_interrupt_message;
 };
 
-// Documentation of one flag, for help text (and the binary's flag definitions).
-struct FlagInfo {
-  const char* name;
-  const char* value_name;  // "" for a boolean switch
-  const char* help;
-};
-const std::vector<FlagInfo>& AllFlags();
-// The help of flag `name` ("" if there is none).
-std::string FlagHelp(absl::string_view name);
 
 // A usage error (INVALID_ARGUMENT marked with a payload), and the test for one.
 absl::Status UsageError(absl::string_view message);

@@ -30,55 +30,11 @@
 
 namespace cli = invnet::client::cli;
 
-// Defaults and help come from cli.h, the single description of the command line.
-#define INVNET_CLI_FLAG(type, name) \
-  ABSL_FLAG(type, name, cli::CliFlags{}.name, cli::FlagHelp(#name))
-
-INVNET_CLI_FLAG(std::string, server);
-INVNET_CLI_FLAG(double, timeout);
-INVNET_CLI_FLAG(bool, tls);
-INVNET_CLI_FLAG(std::string, tls_ca_file);
-INVNET_CLI_FLAG(std::string, tls_cert_file);
-INVNET_CLI_FLAG(std::string, tls_key_file);
-INVNET_CLI_FLAG(std::string, token_file);
-INVNET_CLI_FLAG(std::string, service);
-INVNET_CLI_FLAG(std::string, preset);
-INVNET_CLI_FLAG(std::string, spec);
-INVNET_CLI_FLAG(std::string, model);
-INVNET_CLI_FLAG(std::string, loss);
-INVNET_CLI_FLAG(std::string, target_space);
-INVNET_CLI_FLAG(std::string, dataset);
-INVNET_CLI_FLAG(int64_t, steps);
-INVNET_CLI_FLAG(int64_t, batch_size);
-INVNET_CLI_FLAG(double, learning_rate);
-INVNET_CLI_FLAG(uint64_t, seed);
-INVNET_CLI_FLAG(bool, detach);
-INVNET_CLI_FLAG(bool, all_versions);
-INVNET_CLI_FLAG(int64_t, version);
-INVNET_CLI_FLAG(std::string, input);
-INVNET_CLI_FLAG(std::string, output);
-INVNET_CLI_FLAG(double, tolerance);
-INVNET_CLI_FLAG(int64_t, max_iterations);
-INVNET_CLI_FLAG(bool, anderson);
-INVNET_CLI_FLAG(int64_t, anderson_memory);
-INVNET_CLI_FLAG(std::string, estimators);
-INVNET_CLI_FLAG(int64_t, rows_per_chunk);
-INVNET_CLI_FLAG(int64_t, chunk_rows);
-INVNET_CLI_FLAG(std::string, diagnostics);
-INVNET_CLI_FLAG(std::string, posterior_std);
-INVNET_CLI_FLAG(int64_t, count);
-INVNET_CLI_FLAG(std::string, rpc);
-INVNET_CLI_FLAG(int64_t, batch);
-INVNET_CLI_FLAG(int64_t, concurrency);
-INVNET_CLI_FLAG(double, duration);
-INVNET_CLI_FLAG(int64_t, requests);
-INVNET_CLI_FLAG(double, rate);
-INVNET_CLI_FLAG(double, warmup);
-INVNET_CLI_FLAG(std::string, name);
-INVNET_CLI_FLAG(std::string, losses);
-INVNET_CLI_FLAG(int64_t, test_pairs);
-INVNET_CLI_FLAG(int64_t, seeds);
-INVNET_CLI_FLAG(std::string, output_dir);
+// One absl flag per row of the flag table (client/cli_flags.h), with its default and help.
+#define INVNET_CLI_ABSL_FLAG(type, name, default_value, value_name, help) \
+  ABSL_FLAG(type, name, cli::CliFlags{}.name, help);
+INVNET_CLI_FLAGS(INVNET_CLI_ABSL_FLAG)
+#undef INVNET_CLI_ABSL_FLAG
 
 namespace {
 
@@ -165,51 +121,10 @@ void ParseArgs(int argc, char** argv, cli::Invocation* inv) {
 
 cli::CliFlags CollectFlags() {
   cli::CliFlags f;
-  f.server = absl::GetFlag(FLAGS_server);
-  f.timeout = absl::GetFlag(FLAGS_timeout);
-  f.tls = absl::GetFlag(FLAGS_tls);
-  f.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
-  f.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  f.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
-  f.token_file = absl::GetFlag(FLAGS_token_file);
-  f.service = absl::GetFlag(FLAGS_service);
-  f.preset = absl::GetFlag(FLAGS_preset);
-  f.spec = absl::GetFlag(FLAGS_spec);
-  f.model = absl::GetFlag(FLAGS_model);
-  f.loss = absl::GetFlag(FLAGS_loss);
-  f.target_space = absl::GetFlag(FLAGS_target_space);
-  f.dataset = absl::GetFlag(FLAGS_dataset);
-  f.steps = absl::GetFlag(FLAGS_steps);
-  f.batch_size = absl::GetFlag(FLAGS_batch_size);
-  f.learning_rate = absl::GetFlag(FLAGS_learning_rate);
-  f.seed = absl::GetFlag(FLAGS_seed);
-  f.detach = absl::GetFlag(FLAGS_detach);
-  f.all_versions = absl::GetFlag(FLAGS_all_versions);
-  f.version = absl::GetFlag(FLAGS_version);
-  f.input = absl::GetFlag(FLAGS_input);
-  f.output = absl::GetFlag(FLAGS_output);
-  f.tolerance = absl::GetFlag(FLAGS_tolerance);
-  f.max_iterations = absl::GetFlag(FLAGS_max_iterations);
-  f.anderson = absl::GetFlag(FLAGS_anderson);
-  f.anderson_memory = absl::GetFlag(FLAGS_anderson_memory);
-  f.estimators = absl::GetFlag(FLAGS_estimators);
-  f.rows_per_chunk = absl::GetFlag(FLAGS_rows_per_chunk);
-  f.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
-  f.diagnostics = absl::GetFlag(FLAGS_diagnostics);
-  f.posterior_std = absl::GetFlag(FLAGS_posterior_std);
-  f.count = absl::GetFlag(FLAGS_count);
-  f.rpc = absl::GetFlag(FLAGS_rpc);
-  f.batch = absl::GetFlag(FLAGS_batch);
-  f.concurrency = absl::GetFlag(FLAGS_concurrency);
-  f.duration = absl::GetFlag(FLAGS_duration);
-  f.requests = absl::GetFlag(FLAGS_requests);
-  f.rate = absl::GetFlag(FLAGS_rate);
-  f.warmup = absl::GetFlag(FLAGS_warmup);
-  f.name = absl::GetFlag(FLAGS_name);
-  f.losses = absl::GetFlag(FLAGS_losses);
-  f.test_pairs = absl::GetFlag(FLAGS_test_pairs);
-  f.seeds = absl::GetFlag(FLAGS_seeds);
-  f.output_dir = absl::GetFlag(FLAGS_output_dir);
+#define INVNET_CLI_GET_FLAG(type, name, default_value, value_name, help) \
+  f.name = absl::GetFlag(FLAGS_##name);
+  INVNET_CLI_FLAGS(INVNET_CLI_GET_FLAG)
+#undef INVNET_CLI_GET_FLAG
   return f;
 }
 
