@@ -52,6 +52,47 @@ absl::Status CheckTokenText(absl::string_view token) {
 
 absl::string_view ScopeName(Scope scope) { return scope == Scope::kAdmin ? "admin" : "infer"; }
 
+namespace {
+
+struct MethodScope {
+  const char* full_method;
+  Scope scope;
+};
+
+// Reads and computations are kInfer; what changes the server's state is kAdmin.
+constexpr MethodScope kMethodScopes[] = {
+    {"/invnet.v1.ReconstructionService/Reconstruct", Scope::kInfer},
+    {"/invnet.v1.ReconstructionService/Forward", Scope::kInfer},
+    {"/invnet.v1.ReconstructionService/Estimate", Scope::kInfer},
+    {"/invnet.v1.ReconstructionService/DrawTestPairs", Scope::kInfer},
+    {"/invnet.v1.TrainingService/Train", Scope::kAdmin},
+    {"/invnet.v1.TrainingService/GetTrainingJob", Scope::kInfer},
+    {"/invnet.v1.TrainingService/ListTrainingJobs", Scope::kInfer},
+    {"/invnet.v1.TrainingService/CancelTrainingJob", Scope::kAdmin},
+    {"/invnet.v1.TrainingService/WatchTrainingJob", Scope::kInfer},
+    {"/invnet.v1.ModelService/ListModels", Scope::kInfer},
+    {"/invnet.v1.ModelService/GetModel", Scope::kInfer},
+    {"/invnet.v1.ModelService/DeleteModel", Scope::kAdmin},
+    {"/invnet.v1.DatasetService/UploadDataset", Scope::kAdmin},
+    {"/invnet.v1.DatasetService/ListDatasets", Scope::kInfer},
+    {"/invnet.v1.DatasetService/DeleteDataset", Scope::kAdmin},
+};
+
+}  // namespace
+
+std::optional<Scope> RequiredScope(absl::string_view full_method) {
+  for (const MethodScope& entry : kMethodScopes) {
+    if (full_method == entry.full_method) return entry.scope;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> MethodsWithScope() {
+  std::vector<std::string> methods;
+  for (const MethodScope& entry : kMethodScopes) methods.emplace_back(entry.full_method);
+  return methods;
+}
+
 absl::StatusOr<Authorizer> Authorizer::FromFile(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFileToString(path, kMaxTokenFileBytes);
   if (!text.ok()) return text.status();
@@ -100,15 +141,20 @@ absl::StatusOr<Authorizer> Authorizer::FromText(absl::string_view text, absl::st
   return authorizer;
 }
 
-absl::Status Authorizer::Check(const grpc::ServerContext& context, Scope needed) const {
+absl::Status Authorizer::Check(const grpc::ServerContext& context,
+                               absl::string_view full_method) const {
+  const std::optional<Scope> needed = RequiredScope(full_method);
+  if (!needed.has_value()) {
+    return absl::InternalError(absl::StrCat("no authorization scope for ", full_method));
+  }
   if (!enabled()) return absl::OkStatus();
   const auto& metadata = context.client_metadata();
   const auto [begin, end] = metadata.equal_range("authorization");
-  if (begin == end) return CheckHeader(absl::nullopt, needed);
+  if (begin == end) return CheckHeader(absl::nullopt, *needed);
   if (std::next(begin) != end) {
     return absl::UnauthenticatedError("authorization: more than one authorization header");
   }
-  return CheckHeader(absl::string_view(begin->second.data(), begin->second.size()), needed);
+  return CheckHeader(absl::string_view(begin->second.data(), begin->second.size()), *needed);
 }
 
 absl::Status Authorizer::CheckHeader(absl::optional<absl::string_view> authorization,

@@ -5,7 +5,7 @@
 //
 // The server reads a token file (--auth_tokens_file) at start; every RPC handler of the four
 // invnet.v1 services checks the caller's `authorization: Bearer <token>` metadata against it in
-// its first line. The grpc.health.v1 service and reflection are not checked (load balancers and
+// its first line, for the scope that RequiredScope's table gives the method. The grpc.health.v1 service and reflection are not checked (load balancers and
 // container health checks call them without credentials).
 //
 // Token file: one token per line as `<scope> <token>`, scope `infer` or `admin` (admin implies
@@ -20,6 +20,7 @@
 
 #include <grpcpp/server_context.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,13 @@ enum class Scope { kInfer, kAdmin };
 // "infer" or "admin".
 absl::string_view ScopeName(Scope scope);
 
+// The scope each RPC of the four invnet.v1 services needs: the one table of it (auth.cc), keyed
+// by full method name ("/invnet.v1.TrainingService/Train"). nullopt for a method it does not
+// list (Authorizer::Check refuses those, whether tokens are configured or not).
+std::optional<Scope> RequiredScope(absl::string_view full_method);
+// Every method the table lists, for the test that it names exactly the services' RPCs.
+std::vector<std::string> MethodsWithScope();
+
 class Authorizer {
  public:
   // Allows every call (no token file: the server's local default).
@@ -55,10 +63,12 @@ class Authorizer {
   int num_tokens() const { return static_cast<int>(tokens_.size()); }
 
   // OK when the call's `authorization` metadata carries a known bearer token whose scope
-  // includes `needed` (always OK when !enabled()). UNAUTHENTICATED ("authorization: ...") when
-  // the header is missing, repeated, not "Bearer <token>" or the token is unknown;
-  // PERMISSION_DENIED naming the scope needed when the token's scope does not include it.
-  absl::Status Check(const grpc::ServerContext& context, Scope needed) const;
+  // includes RequiredScope(full_method) (always OK when !enabled()). UNAUTHENTICATED
+  // ("authorization: ...") when the header is missing, repeated, not "Bearer <token>" or the
+  // token is unknown; PERMISSION_DENIED naming the scope needed when the token's scope does not
+  // include it; INTERNAL for a method without a scope in the table (a handler's mistake: it
+  // fails closed, and every test of that RPC shows it).
+  absl::Status Check(const grpc::ServerContext& context, absl::string_view full_method) const;
 
   // Check for the value of the `authorization` header (nullopt: absent), for tests.
   absl::Status CheckHeader(absl::optional<absl::string_view> authorization, Scope needed) const;

@@ -1,9 +1,10 @@
+#include "server/dataset_service.h"
+
 #include <ATen/ATen.h>
 
 #include "proto/base/status_macros.h"
 #include "proto/timestamp.h"
 #include "server/dataset_assembly.h"
-#include "server/services.h"
 #include "server/status_util.h"
 
 namespace invnet::server {
@@ -22,7 +23,8 @@ void EncodeDataset(const DatasetInfo& info, v1::Dataset* proto) {
 grpc::Status DatasetServiceImpl::UploadDataset(
     grpc::ServerContext* context, grpc::ServerReader<v1::UploadDatasetRequest>* reader,
     v1::UploadDatasetResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.DatasetService/UploadDataset"); !s.ok())
+    return ToGrpcStatus(s);
   v1::UploadDatasetRequest message;
   if (!reader->Read(&message) || !message.has_header()) {
     return ToGrpcStatus(absl::InvalidArgumentError(
@@ -51,7 +53,8 @@ grpc::Status DatasetServiceImpl::UploadDataset(
 grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext* context,
                                               const v1::ListDatasetsRequest* request,
                                               v1::ListDatasetsResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.DatasetService/ListDatasets"); !s.ok())
+    return ToGrpcStatus(s);
   for (const DatasetInfo& info : datasets_->List()) EncodeDataset(info, response->add_datasets());
   return grpc::Status::OK;
 }
@@ -59,7 +62,8 @@ grpc::Status DatasetServiceImpl::ListDatasets(grpc::ServerContext* context,
 grpc::Status DatasetServiceImpl::DeleteDataset(grpc::ServerContext* context,
                                                const v1::DeleteDatasetRequest* request,
                                                v1::DeleteDatasetResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.DatasetService/DeleteDataset"); !s.ok())
+    return ToGrpcStatus(s);
   return ToGrpcStatus(datasets_->Delete(request->name()));
 }
 

@@ -1,9 +1,10 @@
+#include "server/model_service.h"
+
 #include <cmath>
 
 #include "absl/time/time.h"
 #include "proto/timestamp.h"
 #include "server/names.h"
-#include "server/services.h"
 #include "server/spec_codec.h"
 #include "server/status_util.h"
 
@@ -38,7 +39,8 @@ void EncodeModelVersion(const HostedModel& model, v1::ModelVersion* proto) {
 grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context,
                                           const v1::ListModelsRequest* request,
                                           v1::ListModelsResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.ModelService/ListModels"); !s.ok())
+    return ToGrpcStatus(s);
   v1::Model* current = nullptr;
   for (const auto& model : models_->List()) {  // by name, then version
     if (current == nullptr || current->name() != model->name) {
@@ -53,7 +55,8 @@ grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context,
 grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext* context,
                                         const v1::GetModelRequest* request,
                                         v1::GetModelResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.ModelService/GetModel"); !s.ok())
+    return ToGrpcStatus(s);
   absl::Status valid = ValidateName(request->name(), "name");
   if (!valid.ok()) return ToGrpcStatus(valid);
   auto versions = models_->Versions(request->name());
@@ -68,7 +71,8 @@ grpc::Status ModelServiceImpl::GetModel(grpc::ServerContext* context,
 grpc::Status ModelServiceImpl::DeleteModel(grpc::ServerContext* context,
                                            const v1::DeleteModelRequest* request,
                                            v1::DeleteModelResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.ModelService/DeleteModel"); !s.ok())
+    return ToGrpcStatus(s);
   if (request->all_versions() == (request->version() != 0)) {
     return ToGrpcStatus(absl::InvalidArgumentError(
         "version: give the version to delete (>= 1), or set all_versions and leave version 0"));

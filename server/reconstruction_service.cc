@@ -1,3 +1,5 @@
+#include "server/reconstruction_service.h"
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -15,7 +17,6 @@
 #include "models/trainer.h"
 #include "proto/base/status_macros.h"
 #include "server/names.h"
-#include "server/services.h"
 #include "server/status_util.h"
 
 namespace invnet::server {
@@ -85,7 +86,9 @@ PosteriorSpreadSetup SpreadSetupOf(const HostedModel& model) {
 grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context,
                                                     const v1::ReconstructRequest* request,
                                                     v1::ReconstructResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.ReconstructionService/Reconstruct");
+      !s.ok())
+    return ToGrpcStatus(s);
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     INVNET_ASSIGN_OR_RETURN(InverseOptions options, DecodeSolver(request->solver()));
@@ -143,7 +146,8 @@ grpc::Status ReconstructionServiceImpl::Reconstruct(grpc::ServerContext* context
 grpc::Status ReconstructionServiceImpl::Forward(grpc::ServerContext* context,
                                                 const v1::ForwardRequest* request,
                                                 v1::ForwardResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.ReconstructionService/Forward"); !s.ok())
+    return ToGrpcStatus(s);
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     INVNET_ASSIGN_OR_RETURN(at::Tensor x, DecodeBatch(request->signals(), model->signal_dim(),
@@ -162,7 +166,8 @@ grpc::Status ReconstructionServiceImpl::Forward(grpc::ServerContext* context,
 grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
                                                  const v1::EstimateRequest* request,
                                                  v1::EstimateResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.ReconstructionService/Estimate"); !s.ok())
+    return ToGrpcStatus(s);
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     if (model->references == nullptr) {
@@ -220,7 +225,9 @@ grpc::Status ReconstructionServiceImpl::Estimate(grpc::ServerContext* context,
 grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* context,
                                                       const v1::DrawTestPairsRequest* request,
                                                       v1::DrawTestPairsResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.ReconstructionService/DrawTestPairs");
+      !s.ok())
+    return ToGrpcStatus(s);
   absl::Status status = [&]() -> absl::Status {
     INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request->model(), request->version()));
     const int64_t width = model->signal_dim() + model->measurement_dim();

@@ -22,13 +22,17 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/dataset_service.h"
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/model_repository.h"
+#include "server/model_service.h"
 #include "server/reconstruct_batcher.h"
-#include "server/services.h"
+#include "server/reconstruction_service.h"
+#include "server/service_limits.h"
+#include "server/training_service.h"
 
 namespace invnet::server {
 

@@ -1,8 +1,9 @@
+#include "server/training_service.h"
+
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/names.h"
-#include "server/services.h"
 #include "server/status_util.h"
 
 namespace invnet::server {
@@ -10,7 +11,8 @@ namespace invnet::server {
 grpc::Status TrainingServiceImpl::Train(grpc::ServerContext* context,
                                         const v1::TrainRequest* request,
                                         v1::TrainResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.TrainingService/Train"); !s.ok())
+    return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Submit(*request);
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response->mutable_job() = *std::move(job);
@@ -20,7 +22,8 @@ grpc::Status TrainingServiceImpl::Train(grpc::ServerContext* context,
 grpc::Status TrainingServiceImpl::GetTrainingJob(grpc::ServerContext* context,
                                                  const v1::GetTrainingJobRequest* request,
                                                  v1::GetTrainingJobResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.TrainingService/GetTrainingJob"); !s.ok())
+    return ToGrpcStatus(s);
   if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Get(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
@@ -31,7 +34,9 @@ grpc::Status TrainingServiceImpl::GetTrainingJob(grpc::ServerContext* context,
 grpc::Status TrainingServiceImpl::ListTrainingJobs(grpc::ServerContext* context,
                                                    const v1::ListTrainingJobsRequest* request,
                                                    v1::ListTrainingJobsResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.TrainingService/ListTrainingJobs");
+      !s.ok())
+    return ToGrpcStatus(s);
   for (v1::TrainingJob& job : jobs_->List()) *response->add_jobs() = std::move(job);
   return grpc::Status::OK;
 }
@@ -39,7 +44,9 @@ grpc::Status TrainingServiceImpl::ListTrainingJobs(grpc::ServerContext* context,
 grpc::Status TrainingServiceImpl::CancelTrainingJob(grpc::ServerContext* context,
                                                     const v1::CancelTrainingJobRequest* request,
                                                     v1::CancelTrainingJobResponse* response) {
-  if (absl::Status s = auth_->Check(*context, Scope::kAdmin); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.TrainingService/CancelTrainingJob");
+      !s.ok())
+    return ToGrpcStatus(s);
   if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::TrainingJob> job = jobs_->Cancel(request->job_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
@@ -77,7 +84,9 @@ void TrainingServiceImpl::ReleaseWatchSlot(const std::string& peer) {
 grpc::Status TrainingServiceImpl::WatchTrainingJob(
     grpc::ServerContext* context, const v1::WatchTrainingJobRequest* request,
     grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer) {
-  if (absl::Status s = auth_->Check(*context, Scope::kInfer); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.TrainingService/WatchTrainingJob");
+      !s.ok())
+    return ToGrpcStatus(s);
   if (absl::Status s = ValidateName(request->job_id(), "job_id"); !s.ok()) return ToGrpcStatus(s);
   // Each open stream holds a thread of the synchronous server: bounded, released on return.
   const std::string peer = context->peer();

@@ -5,9 +5,18 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
+#include <string>
+
+#include <grpcpp/server_context.h>
 
 #include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
+#include "invnet/v1/dataset_service.grpc.pb.h"
+#include "invnet/v1/model_service.grpc.pb.h"
+#include "invnet/v1/reconstruction_service.grpc.pb.h"
+#include "invnet/v1/training_service.grpc.pb.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::server {
@@ -16,6 +25,7 @@ namespace {
 using ::invnet::testing::IsOk;
 using ::invnet::testing::StatusIs;
 using ::testing::AllOf;
+using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
 constexpr char kInferToken[] = "infer-token-0123456789abcdef";
@@ -105,6 +115,52 @@ TEST(AuthorizerTest, MalformedLinesNameTheLine) {
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
         << c.text;
   }
+}
+
+TEST(ScopeTableTest, NamesEveryRpcOfTheFourServicesAndNothingElse) {
+  // Each service's descriptor from its file, reached through one of its messages (which also
+  // links the generated code that registers the file).
+  const std::pair<const google::protobuf::FileDescriptor*, const char*> services[] = {
+      {v1::ReconstructRequest::descriptor()->file(), "ReconstructionService"},
+      {v1::TrainRequest::descriptor()->file(), "TrainingService"},
+      {v1::ListModelsRequest::descriptor()->file(), "ModelService"},
+      {v1::ListDatasetsRequest::descriptor()->file(), "DatasetService"}};
+  std::set<std::string> rpcs;
+  for (const auto& [file, name] : services) {
+    const google::protobuf::ServiceDescriptor* service = file->FindServiceByName(name);
+    ASSERT_NE(service, nullptr) << name;
+    for (int i = 0; i < service->method_count(); ++i) {
+      rpcs.insert(absl::StrCat("/", service->full_name(), "/", service->method(i)->name()));
+    }
+  }
+  EXPECT_EQ(rpcs.size(), 15u);
+  const std::vector<std::string> listed = MethodsWithScope();
+  EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()).size(), listed.size())
+      << "a method is listed twice";
+  EXPECT_THAT(std::set<std::string>(listed.begin(), listed.end()), ElementsAreArray(rpcs));
+}
+
+TEST(ScopeTableTest, OnlyWhatChangesTheServerNeedsAdmin) {
+  std::set<std::string> admin;
+  for (const std::string& method : MethodsWithScope()) {
+    if (RequiredScope(method) == Scope::kAdmin) admin.insert(method);
+  }
+  EXPECT_THAT(admin, ElementsAreArray(std::set<std::string>{
+                         "/invnet.v1.DatasetService/DeleteDataset",
+                         "/invnet.v1.DatasetService/UploadDataset",
+                         "/invnet.v1.ModelService/DeleteModel",
+                         "/invnet.v1.TrainingService/CancelTrainingJob",
+                         "/invnet.v1.TrainingService/Train"}));
+  EXPECT_EQ(RequiredScope("/invnet.v1.TrainingService/Trian"), std::nullopt);
+}
+
+TEST(ScopeTableTest, AMethodWithoutAScopeIsRefusedEvenWithoutTokens) {
+  const grpc::ServerContext context;
+  EXPECT_THAT(Authorizer().Check(context, "/invnet.v1.TrainingService/Trian"),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("no authorization scope")));
+  EXPECT_THAT(Authorizer().Check(context, "/invnet.v1.TrainingService/Train"), IsOk());
+  EXPECT_THAT(TwoTokens().Check(context, "/invnet.v1.TrainingService/Train"),
+              StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
 TEST(AuthorizerTest, FromFile) {
