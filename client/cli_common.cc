@@ -117,6 +117,23 @@ absl::Status WriteResult(const DenseTensor& matrix, const std::string& path, Con
   return WriteMatrix(path, matrix);
 }
 
+absl::Status ApplyScheduleFlags(const Invocation& inv, v1::Training* training) {
+  const CliFlags& flags = inv.flags;
+  if (inv.has("steps")) {
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("steps", flags.steps, 1));
+    training->set_steps(flags.steps);
+  }
+  if (inv.has("batch_size")) {
+    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch_size", flags.batch_size, 1));
+    training->set_batch_size(flags.batch_size);
+  }
+  if (inv.has("learning_rate")) {
+    INVNET_RETURN_IF_ERROR(RequirePositive("learning_rate", flags.learning_rate));
+    training->set_learning_rate(flags.learning_rate);
+  }
+  return absl::OkStatus();
+}
+
 std::string Percent(int64_t part, int64_t whole) {
   if (whole <= 0) return "-";
   return absl::StrFormat("%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));

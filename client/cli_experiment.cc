@@ -119,18 +119,7 @@ absl::StatusOr<ExperimentPlan> BuildExperimentPlan(const Invocation& inv) {
   if (!losses.ok()) return UsageError(absl::StrCat("--losses: ", losses.status().message()));
   config.losses = *std::move(losses);
   v1::Training* training = base.mutable_training();
-  if (inv.has("steps")) {
-    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("steps", flags.steps, 1));
-    training->set_steps(flags.steps);
-  }
-  if (inv.has("batch_size")) {
-    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch_size", flags.batch_size, 1));
-    training->set_batch_size(flags.batch_size);
-  }
-  if (inv.has("learning_rate")) {
-    INVNET_RETURN_IF_ERROR(RequirePositive("learning_rate", flags.learning_rate));
-    training->set_learning_rate(flags.learning_rate);
-  }
+  INVNET_RETURN_IF_ERROR(ApplyScheduleFlags(inv, training));
   if (flags.test_pairs < 1 || flags.test_pairs > 1000000) {
     return UsageError(
         absl::StrCat("--test_pairs must lie in [1, 1000000], got ", flags.test_pairs));

@@ -84,6 +84,8 @@ absl::StatusOr<DenseTensor> ReadInput(const Invocation& inv);
 absl::Status CheckOutputFlag(const Invocation& inv);
 // Writes `matrix` to `path`, or as CSV to ctx.out when `path` is empty.
 absl::Status WriteResult(const DenseTensor& matrix, const std::string& path, Context& ctx);
+// --steps, --batch_size and --learning_rate, checked, into `training` (train and experiment).
+absl::Status ApplyScheduleFlags(const Invocation& inv, v1::Training* training);
 // "12.5%", "-" when `whole` is not positive.
 std::string Percent(int64_t part, int64_t whole);
 // "key:  value" lines with the values aligned.

@@ -250,18 +250,7 @@ absl::StatusOr<v1::TrainRequest> BuildTrainRequest(const Invocation& inv) {
     INVNET_ASSIGN_OR_RETURN(v1::TargetSpace space, ParseTargetSpace(flags.target_space));
     training->set_target_space(space);
   }
-  if (inv.has("steps")) {
-    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("steps", flags.steps, 1));
-    training->set_steps(flags.steps);
-  }
-  if (inv.has("batch_size")) {
-    INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("batch_size", flags.batch_size, 1));
-    training->set_batch_size(flags.batch_size);
-  }
-  if (inv.has("learning_rate")) {
-    INVNET_RETURN_IF_ERROR(RequirePositive("learning_rate", flags.learning_rate));
-    training->set_learning_rate(flags.learning_rate);
-  }
+  INVNET_RETURN_IF_ERROR(ApplyScheduleFlags(inv, training));
   if (inv.has("seed")) training->set_seed(flags.seed);
   if (inv.has("dataset")) {
     if (flags.dataset.empty()) return UsageError("--dataset must not be empty");

@@ -1,24 +1,22 @@
 #include "proto/base/file_io.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cstdlib>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet {
 namespace {
 
 using ::invnet::testing::IsOk;
+using ::invnet::testing::ScratchDirectory;
 using ::invnet::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -26,28 +24,10 @@ using ::testing::StartsWith;
 
 class FileIoTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/file_io_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+  std::string Path(const std::string& name) const { return dir_.Path(name); }
+  std::vector<std::string> Listing() const { return dir_.Listing(); }
 
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
-  // The names in the directory, sorted (temporary files included).
-  std::vector<std::string> Listing() const {
-    std::vector<std::string> names;
-    DIR* dir = ::opendir(dir_.c_str());
-    while (dirent* entry = ::readdir(dir)) {
-      const std::string name = entry->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    ::closedir(dir);
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
-  std::string dir_;
+  ScratchDirectory dir_{"file_io"};
 };
 
 TEST_F(FileIoTest, AtomicWriteReplacesTheFileWithMode0644AndLeavesNoTemporary) {
@@ -65,7 +45,7 @@ TEST_F(FileIoTest, AtomicWriteReplacesTheFileWithMode0644AndLeavesNoTemporary) {
 TEST_F(FileIoTest, FailedAtomicWriteKeepsTheOldContentAndRemovesTheTemporary) {
   // rename() onto a non-empty directory fails after the temporary file was written and synced.
   ASSERT_EQ(::mkdir(Path("taken").c_str(), 0755), 0);
-  std::ofstream(Path("taken/keep")) << "precious";
+  dir_.Write("taken/keep", "precious");
   EXPECT_THAT(WriteFileAtomically(Path("taken"), "new"),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("cannot rename into place")));
   EXPECT_THAT(Listing(), ElementsAre("taken"));
@@ -86,13 +66,13 @@ TEST_F(FileIoTest, WriteErrorsNameThePathAndCarryTheRightCode) {
 }
 
 TEST_F(FileIoTest, ReadIsBoundedAndNamesThePath) {
-  std::ofstream(Path("ten")) << "0123456789";
+  dir_.Write("ten", "0123456789");
   EXPECT_EQ(*ReadFileToString(Path("ten"), 10), "0123456789");
   EXPECT_THAT(ReadFileToString(Path("ten"), 9),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("limit of 9 bytes")));
   EXPECT_THAT(ReadFileToString(Path("missing")),
               StatusIs(absl::StatusCode::kNotFound, StartsWith(Path("missing"))));
-  std::ofstream(Path("empty")).flush();
+  dir_.Write("empty", "");
   EXPECT_EQ(*ReadFileToString(Path("empty")), "");
 }
 
@@ -110,7 +90,7 @@ TEST_F(FileIoTest, ReadsFilesWhoseSizeIsUnknownInAdvance) {
 }
 
 TEST_F(FileIoTest, SyncDirectoryOfAMissingDirectoryIsNotFound) {
-  EXPECT_THAT(SyncDirectory(dir_), IsOk());
+  EXPECT_THAT(SyncDirectory(dir_.path()), IsOk());
   EXPECT_THAT(SyncDirectory(Path("missing")),
               StatusIs(absl::StatusCode::kNotFound, StartsWith(Path("missing"))));
 }

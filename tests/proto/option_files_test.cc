@@ -1,18 +1,16 @@
 #include "proto/base/option_files.h"
 
-#include <unistd.h>
-
-#include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet {
 namespace {
 
+using ::invnet::testing::ScratchDirectory;
 using ::invnet::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -22,26 +20,18 @@ constexpr char kRsaKey[] = "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA 
 
 class OptionFilesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/option_files_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
-
   std::string Write(const std::string& name, const std::string& contents) const {
-    const std::string path = dir_ + "/" + name;
-    std::ofstream(path) << contents;
-    return path;
+    return dir_.Write(name, contents);
   }
 
-  std::string dir_;
+  ScratchDirectory dir_{"option_files"};
+  const std::string& directory_ = dir_.path();
 };
 
 TEST_F(OptionFilesTest, AnUnreadableFileIsAUsageErrorNamingTheOption) {
-  EXPECT_THAT(ReadOptionFile("--tls_cert_file", dir_ + "/missing"),
+  EXPECT_THAT(ReadOptionFile("--tls_cert_file", directory_ + "/missing"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       StartsWith("--tls_cert_file: " + dir_ + "/missing: cannot open")));
+                       StartsWith("--tls_cert_file: " + directory_ + "/missing: cannot open")));
   EXPECT_THAT(ReadOptionFile("token_file", Write("big", std::string(100, 'x')), 64),
               StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("token_file: ")));
 }
@@ -51,10 +41,10 @@ TEST_F(OptionFilesTest, PemFilesMustHoldABlockWithTheLabel) {
             kCertificate);
   // "RSA PRIVATE KEY" is a private key.
   EXPECT_EQ(*ReadPemFile("tls_key_file", Write("key.pem", kRsaKey), "PRIVATE KEY"), kRsaKey);
-  EXPECT_THAT(
-      ReadPemFile("tls_cert_file", Write("swapped.pem", kRsaKey), "CERTIFICATE"),
-      StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("tls_cert_file: " + dir_ + "/swapped.pem holds no PEM certificate")));
+  EXPECT_THAT(ReadPemFile("tls_cert_file", Write("swapped.pem", kRsaKey), "CERTIFICATE"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tls_cert_file: " + directory_ +
+                                 "/swapped.pem holds no PEM certificate")));
   EXPECT_THAT(ReadPemFile("tls_key_file", Write("text", "not pem"), "PRIVATE KEY"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("holds no PEM private key")));
   EXPECT_THAT(ReadPemFile("tls_key_file", Write("cut", "-----BEGIN PRIVATE KEY"), "PRIVATE KEY"),
