@@ -14,40 +14,31 @@
 #include "server/metrics.h"
 #include "server/model_repository.h"
 #include "server/reconstruct_batcher.h"
+#include "server/reconstruction_core.h"
 #include "server/service_limits.h"
 
 namespace invnet::server {
 
-// Besides what every call records (rpc_observer.h), Reconstruct and Forward record their rows,
-// and Reconstruct its queue and solve times and iterations, into `metrics` (null: nowhere).
+// Authorizes each call, runs its core (reconstruction_core.h) with a stop predicate for the
+// call's cancellation and deadline, and maps the status.
 class ReconstructionServiceImpl final : public v1::ReconstructionService::Service {
  public:
   ReconstructionServiceImpl(const ModelRepository* models, const DatasetStore* datasets,
                             ServiceLimits limits, const Authorizer* auth,
                             BatcherOptions batching = {}, ServerMetrics* metrics = nullptr)
-      : models_(models),
-        datasets_(datasets),
-        limits_(limits),
-        auth_(auth),
-        batcher_(batching),
-        metrics_(metrics) {}
+      : auth_(auth), core_(models, datasets, limits, batching, metrics) {}
   grpc::Status Reconstruct(grpc::ServerContext* context, const v1::ReconstructRequest* request,
                            v1::ReconstructResponse* response) override;
   grpc::Status Forward(grpc::ServerContext* context, const v1::ForwardRequest* request,
                        v1::ForwardResponse* response) override;
   grpc::Status Estimate(grpc::ServerContext* context, const v1::EstimateRequest* request,
                         v1::EstimateResponse* response) override;
-  grpc::Status DrawTestPairs(grpc::ServerContext* context,
-                             const v1::DrawTestPairsRequest* request,
+  grpc::Status DrawTestPairs(grpc::ServerContext* context, const v1::DrawTestPairsRequest* request,
                              v1::DrawTestPairsResponse* response) override;
 
  private:
-  const ModelRepository* models_;
-  const DatasetStore* datasets_;
-  const ServiceLimits limits_;
   const Authorizer* auth_;
-  ReconstructBatcher batcher_;  // merges concurrent Reconstruct requests per model
-  ServerMetrics* const metrics_;
+  ReconstructionCore core_;
 };
 
 }  // namespace invnet::server
