@@ -139,12 +139,13 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
   return d[a.size()][b.size()];
 }
 
-}  // namespace
-
 absl::Status RunHelp(const Invocation& inv, const Operands& operands, Context& ctx) {
   *ctx.out << HelpText(operands);
   return absl::OkStatus();
 }
+
+}  // namespace
+
 
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{

@@ -5,8 +5,9 @@
 //
 // The server reads a token file (--auth_tokens_file) at start; every RPC handler of the four
 // invnet.v1 services checks the caller's `authorization: Bearer <token>` metadata against it in
-// its first line, for the scope that RequiredScope's table gives the method. The grpc.health.v1 service and reflection are not checked (load balancers and
-// container health checks call them without credentials).
+// its first line, for the scope that RequiredScope's table gives the method. The
+// grpc.health.v1 service and reflection are not checked (load balancers and container health
+// checks call them without credentials).
 //
 // Token file: one token per line as `<scope> <token>`, scope `infer` or `admin` (admin implies
 // infer); blank lines and lines starting with `#` are ignored. A token is at least 16 printable

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 
@@ -19,6 +20,12 @@ class FileDescriptor {
   explicit FileDescriptor(int fd) : fd_(fd) {}
   FileDescriptor(const FileDescriptor&) = delete;
   FileDescriptor& operator=(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(FileDescriptor&& other) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+    return *this;
+  }
   ~FileDescriptor() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -62,6 +69,17 @@ absl::Status ErrnoToStatus(int error_number, absl::string_view what) {
     case ENOENT:
     case ENOTDIR:
       return absl::NotFoundError(message);
+    case EISDIR:
+    case ENOTEMPTY:
+      return absl::FailedPreconditionError(message);  // a directory where a file should be
+    case ENAMETOOLONG:
+    case ELOOP:
+      return absl::InvalidArgumentError(message);  // a path that cannot name a file
+    case EEXIST:
+      return absl::AlreadyExistsError(message);
+    case EMFILE:
+    case ENFILE:
+      return absl::ResourceExhaustedError(message);
     default:
       return absl::InternalError(message);
   }
@@ -84,10 +102,18 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     return absl::InvalidArgumentError(
         absl::StrCat("'", path, "' is a directory name, not a file name"));
   }
+  // pid + a per-process random number + a counter: a leftover of a killed writer (a CLI that
+  // was PID 1 in its container, say) never blocks the next one, and O_EXCL settles the rest.
+  static const uint64_t nonce = std::random_device{}();
   static std::atomic<uint64_t> counter{0};
-  const std::string temporary =
-      absl::StrCat(path, kTemporaryFileMarker, ::getpid(), "-", counter.fetch_add(1));
-  FileDescriptor fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  std::string temporary;
+  FileDescriptor fd(-1);
+  for (int attempt = 0; attempt < 8 && fd.get() < 0; ++attempt) {
+    temporary = absl::StrCat(path, kTemporaryFileMarker, ::getpid(), "-", absl::Hex(nonce), "-",
+                             counter.fetch_add(1));
+    fd = FileDescriptor(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd.get() < 0 && errno != EEXIST) break;
+  }
   if (fd.get() < 0) {
     return ErrnoToStatus(errno, absl::StrCat(path, ": cannot create a temporary file"));
   }

@@ -13,17 +13,18 @@
 
 namespace invnet {
 
-// The suffix of the temporary files WriteFileAtomically leaves behind after a crash (a scan
-// for leftovers looks for it): `<path>.tmp-<pid>-<counter>`.
+// The marker of the temporary files WriteFileAtomically leaves behind after a crash (a scan for
+// leftovers looks for it): `<path>.tmp-<pid>-<random hex>-<counter>`.
 inline constexpr char kTemporaryFileMarker[] = ".tmp-";
 
 // Writes `contents` to `path` atomically: a temporary file in the same directory (rename() is
 // atomic only within one file system), fsync, rename over `path`, fsync of the directory. A
 // crash leaves either the old file or the new one, never a mixture; on error the temporary
 // file is removed and `path` is untouched. The new file has mode 0644 (less the umask).
-// Codes: INVALID_ARGUMENT (`path` names a directory), RESOURCE_EXHAUSTED (disk full or quota),
-// PERMISSION_DENIED, NOT_FOUND (no such directory), INTERNAL (other I/O errors); the message
-// names the path and the system error.
+// Codes: INVALID_ARGUMENT (`path` names a directory, or is too long), RESOURCE_EXHAUSTED (disk
+// full, quota, no file descriptors), PERMISSION_DENIED, NOT_FOUND (no such directory),
+// FAILED_PRECONDITION (a directory stands where the file goes), INTERNAL (other I/O errors);
+// the message names the path and the system error (ErrnoToStatus).
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
 // Reads a whole file (regular, or a pipe or /proc file whose size is unknown in advance).
@@ -36,8 +37,10 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path,
 // fsync a directory (EINVAL) count as success: the rename itself is still atomic there.
 absl::Status SyncDirectory(const std::string& dir);
 
-// The status for a failed system call: errno mapped to a canonical code as above, the message
-// "<what>: <strerror>".
+// The status for a failed system call, the message "<what>: <strerror>": ENOSPC, EDQUOT, EFBIG,
+// EMFILE, ENFILE -> RESOURCE_EXHAUSTED; EACCES, EPERM, EROFS -> PERMISSION_DENIED; ENOENT,
+// ENOTDIR -> NOT_FOUND; EISDIR, ENOTEMPTY -> FAILED_PRECONDITION; ENAMETOOLONG, ELOOP ->
+// INVALID_ARGUMENT; EEXIST -> ALREADY_EXISTS; anything else INTERNAL.
 absl::Status ErrnoToStatus(int error_number, absl::string_view what);
 
 }  // namespace invnet

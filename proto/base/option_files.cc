@@ -20,14 +20,18 @@ absl::StatusOr<std::string> ReadPemFile(absl::string_view option, const std::str
                                         absl::string_view label) {
   absl::StatusOr<std::string> pem = ReadOptionFile(option, path);
   if (!pem.ok()) return pem;
-  const size_t begin = pem->find("-----BEGIN ");
-  const size_t end = begin == std::string::npos ? begin : pem->find("-----", begin + 11);
-  if (end == std::string::npos ||
-      !absl::EndsWith(absl::string_view(*pem).substr(begin, end - begin), label)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(option, ": ", path, " holds no PEM ", absl::AsciiStrToLower(label)));
+  // Any block will do: `openssl ecparam -genkey` writes EC PARAMETERS before EC PRIVATE KEY.
+  constexpr char kBegin[] = "-----BEGIN ";
+  constexpr size_t kBeginLength = sizeof(kBegin) - 1;
+  for (size_t begin = pem->find(kBegin); begin != std::string::npos;
+       begin = pem->find(kBegin, begin + kBeginLength)) {
+    const size_t name = begin + kBeginLength;
+    const size_t end = pem->find("-----", name);
+    if (end == std::string::npos) break;
+    if (absl::EndsWith(absl::string_view(*pem).substr(name, end - name), label)) return pem;
   }
-  return pem;
+  return absl::InvalidArgumentError(
+      absl::StrCat(option, ": ", path, " holds no PEM ", absl::AsciiStrToLower(label)));
 }
 
 bool IsPrintableAsciiWord(absl::string_view word) {

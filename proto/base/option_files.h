@@ -18,8 +18,8 @@ namespace invnet {
 absl::StatusOr<std::string> ReadOptionFile(absl::string_view option, const std::string& path,
                                            int64_t max_bytes = int64_t{1} << 20);
 
-// The same, for a PEM file that must hold a `-----BEGIN <label>` block: label "CERTIFICATE",
-// or "PRIVATE KEY" (which "RSA PRIVATE KEY" and "EC PRIVATE KEY" match too).
+// The same, for a PEM file that must hold a `-----BEGIN <label>` block among its blocks: label
+// "CERTIFICATE", or "PRIVATE KEY" (which "RSA PRIVATE KEY" and "EC PRIVATE KEY" match too).
 absl::StatusOr<std::string> ReadPemFile(absl::string_view option, const std::string& path,
                                         absl::string_view label);
 

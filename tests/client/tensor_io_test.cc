@@ -19,6 +19,7 @@ namespace invnet::client {
 namespace {
 
 using ::invnet::testing::IsOk;
+using ::invnet::testing::ScopedUmask;
 using ::invnet::testing::ScratchDirectory;
 using ::invnet::testing::StatusIs;
 using ::testing::ElementsAre;
@@ -222,6 +223,7 @@ TEST_F(TensorIoTest, WriteRejectsNonMatricesAndUnknownExtensions) {
 }
 
 TEST_F(TensorIoTest, AtomicWriteReplacesTheFileAndLeavesNoTemporary) {
+  const ScopedUmask usual(022);  // the mode below must not depend on the caller's umask
   ASSERT_THAT(WriteFileAtomically(Path("out.csv"), "old\n"), IsOk());
   ASSERT_THAT(WriteMatrix(Path("out.csv"), kMatrix), IsOk());
   EXPECT_THAT(Listing(), ElementsAre("out.csv"));

@@ -16,6 +16,7 @@ namespace invnet {
 namespace {
 
 using ::invnet::testing::IsOk;
+using ::invnet::testing::ScopedUmask;
 using ::invnet::testing::ScratchDirectory;
 using ::invnet::testing::StatusIs;
 using ::testing::ElementsAre;
@@ -31,10 +32,9 @@ class FileIoTest : public ::testing::Test {
 };
 
 TEST_F(FileIoTest, AtomicWriteReplacesTheFileWithMode0644AndLeavesNoTemporary) {
-  const mode_t old_mask = ::umask(022);  // the usual one; the test must not depend on the caller's
+  const ScopedUmask usual(022);
   ASSERT_THAT(WriteFileAtomically(Path("f"), "old"), IsOk());
   ASSERT_THAT(WriteFileAtomically(Path("f"), "new contents"), IsOk());
-  ::umask(old_mask);
   EXPECT_THAT(Listing(), ElementsAre("f"));
   EXPECT_EQ(*ReadFileToString(Path("f")), "new contents");
   struct stat info;
@@ -46,8 +46,9 @@ TEST_F(FileIoTest, FailedAtomicWriteKeepsTheOldContentAndRemovesTheTemporary) {
   // rename() onto a non-empty directory fails after the temporary file was written and synced.
   ASSERT_EQ(::mkdir(Path("taken").c_str(), 0755), 0);
   dir_.Write("taken/keep", "precious");
-  EXPECT_THAT(WriteFileAtomically(Path("taken"), "new"),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr("cannot rename into place")));
+  EXPECT_THAT(
+      WriteFileAtomically(Path("taken"), "new"),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cannot rename into place")));
   EXPECT_THAT(Listing(), ElementsAre("taken"));
   EXPECT_EQ(*ReadFileToString(Path("taken/keep")), "precious");
 }
@@ -101,6 +102,8 @@ TEST(ErrnoToStatus, MapsErrnoToCanonicalCodes) {
   EXPECT_THAT(ErrnoToStatus(EACCES, "open f"), StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_THAT(ErrnoToStatus(EROFS, "open f"), StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_THAT(ErrnoToStatus(ENOENT, "open f"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(ErrnoToStatus(EISDIR, "rename f"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(ErrnoToStatus(ENAMETOOLONG, "open f"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ErrnoToStatus(EIO, "read f"),
               StatusIs(absl::StatusCode::kInternal, "read f: Input/output error"));
 }

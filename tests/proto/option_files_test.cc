@@ -41,6 +41,11 @@ TEST_F(OptionFilesTest, PemFilesMustHoldABlockWithTheLabel) {
             kCertificate);
   // "RSA PRIVATE KEY" is a private key.
   EXPECT_EQ(*ReadPemFile("tls_key_file", Write("key.pem", kRsaKey), "PRIVATE KEY"), kRsaKey);
+  // `openssl ecparam -genkey` writes the curve's parameters first.
+  const std::string ec_key = std::string("-----BEGIN EC PARAMETERS-----\nBggq\n-----END EC ") +
+                             "PARAMETERS-----\n-----BEGIN EC PRIVATE KEY-----\nMHcC\n" +
+                             "-----END EC PRIVATE KEY-----\n";
+  EXPECT_EQ(*ReadPemFile("tls_key_file", Write("ec.pem", ec_key), "PRIVATE KEY"), ec_key);
   EXPECT_THAT(ReadPemFile("tls_cert_file", Write("swapped.pem", kRsaKey), "CERTIFICATE"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("tls_cert_file: " + directory_ +

@@ -208,7 +208,7 @@ TEST_F(DatasetStoreTest, AFailedWriteLeavesNoFileAndNoDataset) {
   fs::create_directories(dir_ + "/blocked.dataset/inside");
   ASSERT_OK(store->Reserve("blocked"));
   absl::StatusOr<DatasetInfo> saved = store->Save("blocked", at::randn({8, 2}));
-  EXPECT_THAT(saved, StatusIs(absl::StatusCode::kInternal, HasSubstr("blocked.dataset")));
+  EXPECT_THAT(saved, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("blocked.dataset")));
   EXPECT_THAT(store->Info("blocked"), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(store->List(), IsEmpty());
   // No temporary file is left, the obstacle is untouched, and the name is free again.

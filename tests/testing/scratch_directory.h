@@ -9,6 +9,7 @@
 //   EXPECT_THAT(dir.Listing(), ElementsAre("f"));
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -58,6 +59,18 @@ class ScratchDirectory {
 
  private:
   std::string path_;
+};
+
+// Sets the process's umask for a scope (file-mode tests must not depend on the caller's).
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
+  ~ScopedUmask() { ::umask(old_); }
+  ScopedUmask(const ScopedUmask&) = delete;
+  ScopedUmask& operator=(const ScopedUmask&) = delete;
+
+ private:
+  const mode_t old_;
 };
 
 }  // namespace invnet::testing
