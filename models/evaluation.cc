@@ -17,6 +17,20 @@ double MeanSquaredDistance(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).pow(2).sum(1).mean().item<double>();
 }
 
+// The network's std against the exact one, per sample and coordinate, where both are defined.
+void FillStdRatios(const at::Tensor& network_std, const at::Tensor& exact_std,
+                   EvaluationMetrics* m) {
+  at::Tensor undefined_rows = network_std.isnan().any(1);
+  m->std_undefined_fraction = undefined_rows.to(at::kDouble).mean().item<double>();
+  at::Tensor usable = network_std.isnan().logical_not().logical_and(exact_std > 0);
+  at::Tensor ratios = network_std.masked_select(usable) / exact_std.masked_select(usable);
+  if (ratios.numel() == 0) return;
+  at::Tensor q = at::quantile(ratios, at::tensor({0.1, 0.5, 0.9}, ratios.options()));
+  m->std_ratio_q10 = q[0].item<double>();
+  m->std_ratio_median = q[1].item<double>();
+  m->std_ratio_q90 = q[2].item<double>();
+}
+
 }  // namespace
 
 TestSet DrawTestSet(const SignalSource& source, const LinearOperator& op, double noise_level,
@@ -29,6 +43,7 @@ TestSet DrawTestSet(const SignalSource& source, const LinearOperator& op, double
   if (references != nullptr) {
     test.pm = references->PosteriorMean(test.y);
     test.map = references->Map(test.y).x;
+    test.posterior_std = references->PosteriorStd(test.y);
   }
   return test;
 }
@@ -69,7 +84,8 @@ EvaluationMetrics EvaluateEstimate(const at::Tensor& x_hat, const TestSet& test)
 absl::StatusOr<EvaluationMetrics> EvaluateNetwork(const FrozenIResNet& network,
                                                   const LinearOperator& op,
                                                   TargetSpace target_space, const TestSet& test,
-                                                  const InverseOptions& options) {
+                                                  const InverseOptions& options,
+                                                  const PosteriorSpreadSetup* spread) {
   return GuardTorchOr<EvaluationMetrics>(
       "EvaluateNetwork", [&]() -> absl::StatusOr<EvaluationMetrics> {
         at::NoGradGuard no_grad;
@@ -82,6 +98,11 @@ absl::StatusOr<EvaluationMetrics> EvaluateNetwork(const FrozenIResNet& network,
         at::Tensor clean = op.Apply(test.x);
         if (target_space == TargetSpace::kNormal) clean = op.Adjoint(clean);
         m.forward_error = std::sqrt(MeanSquaredDistance(forward, clean));
+        if (spread != nullptr && test.posterior_std.defined()) {
+          INVNET_ASSIGN_OR_RETURN(PosteriorSpread network_std,
+                                  NetworkPosteriorSpread(network, op, *spread, inverse.x));
+          FillStdRatios(network_std.std, test.posterior_std.to(at::kDouble), &m);
+        }
         return m;
       });
 }

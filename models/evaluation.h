@@ -8,7 +8,10 @@
 //   rms_to_pm/map     sqrt(mean ||x_hat - x_PM||^2), same for the MAP
 //   forward_error     sqrt(mean ||phi(x) - A x||^2) (or against A^T A x in normal space)
 //   converged_fraction, mean_iterations   of the network's inverse
-// Quantities that do not apply (no reference, not a network) are NaN.
+//   std_ratio_*       the network's own posterior std (posterior_spread.h) over the exact one,
+//                     per sample and coordinate: median and 10% / 90% quantiles
+//   std_undefined_fraction   samples where the network's std is undefined (NaN rows)
+// Quantities that do not apply (no reference, not a network, no spread asked for) are NaN.
 
 #include <cstdint>
 #include <functional>
@@ -22,6 +25,7 @@
 #include "models/estimators.h"
 #include "models/inverse.h"
 #include "models/operators.h"
+#include "models/posterior_spread.h"
 #include "models/priors.h"
 #include "models/problem.h"
 
@@ -32,10 +36,11 @@ struct TestSet {
   at::Tensor y;    // [count, m], float64
   at::Tensor pm;   // [count, n] exact posterior means, or undefined
   at::Tensor map;  // [count, n] exact MAP estimates, or undefined
+  at::Tensor posterior_std;  // [count, n] exact posterior std, or undefined
 };
 
 // `count` pairs x ~ source, y = A x + delta * eta, drawn with `generator`. With `references`,
-// also the exact PM and MAP for every y.
+// also the exact PM, MAP and posterior std for every y.
 TestSet DrawTestSet(const SignalSource& source, const LinearOperator& op, double noise_level,
                     int64_t count, at::Generator generator,
                     const BayesEstimators* references = nullptr);
@@ -59,17 +64,24 @@ struct EvaluationMetrics {
   double forward_error = kNaN;
   double converged_fraction = kNaN;
   double mean_iterations = kNaN;
+  double std_ratio_median = kNaN;
+  double std_ratio_q10 = kNaN;
+  double std_ratio_q90 = kNaN;
+  double std_undefined_fraction = kNaN;
 };
 
 // Metrics of an arbitrary estimate x_hat [count, n] of test.x.
 EvaluationMetrics EvaluateEstimate(const at::Tensor& x_hat, const TestSet& test);
 
 // Metrics of a network's inverse: x_hat = phi^-1(t), t = y or A^T y, plus the forward error.
-// The network runs in the dtype its weights are used in for serving (float32 inputs).
+// The network runs in the dtype its weights are used in for serving (float32 inputs). With
+// `spread` (what the network was trained for) and test.posterior_std, also the std ratios;
+// PosteriorSpreadMethodFor's errors when the network has no posterior std.
 absl::StatusOr<EvaluationMetrics> EvaluateNetwork(const FrozenIResNet& network,
                                                   const LinearOperator& op,
                                                   TargetSpace target_space, const TestSet& test,
-                                                  const InverseOptions& options);
+                                                  const InverseOptions& options,
+                                                  const PosteriorSpreadSetup* spread = nullptr);
 
 }  // namespace invnet
 

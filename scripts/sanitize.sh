@@ -13,10 +13,11 @@ export LSAN_OPTIONS="suppressions=$PWD/tests/lsan_suppressions.txt:${LSAN_OPTION
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}"
 
 if [ ! -f build-asan/build.ninja ]; then
-  # -O2 as in CI's Release build (-O3 would only cost compile time); -g1 for line numbers in
-  # the sanitizers' stack traces.
+  # -O1, as the sanitizers' own docs suggest: the stage is mostly compile time (about 20 of its
+  # 25 minutes at -O2 on the 2-core machine) and -O1 compiles faster while keeping the
+  # instrumented tests quick; -g1 for line numbers in the sanitizers' stack traces.
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" -DINVNET_SANITIZE=ON
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" -DINVNET_SANITIZE=ON
 fi
 cmake --build build-asan -j 2
 

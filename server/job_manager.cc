@@ -466,6 +466,22 @@ absl::StatusOr<JobSnapshot> JobManager::WaitForChange(const std::string& id,
   return JobSnapshot{job->record, job->revision, IsFinished(job->record.state())};
 }
 
+absl::Status JobManager::Watch(const std::string& id,
+                              const std::function<bool(const v1::TrainingJob&)>& send,
+                              const std::function<bool()>& cancelled,
+                              absl::Duration poll) const {
+  int64_t seen = -1;
+  while (true) {
+    INVNET_ASSIGN_OR_RETURN(JobSnapshot snapshot, WaitForChange(id, seen, absl::Now() + poll));
+    if (cancelled && cancelled()) return absl::CancelledError("watch cancelled by the client");
+    if (snapshot.revision > seen || snapshot.finished) {
+      if (!send(snapshot.job)) return absl::CancelledError("the client went away");
+      seen = snapshot.revision;
+      if (snapshot.finished) return absl::OkStatus();
+    }
+  }
+}
+
 int JobManager::active_jobs() const {
   absl::MutexLock lock(&mu_);
   return active_;

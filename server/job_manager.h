@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -97,6 +98,14 @@ class JobManager {
   // current snapshot either way. NOT_FOUND for an unknown job.
   absl::StatusOr<JobSnapshot> WaitForChange(const std::string& id, int64_t after_revision,
                                             absl::Time deadline) const;
+  // WatchTrainingJob without gRPC: sends the job's record, then each published change, and
+  // returns OK after sending the finished record. Wakes at least every `poll` to ask `cancelled`
+  // (may be empty), so a caller who left does not hold a thread for long: CANCELLED when it
+  // says so or when `send` returns false (the receiver went away). NOT_FOUND for an unknown job.
+  absl::Status Watch(const std::string& id,
+                     const std::function<bool(const v1::TrainingJob&)>& send,
+                     const std::function<bool()>& cancelled,
+                     absl::Duration poll = absl::Milliseconds(500)) const;
 
   // Running + queued jobs.
   int active_jobs() const;

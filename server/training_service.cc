@@ -2,7 +2,6 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "server/names.h"
 #include "server/status_util.h"
 
@@ -92,26 +91,13 @@ grpc::Status TrainingServiceImpl::WatchTrainingJob(
   const std::string peer = context->peer();
   if (absl::Status s = TakeWatchSlot(peer); !s.ok()) return ToGrpcStatus(s);
   const absl::Cleanup release = [this, &peer] { ReleaseWatchSlot(peer); };
-  // Wakes at least every half second to notice a client that went away, so an abandoned Watch
-  // never holds its thread for long.
-  int64_t seen = -1;
-  while (true) {
-    absl::StatusOr<JobSnapshot> snapshot =
-        jobs_->WaitForChange(request->job_id(), seen, absl::Now() + absl::Milliseconds(500));
-    if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
-    if (context->IsCancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client");
-    }
-    if (snapshot->revision > seen || snapshot->finished) {
-      v1::WatchTrainingJobResponse update;
-      *update.mutable_job() = snapshot->job;
-      if (!writer->Write(update)) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      }
-      seen = snapshot->revision;
-      if (snapshot->finished) return grpc::Status::OK;
-    }
-  }
+  const auto send = [writer](const v1::TrainingJob& job) {
+    v1::WatchTrainingJobResponse update;
+    *update.mutable_job() = job;
+    return writer->Write(update);
+  };
+  return ToGrpcStatus(
+      jobs_->Watch(request->job_id(), send, [context] { return context->IsCancelled(); }));
 }
 
 }  // namespace invnet::server

@@ -12,6 +12,7 @@
 //   options: --steps=N (override the schedule) --threads=2 --save_dir=DIR (keep checkpoints)
 //
 // Tuning uses seeds 0-19 only; the study's seeds 1000-1009 are never tuned on.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -33,6 +34,7 @@
 #include "models/checkpoint.h"
 #include "models/estimators.h"
 #include "models/evaluation.h"
+#include "models/posterior_spread.h"
 #include "models/presets.h"
 #include "models/priors.h"
 #include "models/problem_family.h"
@@ -78,10 +80,16 @@ struct Row {
 
 void PrintRow(const Row& r) {
   // %8.4g keeps the columns aligned for the pseudo-inverse's 1e14 of an ill-conditioned A.
-  std::printf("| %-38s | %8.4g | %6.4g | %7.4g | %7.4g | %8.4g | %5.3f | %7.1f | %7.1f |\n",
+  std::printf("| %-38s | %8.4g | %6.4g | %7.4g | %7.4g | %8.4g | %5.3f | %7.1f | %7.1f |",
               r.label.c_str(), r.metrics.mse, r.metrics.mse_ratio_to_pm, r.metrics.rms_to_pm,
               r.metrics.rms_to_map, r.metrics.forward_error, r.metrics.converged_fraction,
               r.metrics.mean_iterations, r.train_seconds);
+  if (std::isnan(r.metrics.std_ratio_median)) {
+    std::printf(" %-21s |\n", "");
+  } else {
+    std::printf(" %5.3f [%5.3f, %5.3f] |\n", r.metrics.std_ratio_median, r.metrics.std_ratio_q10,
+                r.metrics.std_ratio_q90);
+  }
 }
 
 absl::Mutex print_mu;
@@ -93,13 +101,15 @@ void PrintTable(const std::string& title, const std::vector<Row>& rows, int64_t 
   std::printf("\n%lld held-out pairs; mse = mean ||x_hat - x||^2; forward = RMS ||phi(x) - "
               "target(x)||; threads %d\n\n",
               static_cast<long long>(pairs), at::get_num_threads());
-  std::printf("| %-38s | %8s | %6s | %7s | %7s | %8s | %5s | %7s | %7s |\n", "estimator", "MSE",
-              "x PM", "to PM", "to MAP", "forward", "conv", "iters", "train s");
-  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(40, '-').c_str(),
+  std::printf("| %-38s | %8s | %6s | %7s | %7s | %8s | %5s | %7s | %7s | %-21s |\n", "estimator",
+              "MSE", "x PM", "to PM", "to MAP", "forward", "conv", "iters", "train s",
+              "std / exact [10, 90%]");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(40, '-').c_str(),
               std::string(10, '-').c_str(), std::string(8, '-').c_str(),
               std::string(9, '-').c_str(), std::string(9, '-').c_str(),
               std::string(10, '-').c_str(), std::string(7, '-').c_str(),
-              std::string(9, '-').c_str(), std::string(9, '-').c_str());
+              std::string(9, '-').c_str(), std::string(9, '-').c_str(),
+              std::string(23, '-').c_str());
   for (const Row& r : rows) PrintRow(r);
   std::fflush(stdout);
 }
@@ -213,8 +223,16 @@ absl::StatusOr<std::vector<Row>> RunProblem(const std::string& preset_name,
     }
     INVNET_ASSIGN_OR_RETURN(auto net, RestoreNetwork(ck));
     INVNET_ASSIGN_OR_RETURN(auto frozen, FrozenIResNet::Create(*net));
-    INVNET_ASSIGN_OR_RETURN(EvaluationMetrics metrics,
-                            EvaluateNetwork(*frozen, *op, run.space, test, solver));
+    // The network's own posterior std where its loss defines one (posterior_spread.h).
+    PosteriorSpreadSetup spread;
+    spread.loss = ck.training.loss;
+    spread.target_space = run.space;
+    spread.loss_weight = ck.training.loss_weight;
+    spread.noise_level = delta;
+    const bool has_spread = PosteriorSpreadMethodFor(spread, *op).ok();
+    INVNET_ASSIGN_OR_RETURN(
+        EvaluationMetrics metrics,
+        EvaluateNetwork(*frozen, *op, run.space, test, solver, has_spread ? &spread : nullptr));
     rows.push_back({run.label, metrics, ck.metrics.at("train_seconds")});
   }
   PrintTable(absl::StrCat("preset ", preset_name, ": ", base.description, "\n"), rows, pairs);
@@ -274,6 +292,9 @@ int FamilyStudy(const std::string& family) {
     labels.push_back(runs[i].label);
   }
   std::vector<std::vector<double>> ratios(labels.size()), to_map(labels.size());
+  // The networks' own posterior std over the exact one: each member's median and quantiles.
+  std::vector<std::vector<double>> std_median(labels.size()), std_q10(labels.size()),
+      std_q90(labels.size());
   // Members train concurrently, `parallel` at a time, each on its own LibTorch thread(s).
   const uint64_t count = last - first + 1;
   std::vector<absl::StatusOr<std::vector<Row>>> results(count, absl::UnknownError("not run"));
@@ -300,6 +321,11 @@ int FamilyStudy(const std::string& family) {
       if (std::isnan(row.metrics.mse)) continue;  // skipped with --only
       ratios[j].push_back(row.metrics.mse_ratio_to_pm);
       to_map[j].push_back(row.metrics.rms_to_map);
+      if (!std::isnan(row.metrics.std_ratio_median)) {
+        std_median[j].push_back(row.metrics.std_ratio_median);
+        std_q10[j].push_back(row.metrics.std_ratio_q10);
+        std_q90[j].push_back(row.metrics.std_ratio_q90);
+      }
     }
   }
   std::printf("\nfamily %s, members %s (%zu), %lld test pairs each, training seed %llu\n\n",
@@ -315,6 +341,20 @@ int FamilyStudy(const std::string& family) {
     std::printf("| %-22s | %7.4f +- %6.4f | %6.4f | %8.4f +- %9.4f | %6.4f |\n",
                 labels[i].c_str(), ratio_summary[i].mean, ratio_summary[i].standard_error,
                 ratio_summary[i].worst, m.mean, m.standard_error, m.worst);
+  }
+  std::printf("\nthe network's posterior std / the exact one (per sample and coordinate; over the "
+              "members: the medians' mean +- SE, their range, and the mean 10%% and 90%% "
+              "quantiles)\n\n");
+  std::printf("| %-22s | %-17s | %-13s | %-15s |\n", "network", "median: mean +- SE",
+              "median range", "10% / 90%");
+  std::printf("|------------------------|-------------------|---------------|-----------------|\n");
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (std_median[i].empty()) continue;
+    const Summary median = Summarize(std_median[i]);
+    const double lowest = *std::min_element(std_median[i].begin(), std_median[i].end());
+    std::printf("| %-22s | %7.4f +- %6.4f | %5.3f - %5.3f | %6.3f / %6.3f |\n",
+                labels[i].c_str(), median.mean, median.standard_error, lowest, median.worst,
+                Summarize(std_q10[i]).mean, Summarize(std_q90[i]).mean);
   }
   std::printf("\ntargets (issue 12, with the defaults):\n");
   bool ok = true;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "models/inverse.h"
 #include "models/iresnet.h"
 #include "models/operators.h"
+#include "models/posterior_spread.h"
 #include "models/priors.h"
 #include "models/trainer.h"
 #include "tests/testing/status_matchers.h"
@@ -400,6 +402,45 @@ TEST_F(EvaluateNetworkTest, BadInverseOptionsAreInvalidArgumentNamingTheOption) 
   options.tolerance = 0.0;
   EXPECT_THAT(EvaluateNetwork(*network, *identity_, TargetSpace::kMeasurement, test, options),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tolerance")));
+}
+
+// phi(x) = 1.5 x: J = 1.5 I, so a divergence network's Laplace std is delta / sqrt(1.5) in every
+// coordinate. On a single Gaussian prior the exact posterior std is the same for every y, so the
+// ratios take two values (one per coordinate), each for half the entries.
+TEST_F(EvaluateNetworkTest, StdRatiosCompareTheNetworksOwnStdWithTheExactOne) {
+  ASSERT_OK_AND_ASSIGN(auto gaussian, GaussianMixture::Create(SingleGaussianSpec()));
+  ASSERT_OK_AND_ASSIGN(auto references, BayesEstimators::Create(*dense_, *gaussian, kDelta));
+  TestSet test = DrawTestSet(*gaussian, *dense_, kDelta, 64, Seeded(5), references.get());
+  ASSERT_TRUE(test.posterior_std.defined());
+  auto network = AffineNetwork(0.5, at::zeros({2}, at::kDouble));
+  ASSERT_NE(network, nullptr);
+  PosteriorSpreadSetup spread;
+  spread.loss = LossKind::kDivergence;
+  spread.target_space = TargetSpace::kNormal;
+  spread.loss_weight = kDelta * kDelta;
+  spread.noise_level = kDelta;
+  ASSERT_OK_AND_ASSIGN(
+      EvaluationMetrics m,
+      EvaluateNetwork(*network, *dense_, TargetSpace::kNormal, test, InverseOptions(), &spread));
+  const double network_std = kDelta / std::sqrt(1.5);
+  const double r0 = network_std / test.posterior_std[0][0].item<double>();
+  const double r1 = network_std / test.posterior_std[0][1].item<double>();
+  ASSERT_GT(std::abs(r0 - r1), 1e-3);  // the quantiles below tell the coordinates apart
+  EXPECT_NEAR(m.std_ratio_q10, std::min(r0, r1), 1e-6);
+  EXPECT_NEAR(m.std_ratio_q90, std::max(r0, r1), 1e-6);
+  EXPECT_NEAR(m.std_ratio_median, (r0 + r1) / 2, 1e-6);
+  EXPECT_EQ(m.std_undefined_fraction, 0.0);
+
+  // Not asked for: NaN. A loss without a posterior std: PosteriorSpreadMethodFor's refusal.
+  ASSERT_OK_AND_ASSIGN(EvaluationMetrics plain, EvaluateNetwork(*network, *dense_,
+                                                                TargetSpace::kNormal, test,
+                                                                InverseOptions()));
+  EXPECT_TRUE(std::isnan(plain.std_ratio_median));
+  EXPECT_TRUE(std::isnan(plain.std_undefined_fraction));
+  spread.loss = LossKind::kApproximation;
+  EXPECT_THAT(
+      EvaluateNetwork(*network, *dense_, TargetSpace::kNormal, test, InverseOptions(), &spread),
+      StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 }  // namespace

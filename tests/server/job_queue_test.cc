@@ -1,12 +1,17 @@
 // The job queue of JobManager (job_manager.h): --max_jobs workers run jobs; up to
 // --max_queued_jobs more wait QUEUED and start in submission order; beyond that Submit is
 // refused; a queued job cancels at once and never trains; a queued job does not survive a
-// restart (a clean shutdown cancels it, a crash's leftover record is marked FAILED).
+// restart (a clean shutdown cancels it, a crash's leftover record is marked FAILED). And Watch,
+// which streams a job's changes to WatchTrainingJob.
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -166,6 +171,57 @@ TEST_F(JobQueueTest, QueuedJobsDoNotSurviveARestart) {
   ASSERT_OK_AND_ASSIGN(v1::TrainingJob after_crash, jobs_->Get(queued.job_id()));
   EXPECT_EQ(after_crash.state(), v1::JOB_STATE_FAILED);
   EXPECT_THAT(after_crash.error(), HasSubstr("server restarted"));
+}
+
+// --- Watch: the WatchTrainingJob stream without gRPC ----------------------------------------
+
+TEST_F(JobQueueTest, WatchSendsEveryChangeOfAQueuedJobUntilItFinishes) {
+  StartManager(root_);
+  const v1::TrainingJob running = Submit("first", kForever);
+  const v1::TrainingJob queued = Submit("second", 20);
+  std::vector<v1::JobState> states;
+  std::thread watcher([&] {
+    EXPECT_OK(jobs_->Watch(
+        queued.job_id(),
+        [&](const v1::TrainingJob& job) {
+          states.push_back(job.state());
+          return true;
+        },
+        {}, absl::Milliseconds(20)));
+  });
+  AwaitState(running.job_id(), v1::JOB_STATE_RUNNING);
+  ASSERT_OK(jobs_->Cancel(running.job_id()).status());
+  watcher.join();
+  ASSERT_GE(states.size(), 2u);
+  EXPECT_EQ(v1::JobState_Name(states.front()), "JOB_STATE_QUEUED");
+  EXPECT_EQ(v1::JobState_Name(states.back()), "JOB_STATE_SUCCEEDED");
+  EXPECT_NE(std::find(states.begin(), states.end(), v1::JOB_STATE_RUNNING), states.end());
+}
+
+TEST_F(JobQueueTest, WatchStopsWhenTheCallerLeavesOrTheReceiverIsGone) {
+  StartManager(root_);
+  const v1::TrainingJob running = Submit("first", kForever);
+  int sent = 0;
+  const auto count = [&](const v1::TrainingJob&) { return ++sent > 0; };
+  // The caller left: noticed within a poll, although the job never changes again.
+  std::atomic<bool> left{false};
+  std::thread leaver([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    left = true;
+  });
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(jobs_->Watch(running.job_id(), count, [&] { return left.load(); }, absl::Milliseconds(20)),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled by the client")));
+  leaver.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  EXPECT_GE(sent, 1);  // the record as it was, first
+  // The receiver is gone: the first failed send ends the watch.
+  EXPECT_THAT(jobs_->Watch(
+                  running.job_id(), [](const v1::TrainingJob&) { return false; }, {},
+                  absl::Milliseconds(20)),
+              StatusIs(absl::StatusCode::kCancelled, HasSubstr("went away")));
+  EXPECT_THAT(jobs_->Watch("no-such-job", count, {}), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(jobs_->Cancel(running.job_id()).status());
 }
 
 }  // namespace
