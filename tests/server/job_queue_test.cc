@@ -203,7 +203,8 @@ TEST_F(JobQueueTest, WatchStopsWhenTheCallerLeavesOrTheReceiverIsGone) {
   const v1::TrainingJob running = Submit("first", kForever);
   int sent = 0;
   const auto count = [&](const v1::TrainingJob&) { return ++sent > 0; };
-  // The caller left: noticed within a poll, although the job never changes again.
+  // The caller left: noticed at the next poll, although the job never changes again (a Watch
+  // that ignored `cancelled` would hang here until ctest's timeout).
   std::atomic<bool> left{false};
   std::thread leaver([&] {
     absl::SleepFor(absl::Milliseconds(100));
