@@ -205,6 +205,14 @@ absl::StatusOr<v1::DrawTestPairsResponse> InvnetClient::DrawTestPairs(
       });
 }
 
+absl::StatusOr<v1::EvaluateResponse> InvnetClient::Evaluate(
+    const v1::EvaluateRequest& request) const {
+  return CallUnary<v1::EvaluateResponse>(
+      options_.compute_timeout, [&](grpc::ClientContext* context, v1::EvaluateResponse* out) {
+        return reconstruction_->Evaluate(context, request, out);
+      });
+}
+
 absl::StatusOr<v1::TrainResponse> InvnetClient::Train(const v1::TrainRequest& request) const {
   v1::TrainRequest keyed = request;
   if (keyed.request_id().empty()) keyed.set_request_id(RandomRequestId());

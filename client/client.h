@@ -113,6 +113,7 @@ class InvnetClient {
   absl::StatusOr<v1::EstimateResponse> Estimate(const v1::EstimateRequest& request) const;
   absl::StatusOr<v1::DrawTestPairsResponse> DrawTestPairs(
       const v1::DrawTestPairsRequest& request) const;
+  absl::StatusOr<v1::EvaluateResponse> Evaluate(const v1::EvaluateRequest& request) const;
 
   // TrainingService (deadline: rpc_timeout).
   // Train gives a request without `request_id` a random one, and asks once more with the same

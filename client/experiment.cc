@@ -14,7 +14,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/format.h"
-#include "client/linear_operator.h"
 #include "proto/base/status.h"
 #include "proto/base/status_macros.h"
 
@@ -93,26 +92,16 @@ absl::StatusOr<DenseTensor> Expect(const v1::Tensor& proto, int64_t rows, int64_
   return t;
 }
 
-struct Reconstruction {
-  DenseTensor x;
-  std::vector<int64_t> iterations;
-  std::vector<bool> converged;
-  // With posterior_std: the network's std and its method.
-  DenseTensor posterior_std;
-  std::string posterior_std_method;
-};
-
-absl::StatusOr<Reconstruction> ReconstructAll(const InvnetClient& client, const TrainedModel& m,
-                                              int64_t n, const DenseTensor& y,
-                                              bool posterior_std = false) {
-  Reconstruction out;
+// phi^-1(y) of model `m`, in calls of at most kValuesPerCall values.
+absl::StatusOr<DenseTensor> ReconstructAll(const InvnetClient& client, const TrainedModel& m,
+                                           int64_t n, const DenseTensor& y) {
+  DenseTensor out;
   const int64_t step = RowsPerCall(std::max(y.cols(), n));
   for (int64_t begin = 0; begin < y.rows(); begin += step) {
     const int64_t count = std::min(step, y.rows() - begin);
     v1::ReconstructRequest request;
     request.set_model(m.model);
     request.set_version(m.version);
-    request.set_posterior_std(posterior_std);
     RowRange(y, begin, count).ToProto(request.mutable_measurements());
     absl::StatusOr<v1::ReconstructResponse> response = client.Reconstruct(request);
     if (!response.ok()) {
@@ -121,41 +110,24 @@ absl::StatusOr<Reconstruction> ReconstructAll(const InvnetClient& client, const 
     }
     INVNET_ASSIGN_OR_RETURN(DenseTensor part,
                             Expect(response->reconstructions(), count, n, "reconstructions"));
-    if (response->iterations_size() != count || response->converged_size() != count) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model ", m.model, ": the server returned ", response->iterations_size(),
-                       " iteration counts and ", response->converged_size(),
-                       " convergence flags for ", count, " samples"));
-    }
-    AppendRows(part, &out.x);
-    if (posterior_std) {
-      INVNET_ASSIGN_OR_RETURN(DenseTensor std, DenseTensor::FromProtoAllowingNaN(
-                                                   response->posterior_std(), "posterior_std"));
-      if (std.shape != part.shape) {
-        return absl::InvalidArgumentError(absl::StrCat("the server's posterior_std has shape ",
-                                                       ShapeToString(std.shape), ", expected [",
-                                                       count, ", ", n, "]"));
-      }
-      AppendRows(std, &out.posterior_std);
-      out.posterior_std_method = response->posterior_std_method();
-    }
-    out.iterations.insert(out.iterations.end(), response->iterations().begin(),
-                          response->iterations().end());
-    out.converged.insert(out.converged.end(), response->converged().begin(),
-                         response->converged().end());
+    AppendRows(part, &out);
   }
   return out;
 }
 
+// `map` (the network phi, or the exact A x or A^T A x of its problem) of model `m` on x;
+// `out_cols` is the map's output width.
 absl::StatusOr<DenseTensor> ForwardAll(const InvnetClient& client, const TrainedModel& m,
-                                       const DenseTensor& x) {
+                                       const DenseTensor& x, v1::ForwardMap map,
+                                       int64_t out_cols) {
   DenseTensor out;
-  const int64_t step = RowsPerCall(x.cols());
+  const int64_t step = RowsPerCall(std::max(x.cols(), out_cols));
   for (int64_t begin = 0; begin < x.rows(); begin += step) {
     const int64_t count = std::min(step, x.rows() - begin);
     v1::ForwardRequest request;
     request.set_model(m.model);
     request.set_version(m.version);
+    request.set_map(map);
     RowRange(x, begin, count).ToProto(request.mutable_signals());
     absl::StatusOr<v1::ForwardResponse> response = client.Forward(request);
     if (!response.ok()) {
@@ -163,18 +135,20 @@ absl::StatusOr<DenseTensor> ForwardAll(const InvnetClient& client, const Trained
                       absl::StrCat("forward with model ", m.model, " version ", m.version));
     }
     INVNET_ASSIGN_OR_RETURN(DenseTensor part,
-                            Expect(response->outputs(), count, x.cols(), "outputs"));
+                            Expect(response->outputs(), count, out_cols, "outputs"));
     AppendRows(part, &out);
   }
   return out;
 }
 
-// The exact references on `y` (with_wiener: also the Wiener estimate and the posterior std, for
-// the test pairs). FAILED_PRECONDITION from the server is returned as it is (the caller turns
-// it into "not available").
-absl::StatusOr<ReferenceResults> EstimateAll(const InvnetClient& client, const TrainedModel& m,
-                                             int64_t n, const DenseTensor& y, bool with_wiener) {
-  ReferenceResults out;
+// The exact posterior mean, MAP and A^+ y on `y`, for the figures. FAILED_PRECONDITION from the
+// server is returned as it is (the caller turns it into "not available").
+struct ExactMaps {
+  DenseTensor posterior_mean, map, pseudo_inverse;
+};
+absl::StatusOr<ExactMaps> EstimateAll(const InvnetClient& client, const TrainedModel& m,
+                                      int64_t n, const DenseTensor& y) {
+  ExactMaps out;
   const int64_t step = RowsPerCall(std::max(y.cols(), n));
   for (int64_t begin = 0; begin < y.rows(); begin += step) {
     const int64_t count = std::min(step, y.rows() - begin);
@@ -184,10 +158,6 @@ absl::StatusOr<ReferenceResults> EstimateAll(const InvnetClient& client, const T
     request.add_estimators(v1::ESTIMATOR_POSTERIOR_MEAN);
     request.add_estimators(v1::ESTIMATOR_MAP);
     request.add_estimators(v1::ESTIMATOR_PSEUDO_INVERSE);
-    if (with_wiener) {
-      request.add_estimators(v1::ESTIMATOR_WIENER);
-      request.add_estimators(v1::ESTIMATOR_POSTERIOR_STD);
-    }
     RowRange(y, begin, count).ToProto(request.mutable_measurements());
     INVNET_ASSIGN_OR_RETURN(v1::EstimateResponse response, client.Estimate(request));
     INVNET_ASSIGN_OR_RETURN(DenseTensor pm,
@@ -198,15 +168,7 @@ absl::StatusOr<ReferenceResults> EstimateAll(const InvnetClient& client, const T
     AppendRows(pm, &out.posterior_mean);
     AppendRows(map, &out.map);
     AppendRows(pinv, &out.pseudo_inverse);
-    if (with_wiener) {
-      INVNET_ASSIGN_OR_RETURN(DenseTensor wiener, Expect(response.wiener(), count, n, "wiener"));
-      AppendRows(wiener, &out.wiener);
-      INVNET_ASSIGN_OR_RETURN(DenseTensor std,
-                              Expect(response.posterior_std(), count, n, "posterior_std"));
-      AppendRows(std, &out.posterior_std);
-    }
   }
-  out.available = true;
   return out;
 }
 
@@ -464,19 +426,30 @@ absl::StatusOr<ExperimentData> Evaluate(const InvnetClient& client, const Experi
   INVNET_ASSIGN_OR_RETURN(data.problem_source, Describe(client, first));
   data.n = data.problem_source.architecture().dim();
   data.m = data.problem_source.measurement_dim();
-  absl::StatusOr<ClientOperator> op =
-      ClientOperator::Create(data.problem_source.problem().operator_());
-  if (!op.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", first.model, ": cannot apply its operator here: ", op.status().message()));
-  }
-  if (op->input_dim() != data.n || op->output_dim() != data.m) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model ", first.model, ": its operator maps R^", op->input_dim(), " -> R^",
-                     op->output_dim(), " but the model reports n = ", data.n, ", m = ", data.m));
-  }
 
-  // The test pairs every model is evaluated on.
+  // The numbers: every model and the exact references on the same pairs, scored by the server.
+  v1::EvaluateRequest evaluate;
+  for (const TrainedModel& trained : outcome.trained) {
+    v1::ModelReference* ref = evaluate.add_models();
+    ref->set_model(trained.model);
+    ref->set_version(trained.version);
+  }
+  evaluate.set_count(config.test_pairs);
+  evaluate.set_seed(config.seed);
+  evaluate.set_posterior_std(true);
+  absl::StatusOr<v1::EvaluateResponse> scores = client.Evaluate(evaluate);
+  if (!scores.ok()) return Annotate(scores.status(), "evaluating the trained models");
+  if (scores->models_size() != static_cast<int>(outcome.trained.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("the server scored ", scores->models_size(),
+                                                   " models of the ", outcome.trained.size(),
+                                                   " asked for"));
+  }
+  data.references.scores.assign(scores->references().begin(), scores->references().end());
+  data.references.available = !data.references.scores.empty();
+  data.references.unavailable_reason = scores->references_unavailable();
+
+  // The figures: the first kFigurePairs of the same pairs (DrawTestPairs with the same count
+  // and seed draws them as Evaluate did).
   v1::DrawTestPairsRequest draw;
   draw.set_model(first.model);
   draw.set_version(first.version);
@@ -486,77 +459,62 @@ absl::StatusOr<ExperimentData> Evaluate(const InvnetClient& client, const Experi
   if (!pairs.ok()) {
     return Annotate(pairs.status(), absl::StrCat("drawing test pairs from model ", first.model));
   }
-  INVNET_ASSIGN_OR_RETURN(data.x, Expect(pairs->signals(), config.test_pairs, data.n, "signals"));
-  INVNET_ASSIGN_OR_RETURN(data.y,
+  INVNET_ASSIGN_OR_RETURN(DenseTensor x,
+                          Expect(pairs->signals(), config.test_pairs, data.n, "signals"));
+  INVNET_ASSIGN_OR_RETURN(DenseTensor y,
                           Expect(pairs->measurements(), config.test_pairs, data.m, "measurements"));
+  const int64_t shown = std::min(config.test_pairs, kFigurePairs);
+  data.x = RowRange(x, 0, shown);
+  data.y = RowRange(y, 0, shown);
   if (data.n == 2) data.x_grid = GridOver(data.x);
   if (data.m == 2 && data.n == 2) data.y_grid = GridOver(data.y);
 
-  // The exact references (Gaussian-mixture priors only).
-  absl::StatusOr<ReferenceResults> refs = EstimateAll(client, first, data.n, data.y, true);
-  if (refs.ok()) {
-    data.references = *std::move(refs);
-    if (data.y_grid.has_value()) {
-      INVNET_ASSIGN_OR_RETURN(ReferenceResults grid_refs,
-                              EstimateAll(client, first, data.n, data.y_grid->points, false));
-      data.references.posterior_mean_grid = std::move(grid_refs.posterior_mean);
-      data.references.map_grid = std::move(grid_refs.map);
-      data.references.pseudo_inverse_grid = std::move(grid_refs.pseudo_inverse);
+  if (data.references.available) {
+    absl::StatusOr<ExactMaps> exact = EstimateAll(client, first, data.n, data.y);
+    if (!exact.ok()) {
+      return Annotate(exact.status(), absl::StrCat("estimate with model ", first.model));
     }
-  } else if (refs.status().code() == absl::StatusCode::kFailedPrecondition) {
-    data.references.available = false;
-    data.references.unavailable_reason = std::string(refs.status().message());
-  } else {
-    return Annotate(refs.status(), absl::StrCat("estimate with model ", first.model));
+    data.references.posterior_mean = std::move(exact->posterior_mean);
+    data.references.map = std::move(exact->map);
+    if (data.y_grid.has_value()) {
+      INVNET_ASSIGN_OR_RETURN(ExactMaps grid,
+                              EstimateAll(client, first, data.n, data.y_grid->points));
+      data.references.posterior_mean_grid = std::move(grid.posterior_mean);
+      data.references.map_grid = std::move(grid.map);
+      data.references.pseudo_inverse_grid = std::move(grid.pseudo_inverse);
+    }
   }
-
   if (data.x_grid.has_value()) {
     if (data.m == 2) {
-      INVNET_ASSIGN_OR_RETURN(data.exact_forward_grid, op->Apply(data.x_grid->points));
+      INVNET_ASSIGN_OR_RETURN(data.exact_forward_grid,
+                              ForwardAll(client, first, data.x_grid->points,
+                                         v1::FORWARD_MAP_OPERATOR, data.m));
     }
-    INVNET_ASSIGN_OR_RETURN(data.exact_normal_grid, op->Normal(data.x_grid->points));
+    INVNET_ASSIGN_OR_RETURN(data.exact_normal_grid,
+                            ForwardAll(client, first, data.x_grid->points,
+                                       v1::FORWARD_MAP_NORMAL_OPERATOR, data.n));
   }
-  INVNET_ASSIGN_OR_RETURN(DenseTensor ax, op->Apply(data.x));
-  INVNET_ASSIGN_OR_RETURN(DenseTensor atax, op->Adjoint(ax));
 
-  for (const TrainedModel& trained : outcome.trained) {
+  for (size_t i = 0; i < outcome.trained.size(); ++i) {
+    const TrainedModel& trained = outcome.trained[i];
     ModelResult result;
     result.trained = trained;
-    if (&trained == &first) {
+    result.score = scores->models(static_cast<int>(i));
+    if (i == 0) {
       result.description = data.problem_source;
     } else {
       INVNET_ASSIGN_OR_RETURN(result.description, Describe(client, trained));
     }
-    absl::StatusOr<Reconstruction> with_std =
-        ReconstructAll(client, trained, data.n, data.y, /*posterior_std=*/true);
-    if (with_std.status().code() == absl::StatusCode::kFailedPrecondition ||
-        with_std.status().code() == absl::StatusCode::kUnimplemented) {
-      // This model's loss and space define no network std (the server's reason says why).
-      result.posterior_std_unavailable = std::string(with_std.status().message());
-      with_std = ReconstructAll(client, trained, data.n, data.y);
-    }
-    INVNET_ASSIGN_OR_RETURN(Reconstruction rec, std::move(with_std));
-    result.posterior_std = std::move(rec.posterior_std);
-    result.posterior_std_method = std::move(rec.posterior_std_method);
-    result.reconstructions = std::move(rec.x);
-    result.iterations = std::move(rec.iterations);
-    result.converged = std::move(rec.converged);
-    INVNET_ASSIGN_OR_RETURN(result.forward, ForwardAll(client, trained, data.x));
-    const bool normal = result.description.training().target_space() == v1::TARGET_SPACE_NORMAL;
-    if (!normal && data.m != data.n) {
-      return absl::InvalidArgumentError(absl::StrCat("model ", trained.model,
-                                                     " is in measurement space but m = ", data.m,
-                                                     " != n = ", data.n));
-    }
-    result.forward_target = normal ? atax : ax;
+    INVNET_ASSIGN_OR_RETURN(result.reconstructions,
+                            ReconstructAll(client, trained, data.n, data.y));
     if (data.x_grid.has_value()) {
       INVNET_ASSIGN_OR_RETURN(result.forward_grid_image,
-                              ForwardAll(client, trained, data.x_grid->points));
+                              ForwardAll(client, trained, data.x_grid->points,
+                                         v1::FORWARD_MAP_NETWORK, data.n));
     }
     if (data.y_grid.has_value()) {
-      INVNET_ASSIGN_OR_RETURN(Reconstruction grid,
+      INVNET_ASSIGN_OR_RETURN(result.inverse_grid_image,
                               ReconstructAll(client, trained, data.n, data.y_grid->points));
-      result.inverse_grid_image = std::move(grid.x);
     }
     data.models.push_back(std::move(result));
   }

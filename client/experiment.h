@@ -10,15 +10,15 @@
 //      (RESOURCE_EXHAUSTED) is a Train submitted again, when one of ours finishes (or, when the
 //      server is full of someone else's jobs, every ExperimentConfig::retry_interval). Every job
 //      is watched to its end.
-//   2. Evaluate: the SAME held-out pairs for every model (DrawTestPairs on the first trained
-//      model with the configured seed), each model's Reconstruct and Forward on them, the exact
-//      references (Estimate: posterior mean, MAP, Wiener, A^+ y; a FAILED_PRECONDITION answer,
-//      as for dataset problems, means "not available", not an error), the forward targets A x or
-//      A^T A x computed here from the model's problem (client/linear_operator.h), and for 2-D
-//      problems the images of regular grids under phi, phi^-1 and the exact maps. Each model's
-//      Reconstruct on the test pairs asks for the network's own posterior std
-//      (ReconstructRequest.posterior_std); a model whose loss and space define none answers
-//      FAILED_PRECONDITION (or UNIMPLEMENTED for large n) and is reconstructed without it.
+//   2. Evaluate: the numbers come from the server's Evaluate RPC, which scores every model and
+//      the exact references on the SAME held-out pairs (config.test_pairs, config.seed) and
+//      with the network's own posterior std where its loss and space define one. The figures
+//      draw the first kFigurePairs of those same pairs (DrawTestPairs with the same count and
+//      seed), each model's Reconstruct of them, the exact posterior mean and MAP of them
+//      (Estimate; a FAILED_PRECONDITION answer, as for dataset problems, means "not
+//      available", not an error), and for 2-D problems the images of regular grids under phi,
+//      phi^-1 and the exact maps (Forward with map OPERATOR / NORMAL_OPERATOR for A x and
+//      A^T A x). Nothing is computed here that the server computes.
 //   3. client/report.h turns the ExperimentData into report.md, results.csv and SVG figures.
 //
 // Thread-safety: TrainAll starts one watcher thread per running job and joins them all before
@@ -138,24 +138,20 @@ struct Grid {
 Grid MakeGrid(double x_lo, double x_hi, double y_lo, double y_hi, int64_t lines,
               int64_t points_per_line);
 
+// The figures draw the first this many test pairs (the scatter panels; the signal panels draw
+// fewer).
+constexpr int64_t kFigurePairs = 500;
+
 struct ModelResult {
   TrainedModel trained;
   // GetModel's description of the evaluated version (problem, training incl. target_space,
   // metrics incl. train_seconds, curves).
   v1::ModelVersion description;
-  // On the test pairs: Reconstruct(y) with its per-sample diagnostics, Forward(x), and the
-  // exact map phi approximates: A x (measurement space) or A^T A x (normal space).
+  // The server's scores of this model on all test pairs (Evaluate), incl. its posterior std's
+  // method or why it has none.
+  v1::EstimatorScore score;
+  // Reconstruct(y) of the figure pairs, [ExperimentData::x.rows(), n].
   DenseTensor reconstructions;
-  std::vector<int64_t> iterations;
-  std::vector<bool> converged;
-  DenseTensor forward;
-  DenseTensor forward_target;
-  // The network's posterior std on the test pairs, [N, n] (NaN rows where undefined), and its
-  // method ("laplace-divergence", "tweedie-log-det"); empty, with the server's reason, for
-  // models that have none.
-  DenseTensor posterior_std;
-  std::string posterior_std_method;
-  std::string posterior_std_unavailable;
   // 2-D problems: phi(x_grid) (n = 2) and phi^-1(y_grid) (m = 2); empty otherwise.
   DenseTensor forward_grid_image;
   DenseTensor inverse_grid_image;
@@ -163,10 +159,11 @@ struct ModelResult {
 
 struct ReferenceResults {
   bool available = false;
-  // Why not (the server's FAILED_PRECONDITION message), when not available.
+  // Why not (the server's message), when not available.
   std::string unavailable_reason;
-  DenseTensor posterior_mean, map, wiener, pseudo_inverse;  // [N, n] on the test pairs
-  DenseTensor posterior_std;  // [N, n] on the test pairs: sqrt of diag Cov[x | y]
+  // The server's scores of the exact posterior mean, MAP, Wiener and A^+ y on all test pairs.
+  std::vector<v1::EstimatorScore> scores;
+  DenseTensor posterior_mean, map;  // on the figure pairs
   // On y_grid (m = 2 and n = 2): the exact maps y -> PM, MAP and A^+ y.
   DenseTensor posterior_mean_grid, map_grid, pseudo_inverse_grid;
 };
@@ -177,7 +174,8 @@ struct ExperimentData {
   v1::ModelVersion problem_source;
   int64_t n = 0;  // signal dimension
   int64_t m = 0;  // measurement dimension
-  // The test pairs, [N, n] and [N, m].
+  // The first min(config.test_pairs, kFigurePairs) test pairs, for the figures: [rows, n] and
+  // [rows, m].
   DenseTensor x;
   DenseTensor y;
   // 2-D problems (n = 2 / m = 2): the grids and the exact forward maps on x_grid (A x_grid when
@@ -193,8 +191,7 @@ struct ExperimentData {
 
 // Gathers everything the report needs (see the file comment). Errors: INVALID_ARGUMENT when
 // outcome.trained is empty; the server's error of any RPC except Estimate's
-// FAILED_PRECONDITION; INVALID_ARGUMENT for an answer of the wrong shape or a problem whose
-// operator cannot be applied here.
+// FAILED_PRECONDITION; INVALID_ARGUMENT for an answer of the wrong shape or count.
 absl::StatusOr<ExperimentData> Evaluate(const InvnetClient& client, const ExperimentConfig& config,
                                         const TrainingOutcome& outcome);
 

@@ -78,65 +78,6 @@ double Metric(const v1::ModelVersion& version, const std::string& name) {
   return it == version.metrics().end() ? kNotApplicable : it->second;
 }
 
-// Mean of the finite entries of `std` (NaN when there are none).
-double MeanDefined(const DenseTensor& std) {
-  double sum = 0;
-  int64_t count = 0;
-  for (float v : std.values) {
-    if (std::isnan(v)) continue;
-    sum += v;
-    ++count;
-  }
-  return count > 0 ? sum / static_cast<double>(count) : kNotApplicable;
-}
-
-// The q-quantile of sorted values (linear interpolation). Precondition: not empty.
-double Quantile(const std::vector<double>& sorted, double q) {
-  const double pos = q * static_cast<double>(sorted.size() - 1);
-  const size_t lo = static_cast<size_t>(pos);
-  const size_t hi = std::min(lo + 1, sorted.size() - 1);
-  return sorted[lo] + (pos - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
-}
-
-// The network's std against the exact one (see ResultRow).
-void FillStdRatios(const DenseTensor& network, const DenseTensor& exact, ResultRow* row) {
-  std::vector<double> ratios;
-  int64_t undefined = 0;
-  for (int64_t r = 0; r < network.rows(); ++r) {
-    bool nan = false;
-    for (int64_t c = 0; c < network.cols(); ++c) {
-      const double v = network.at(r, c);
-      if (std::isnan(v)) {
-        nan = true;
-      } else if (!exact.values.empty() && exact.at(r, c) > 0) {
-        ratios.push_back(v / exact.at(r, c));
-      }
-    }
-    if (nan) ++undefined;
-  }
-  row->std_undefined_fraction =
-      static_cast<double>(undefined) / static_cast<double>(std::max<int64_t>(1, network.rows()));
-  if (ratios.empty()) return;
-  std::sort(ratios.begin(), ratios.end());
-  double sum = 0;
-  for (double v : ratios) sum += v;
-  row->std_ratio_mean = sum / static_cast<double>(ratios.size());
-  row->std_ratio_median = Quantile(ratios, 0.5);
-  row->std_ratio_q10 = Quantile(ratios, 0.1);
-  row->std_ratio_q90 = Quantile(ratios, 0.9);
-}
-
-ResultRow ReferenceRow(const std::string& label, const std::string& key, const DenseTensor& t,
-                       const ExperimentData& data, double pm_mse) {
-  ResultRow row;
-  row.label = label;
-  row.key = key;
-  row.mse = MeanSquaredDistance(t, data.x);
-  row.mse_ratio_to_pm = row.mse / pm_mse;
-  row.rms_to_pm = std::sqrt(MeanSquaredDistance(t, data.references.posterior_mean));
-  row.rms_to_map = std::sqrt(MeanSquaredDistance(t, data.references.map));
-  return row;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Figures.
@@ -406,10 +347,10 @@ std::string ReportMarkdown(const ExperimentData& data, const std::vector<ResultR
                   SignalsSummary(problem), "; n = ", data.n, ", m = ", data.m);
   if (!source.preset().empty()) absl::StrAppend(&md, " (preset `", source.preset(), "`)");
   absl::StrAppend(&md, ".\n- **Networks**: ", ArchitectureText(source.architecture()), ".\n");
-  absl::StrAppend(&md, "- **Test pairs**: ", data.x.rows(),
-                  " held-out pairs (x, y) drawn by the server (DrawTestPairs on `",
+  absl::StrAppend(&md, "- **Test pairs**: ", config.test_pairs,
+                  " held-out pairs (x, y) drawn by the server (the pairs of `",
                   data.models.front().trained.model, "`, seed ", config.seed,
-                  "); every estimator is evaluated on the same pairs.\n");
+                  "); every estimator is scored on the same pairs, by the server (Evaluate).\n");
   absl::StrAppend(
       &md, "- **Server**: ", config.server.empty() ? "-" : config.server, "; report written ",
       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone()), ".\n\n");
@@ -450,9 +391,9 @@ std::string ReportMarkdown(const ExperimentData& data, const std::vector<ResultR
       "[results.csv](results.csv).\n\n");
   std::vector<std::string> spread_methods;
   for (const ModelResult& m : data.models) {
-    if (!m.posterior_std_method.empty()) {
+    if (!m.score.posterior_std_method().empty()) {
       spread_methods.push_back(
-          absl::StrCat(InfoFor(m.trained.loss).label, ": ", m.posterior_std_method));
+          absl::StrCat(InfoFor(m.trained.loss).label, ": ", m.score.posterior_std_method()));
     }
   }
   if (!spread_methods.empty()) {
@@ -470,8 +411,7 @@ std::string ReportMarkdown(const ExperimentData& data, const std::vector<ResultR
   }
   if (!data.references.available) {
     absl::StrAppend(&md,
-                    "**No exact references**: the server's Estimate answered FAILED_PRECONDITION "
-                    "(",
+                    "**No exact references** for this problem (the server: ",
                     data.references.unavailable_reason,
                     "), so the posterior mean, MAP, Wiener and A⁺y rows and the ratios to them "
                     "are omitted.\n\n");
@@ -533,33 +473,37 @@ std::string AlignedTable(const std::vector<std::vector<std::string>>& cells) {
 
 }  // namespace
 
-double MeanSquaredDistance(const DenseTensor& a, const DenseTensor& b) {
-  if (a.rows() == 0) return kNotApplicable;
-  double sum = 0;
-  for (size_t i = 0; i < a.values.size(); ++i) {
-    const double d = static_cast<double>(a.values[i]) - static_cast<double>(b.values[i]);
-    sum += d * d;
+v1::EstimatorScore NotApplicableScore() {
+  v1::EstimatorScore score;
+  for (void (v1::EstimatorScore::*set)(double) :
+       {&v1::EstimatorScore::set_mse, &v1::EstimatorScore::set_mse_ratio_to_pm,
+        &v1::EstimatorScore::set_rms_to_pm, &v1::EstimatorScore::set_rms_to_map,
+        &v1::EstimatorScore::set_forward_error, &v1::EstimatorScore::set_converged_fraction,
+        &v1::EstimatorScore::set_mean_iterations, &v1::EstimatorScore::set_mean_posterior_std,
+        &v1::EstimatorScore::set_std_ratio_mean, &v1::EstimatorScore::set_std_ratio_median,
+        &v1::EstimatorScore::set_std_ratio_q10, &v1::EstimatorScore::set_std_ratio_q90,
+        &v1::EstimatorScore::set_std_undefined_fraction}) {
+    (score.*set)(kNotApplicable);
   }
-  return sum / static_cast<double>(a.rows());
+  return score;
 }
 
-std::vector<ResultRow> ComputeResults(const ExperimentData& data) {
+std::vector<ResultRow> ResultRows(const ExperimentData& data) {
+  static const std::pair<const char*, const char*> kReferenceLabels[] = {
+      {"posterior_mean", "exact posterior mean"},
+      {"map", "exact MAP"},
+      {"wiener", "Wiener (Tikhonov)"},
+      {"pseudo_inverse", "A⁺y (pseudo-inverse)"}};
   std::vector<ResultRow> rows;
-  const ReferenceResults& refs = data.references;
-  double pm_mse = kNotApplicable;
-  if (refs.available) {
-    pm_mse = MeanSquaredDistance(refs.posterior_mean, data.x);
-    rows.push_back(
-        ReferenceRow("exact posterior mean", "posterior_mean", refs.posterior_mean, data, pm_mse));
-    if (!refs.posterior_std.values.empty()) {
-      rows.back().mean_posterior_std = MeanDefined(refs.posterior_std);
+  for (const auto& [key, label] : kReferenceLabels) {
+    for (const v1::EstimatorScore& score : data.references.scores) {
+      if (score.estimator() != key) continue;
+      ResultRow row;
+      row.label = label;
+      row.key = key;
+      row.score = score;
+      rows.push_back(std::move(row));
     }
-    rows.push_back(ReferenceRow("exact MAP", "map", refs.map, data, pm_mse));
-    if (!refs.wiener.values.empty()) {
-      rows.push_back(ReferenceRow("Wiener (Tikhonov)", "wiener", refs.wiener, data, pm_mse));
-    }
-    rows.push_back(
-        ReferenceRow("A⁺y (pseudo-inverse)", "pseudo_inverse", refs.pseudo_inverse, data, pm_mse));
   }
   for (const ModelResult& m : data.models) {
     const LossInfo& info = InfoFor(m.trained.loss);
@@ -571,30 +515,9 @@ std::vector<ResultRow> ComputeResults(const ExperimentData& data) {
     row.key = info.key;
     row.training_seed = m.trained.training_seed;
     row.network = true;
-    row.model = m.trained.model;
-    row.version = m.trained.version;
     row.target_space = TargetSpaceName(m.description.training().target_space());
-    row.mse = MeanSquaredDistance(m.reconstructions, data.x);
-    if (refs.available) {
-      row.mse_ratio_to_pm = row.mse / pm_mse;
-      row.rms_to_pm = std::sqrt(MeanSquaredDistance(m.reconstructions, refs.posterior_mean));
-      row.rms_to_map = std::sqrt(MeanSquaredDistance(m.reconstructions, refs.map));
-    }
-    row.forward_error = std::sqrt(MeanSquaredDistance(m.forward, m.forward_target));
-    if (!m.converged.empty()) {
-      const auto converged = std::count(m.converged.begin(), m.converged.end(), true);
-      row.converged_fraction =
-          static_cast<double>(converged) / static_cast<double>(m.converged.size());
-      double iterations = 0;
-      for (int64_t it : m.iterations) iterations += static_cast<double>(it);
-      row.mean_iterations = iterations / static_cast<double>(m.iterations.size());
-    }
     row.train_seconds = Metric(m.description, "train_seconds");
-    if (!m.posterior_std.values.empty()) {
-      row.posterior_std_method = m.posterior_std_method;
-      row.mean_posterior_std = MeanDefined(m.posterior_std);
-      FillStdRatios(m.posterior_std, refs.posterior_std, &row);
-    }
+    row.score = m.score;
     rows.push_back(std::move(row));
   }
   return rows;
@@ -607,32 +530,38 @@ std::string ResultsMarkdownTable(const std::vector<ResultRow>& rows) {
   };
   static const Column kColumns[] = {
       {"estimator", [](const ResultRow& r) { return r.label; }},
-      {"MSE", [](const ResultRow& r) { return Metric4(r.mse); }},
-      {"x PM", [](const ResultRow& r) { return Short3(r.mse_ratio_to_pm); }},
-      {"RMS to PM", [](const ResultRow& r) { return Short3(r.rms_to_pm); }},
-      {"RMS to MAP", [](const ResultRow& r) { return Short3(r.rms_to_map); }},
-      {"forward error", [](const ResultRow& r) { return Metric4(r.forward_error); }},
+      {"MSE", [](const ResultRow& r) { return Metric4(r.score.mse()); }},
+      {"x PM", [](const ResultRow& r) { return Short3(r.score.mse_ratio_to_pm()); }},
+      {"RMS to PM", [](const ResultRow& r) { return Short3(r.score.rms_to_pm()); }},
+      {"RMS to MAP", [](const ResultRow& r) { return Short3(r.score.rms_to_map()); }},
+      {"forward error", [](const ResultRow& r) { return Metric4(r.score.forward_error()); }},
       {"converged",
        [](const ResultRow& r) {
-         return Has(r.converged_fraction) ? absl::StrFormat("%.1f%%", 100 * r.converged_fraction)
+         return Has(r.score.converged_fraction())
+                    ? absl::StrFormat("%.1f%%", 100 * r.score.converged_fraction())
                                           : std::string();
        }},
       {"iterations",
        [](const ResultRow& r) {
-         return Has(r.mean_iterations) ? absl::StrFormat("%.1f", r.mean_iterations) : std::string();
+         return Has(r.score.mean_iterations())
+                    ? absl::StrFormat("%.1f", r.score.mean_iterations())
+                    : std::string();
        }},
       {"train time",
        [](const ResultRow& r) {
          return Has(r.train_seconds) ? absl::StrFormat("%.1f s", r.train_seconds) : std::string();
        }},
-      {"posterior std", [](const ResultRow& r) { return Metric4(r.mean_posterior_std); }},
+      {"posterior std", [](const ResultRow& r) { return Metric4(r.score.mean_posterior_std()); }},
       {"std / exact std",
        [](const ResultRow& r) {
-         if (!Has(r.std_ratio_median)) return std::string();
-         std::string cell = absl::StrCat(Short3(r.std_ratio_median), " [", Short3(r.std_ratio_q10),
-                                         ", ", Short3(r.std_ratio_q90), "]");
-         if (r.std_undefined_fraction > 0) {
-           absl::StrAppend(&cell, absl::StrFormat(", %.1f%% NaN", 100 * r.std_undefined_fraction));
+         const v1::EstimatorScore& s = r.score;
+         if (!Has(s.std_ratio_median())) return std::string();
+         std::string cell = absl::StrCat(Short3(s.std_ratio_median()), " [",
+                                         Short3(s.std_ratio_q10()), ", ", Short3(s.std_ratio_q90()),
+                                         "]");
+         if (s.std_undefined_fraction() > 0) {
+           absl::StrAppend(&cell,
+                           absl::StrFormat(", %.1f%% NaN", 100 * s.std_undefined_fraction()));
          }
          return cell;
        }},
@@ -688,10 +617,10 @@ std::vector<SeedSummaryRow> SummarizeOverSeeds(const std::vector<ResultRow>& row
     for (const ResultRow& r : rows) {
       if (!r.network || r.key != key) continue;
       out.label = r.label.substr(0, r.label.find(", seed "));
-      mse.push_back(r.mse);
-      ratio.push_back(r.mse_ratio_to_pm);
-      to_map.push_back(r.rms_to_map);
-      forward.push_back(r.forward_error);
+      mse.push_back(r.score.mse());
+      ratio.push_back(r.score.mse_ratio_to_pm());
+      to_map.push_back(r.score.rms_to_map());
+      forward.push_back(r.score.forward_error());
     }
     out.mse = MeanWithError(mse);
     out.mse_ratio_to_pm = MeanWithError(ratio);
@@ -761,16 +690,17 @@ std::string ResultsCsv(const std::vector<ResultRow>& rows) {
       "posterior_std_method,mean_posterior_std,std_ratio_mean,std_ratio_median,std_ratio_q10,"
       "std_ratio_q90,std_undefined_fraction\n";
   for (const ResultRow& r : rows) {
+    const v1::EstimatorScore& s = r.score;
     absl::StrAppend(&csv, CsvField(r.label), ",", r.key, ",", r.network ? "network" : "reference",
-                    ",", r.model, ",", r.network ? absl::StrCat(r.version) : "", ",",
-                    r.target_space, ",", Full(r.mse), ",", Full(r.mse_ratio_to_pm), ",",
-                    Full(r.rms_to_pm), ",", Full(r.rms_to_map), ",", Full(r.forward_error), ",",
-                    Full(r.converged_fraction), ",", Full(r.mean_iterations), ",",
+                    ",", s.model(), ",", r.network ? absl::StrCat(s.version()) : "", ",",
+                    r.target_space, ",", Full(s.mse()), ",", Full(s.mse_ratio_to_pm()), ",",
+                    Full(s.rms_to_pm()), ",", Full(s.rms_to_map()), ",", Full(s.forward_error()),
+                    ",", Full(s.converged_fraction()), ",", Full(s.mean_iterations()), ",",
                     Full(r.train_seconds), ",", r.network ? absl::StrCat(r.training_seed) : "",
-                    ",", r.posterior_std_method, ",", Full(r.mean_posterior_std), ",",
-                    Full(r.std_ratio_mean), ",", Full(r.std_ratio_median), ",",
-                    Full(r.std_ratio_q10), ",", Full(r.std_ratio_q90), ",",
-                    Full(r.std_undefined_fraction), "\n");
+                    ",", s.posterior_std_method(), ",", Full(s.mean_posterior_std()), ",",
+                    Full(s.std_ratio_mean()), ",", Full(s.std_ratio_median()), ",",
+                    Full(s.std_ratio_q10()), ",", Full(s.std_ratio_q90()), ",",
+                    Full(s.std_undefined_fraction()), "\n");
   }
   return csv;
 }
@@ -859,8 +789,8 @@ std::string SamplesSheet(const ExperimentData& data, int64_t max_points) {
   Sheet sheet;
   sheet.title = absl::StrCat(data.config.label, ": samples, measurements and reconstructions");
   sheet.subtitle =
-      count < data.x.rows()
-          ? absl::StrCat("the first ", count, " of the ", data.x.rows(),
+      count < data.config.test_pairs
+          ? absl::StrCat("the first ", count, " of the ", data.config.test_pairs,
                          " test pairs (every panel shows the same pairs); equal scales")
           : absl::StrCat("all ", count, " test pairs; equal scales");
   sheet.legend = LossLegend(data);
@@ -900,8 +830,9 @@ std::string CurvesSheet(const ExperimentData& data) {
   sheet.subtitle = "loss: mean over windows of steps; validation: held-out pairs of each job";
   sheet.legend = LossLegend(data);
   std::vector<double> pm_level;
-  if (data.references.available) {
-    pm_level.push_back(MeanSquaredDistance(data.references.posterior_mean, data.x));
+  for (const v1::EstimatorScore& score : data.references.scores) {
+    if (score.estimator() != "posterior_mean") continue;
+    pm_level.push_back(score.mse());
     sheet.legend.push_back(
         {"exact posterior mean (MSE on the test pairs)", kPmColor, kPmDash, false});
   }
@@ -923,7 +854,8 @@ std::string SignalsSheet(const ExperimentData& data, int64_t count) {
   count = std::min(count, data.x.rows());
   Sheet sheet;
   sheet.title = absl::StrCat(data.config.label, ": test signals and their reconstructions");
-  sheet.subtitle = absl::StrCat("the first ", count, " of the ", data.x.rows(), " test pairs");
+  sheet.subtitle =
+      absl::StrCat("the first ", count, " of the ", data.config.test_pairs, " test pairs");
   sheet.legend.push_back({"truth x", kTruthColor, "", false});
   if (data.m == data.n) sheet.legend.push_back({"measurement y", kMeasurementColor, "2,2", false});
   if (data.references.available) {
@@ -995,7 +927,7 @@ absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& all, const std::st
     return absl::Status(
         code, absl::StrCat(directory, ": cannot create the report directory: ", error.message()));
   }
-  const std::vector<ResultRow> rows = ComputeResults(all);
+  const std::vector<ResultRow> rows = ResultRows(all);
   const ExperimentData data = all.config.training_seeds > 1 ? FirstSeedOnly(all) : all;
   std::vector<std::pair<std::string, std::string>> files;  // name, contents
   std::vector<std::string> figures;                        // their sections of report.md
@@ -1028,8 +960,8 @@ absl::StatusOr<ReportFiles> WriteReport(const ExperimentData& all, const std::st
     figures.push_back(Figure(
         Numbered(figures, "Samples, measurements and reconstructions"), "samples.svg",
         "samples, measurements and reconstructions",
-        absl::StrCat(count < data.x.rows()
-                         ? absl::StrCat("The first ", count, " of the ", data.x.rows(),
+        absl::StrCat(count < data.config.test_pairs
+                         ? absl::StrCat("The first ", count, " of the ", data.config.test_pairs,
                                         " test pairs (a subset, for legibility): ")
                          : absl::StrCat("All ", count, " test pairs: "),
                      "signals x, measurements y and each estimator's reconstruction from y, all "

@@ -22,52 +22,33 @@
 
 #include "absl/status/statusor.h"
 #include "client/experiment.h"
+#include "invnet/v1/reconstruction_service.pb.h"
 
 namespace invnet::client {
 
 constexpr double kNotApplicable = std::numeric_limits<double>::quiet_NaN();
 
-// One row of the results: a reference estimator or a trained network. Metrics that do not
-// apply (a reference's forward error, ratios without references) are NaN.
+// Every metric of `score` NaN ("does not apply"): what a row starts from.
+v1::EstimatorScore NotApplicableScore();
+
+// One row of the results: a reference estimator or a trained network, with the numbers the
+// server's Evaluate computed (EstimatorScore; NaN where a metric does not apply, as a
+// reference's forward error or ratios without references).
 struct ResultRow {
   std::string label;  // "exact posterior mean", "log-det regularised"
   std::string key;    // "posterior_mean", "map", "wiener", "pseudo_inverse", or the loss key
   bool network = false;
-  std::string model;  // networks: name and version
-  int64_t version = 0;
-  std::string target_space;  // networks: "measurement" or "normal"
+  std::string target_space;    // networks: "measurement" or "normal"
   uint64_t training_seed = 0;  // networks
-  // mean ||x_hat - x||^2 over the test pairs.
-  double mse = kNotApplicable;
-  // mse / the posterior mean's mse.
-  double mse_ratio_to_pm = kNotApplicable;
-  // sqrt(mean ||x_hat - x_PM||^2) and sqrt(mean ||x_hat - x_MAP||^2).
-  double rms_to_pm = kNotApplicable;
-  double rms_to_map = kNotApplicable;
-  // Networks: sqrt(mean ||phi(x) - t||^2), t = A x (measurement space) or A^T A x (normal).
-  double forward_error = kNotApplicable;
-  double converged_fraction = kNotApplicable;
-  double mean_iterations = kNotApplicable;
   // metrics["train_seconds"] of the model version.
   double train_seconds = kNotApplicable;
-  // Posterior spread. The exact posterior mean's row: the exact std (Estimate); a network's row:
-  // its own std (ReconstructResponse.posterior_std), when its loss and space define one.
-  // mean over samples and components of the std (defined entries only).
-  double mean_posterior_std = kNotApplicable;
-  // Networks: the ratio network std / exact std per sample and component: its mean, median and
-  // 10% / 90% quantiles over the defined entries, and the share of samples whose std is
-  // undefined (NaN: the network's curvature is not positive definite there).
-  std::string posterior_std_method;
-  double std_ratio_mean = kNotApplicable;
-  double std_ratio_median = kNotApplicable;
-  double std_ratio_q10 = kNotApplicable;
-  double std_ratio_q90 = kNotApplicable;
-  double std_undefined_fraction = kNotApplicable;
+  // Networks: score.model and score.version name the model.
+  v1::EstimatorScore score = NotApplicableScore();
 };
 
 // The rows: the references (when available: posterior mean, MAP, Wiener, A^+ y), then the
 // networks in the experiment's order.
-std::vector<ResultRow> ComputeResults(const ExperimentData& data);
+std::vector<ResultRow> ResultRows(const ExperimentData& data);
 
 // Mean and standard error (sample standard deviation / sqrt(count); NaN for one value) of
 // `values`, NaN entries skipped.
@@ -95,9 +76,6 @@ std::vector<SeedSummaryRow> SummarizeOverSeeds(const std::vector<ResultRow>& row
 // error as "mean ± SE", and the comparison with the best.
 std::string SeedSummaryMarkdownTable(const std::vector<SeedSummaryRow>& summary);
 
-// mean over rows of ||a_i - b_i||^2. Precondition: equal shapes.
-double MeanSquaredDistance(const DenseTensor& a, const DenseTensor& b);
-
 // The results as an aligned Markdown table (header, separator, one line per row), the table of
 // report.md and of the command's output.
 std::string ResultsMarkdownTable(const std::vector<ResultRow>& rows);
@@ -112,7 +90,7 @@ std::string CurvesSheet(const ExperimentData& data);
 std::string SignalsSheet(const ExperimentData& data, int64_t count);
 
 // Scatter panels plot the first min(N, kMaxScatterPoints) test pairs.
-constexpr int64_t kMaxScatterPoints = 500;
+constexpr int64_t kMaxScatterPoints = kFigurePairs;
 // The signal sheet shows this many test pairs.
 constexpr int64_t kSignalPanels = 4;
 

@@ -25,6 +25,7 @@ void FillStdRatios(const at::Tensor& network_std, const at::Tensor& exact_std,
   at::Tensor usable = network_std.isnan().logical_not().logical_and(exact_std > 0);
   at::Tensor ratios = network_std.masked_select(usable) / exact_std.masked_select(usable);
   if (ratios.numel() == 0) return;
+  m->std_ratio_mean = ratios.mean().item<double>();
   at::Tensor q = at::quantile(ratios, at::tensor({0.1, 0.5, 0.9}, ratios.options()));
   m->std_ratio_q10 = q[0].item<double>();
   m->std_ratio_median = q[1].item<double>();
@@ -94,14 +95,23 @@ absl::StatusOr<EvaluationMetrics> EvaluateNetwork(const FrozenIResNet& network,
         EvaluationMetrics m = EvaluateEstimate(inverse.x, test);
         m.converged_fraction = inverse.converged.to(at::kDouble).mean().item<double>();
         m.mean_iterations = inverse.iterations.to(at::kDouble).mean().item<double>();
-        INVNET_ASSIGN_OR_RETURN(at::Tensor forward, network.Forward(test.x.to(at::kFloat)));
+        INVNET_ASSIGN_OR_RETURN(at::Tensor forward,
+                                network.Forward(test.x.to(at::kFloat), options.should_stop));
         at::Tensor clean = op.Apply(test.x);
         if (target_space == TargetSpace::kNormal) clean = op.Adjoint(clean);
         m.forward_error = std::sqrt(MeanSquaredDistance(forward, clean));
-        if (spread != nullptr && test.posterior_std.defined()) {
-          INVNET_ASSIGN_OR_RETURN(PosteriorSpread network_std,
-                                  NetworkPosteriorSpread(network, op, *spread, inverse.x));
-          FillStdRatios(network_std.std, test.posterior_std.to(at::kDouble), &m);
+        if (spread != nullptr) {
+          INVNET_ASSIGN_OR_RETURN(
+              PosteriorSpread network_std,
+              NetworkPosteriorSpread(network, op, *spread, inverse.x, options.should_stop));
+          at::Tensor std = network_std.std.to(at::kDouble);
+          at::Tensor defined = std.isnan().logical_not();
+          if (defined.any().item<bool>()) {
+            m.mean_posterior_std = std.masked_select(defined).mean().item<double>();
+          }
+          if (test.posterior_std.defined()) {
+            FillStdRatios(std, test.posterior_std.to(at::kDouble), &m);
+          }
         }
         return m;
       });

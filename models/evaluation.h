@@ -8,8 +8,10 @@
 //   rms_to_pm/map     sqrt(mean ||x_hat - x_PM||^2), same for the MAP
 //   forward_error     sqrt(mean ||phi(x) - A x||^2) (or against A^T A x in normal space)
 //   converged_fraction, mean_iterations   of the network's inverse
-//   std_ratio_*       the network's own posterior std (posterior_spread.h) over the exact one,
-//                     per sample and coordinate: median and 10% / 90% quantiles
+//   mean_posterior_std  the network's own posterior std (posterior_spread.h), mean over the
+//                     defined entries
+//   std_ratio_*       that std over the exact one, per sample and coordinate: mean, median and
+//                     10% / 90% quantiles
 //   std_undefined_fraction   samples where the network's std is undefined (NaN rows)
 // Quantities that do not apply (no reference, not a network, no spread asked for) are NaN.
 
@@ -64,6 +66,8 @@ struct EvaluationMetrics {
   double forward_error = kNaN;
   double converged_fraction = kNaN;
   double mean_iterations = kNaN;
+  double mean_posterior_std = kNaN;
+  double std_ratio_mean = kNaN;
   double std_ratio_median = kNaN;
   double std_ratio_q10 = kNaN;
   double std_ratio_q90 = kNaN;
@@ -75,8 +79,10 @@ EvaluationMetrics EvaluateEstimate(const at::Tensor& x_hat, const TestSet& test)
 
 // Metrics of a network's inverse: x_hat = phi^-1(t), t = y or A^T y, plus the forward error.
 // The network runs in the dtype its weights are used in for serving (float32 inputs). With
-// `spread` (what the network was trained for) and test.posterior_std, also the std ratios;
-// PosteriorSpreadMethodFor's errors when the network has no posterior std.
+// `spread` (what the network was trained for), also its mean posterior std, and with
+// test.posterior_std the std ratios; PosteriorSpreadMethodFor's errors when the network has no
+// posterior std. CANCELLED when options.should_stop (polled by the solve, the forward pass and
+// the spread between chunks) asks to stop.
 absl::StatusOr<EvaluationMetrics> EvaluateNetwork(const FrozenIResNet& network,
                                                   const LinearOperator& op,
                                                   TargetSpace target_space, const TestSet& test,

@@ -65,6 +65,7 @@ constexpr MethodScope kMethodScopes[] = {
     {"/invnet.v1.ReconstructionService/Forward", Scope::kInfer},
     {"/invnet.v1.ReconstructionService/Estimate", Scope::kInfer},
     {"/invnet.v1.ReconstructionService/DrawTestPairs", Scope::kInfer},
+    {"/invnet.v1.ReconstructionService/Evaluate", Scope::kInfer},
     {"/invnet.v1.TrainingService/Train", Scope::kAdmin},
     {"/invnet.v1.TrainingService/GetTrainingJob", Scope::kInfer},
     {"/invnet.v1.TrainingService/ListTrainingJobs", Scope::kInfer},

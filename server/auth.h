@@ -32,7 +32,7 @@
 
 namespace invnet::server {
 
-// What a call may do. kInfer: Reconstruct, Forward, Estimate, DrawTestPairs and every read
+// What a call may do. kInfer: Reconstruct, Forward, Estimate, DrawTestPairs, Evaluate and every read
 // (Get/List/Watch). kAdmin: everything that changes the server's state (Train,
 // CancelTrainingJob, DeleteModel, UploadDataset, DeleteDataset), and everything kInfer may.
 enum class Scope { kInfer, kAdmin };

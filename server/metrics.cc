@@ -19,7 +19,8 @@ namespace {
 constexpr absl::string_view kRpcNames[kNumRpcs] = {
     "Reconstruct",    "Forward",          "Estimate",          "DrawTestPairs",    "Train",
     "GetTrainingJob", "ListTrainingJobs", "CancelTrainingJob", "WatchTrainingJob", "ListModels",
-    "GetModel",       "DeleteModel",      "UploadDataset",     "ListDatasets",     "DeleteDataset"};
+    "GetModel",       "DeleteModel",      "UploadDataset",     "ListDatasets",     "DeleteDataset",
+    "Evaluate"};
 
 // Which service each RPC belongs to, for RpcFromMethod.
 constexpr absl::string_view kRpcServices[kNumRpcs] = {
@@ -27,7 +28,8 @@ constexpr absl::string_view kRpcServices[kNumRpcs] = {
     "ReconstructionService", "TrainingService",       "TrainingService",
     "TrainingService",       "TrainingService",       "TrainingService",
     "ModelService",          "ModelService",          "ModelService",
-    "DatasetService",        "DatasetService",        "DatasetService"};
+    "DatasetService",        "DatasetService",        "DatasetService",
+    "ReconstructionService"};
 
 // Integers exactly (counts, bytes), other values with enough digits for sums of seconds.
 std::string FormatValue(double value) {

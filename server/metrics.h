@@ -49,8 +49,9 @@ enum class Rpc : int {
   kUploadDataset,
   kListDatasets,
   kDeleteDataset,
+  kEvaluate,
 };
-inline constexpr int kNumRpcs = 15;
+inline constexpr int kNumRpcs = 16;
 // The canonical status codes OK (0) .. UNAUTHENTICATED (16), numbered alike in gRPC and Abseil.
 inline constexpr int kNumStatusCodes = 17;
 

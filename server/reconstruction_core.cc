@@ -4,7 +4,14 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <memory>
+#include <optional>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 #include "absl/strings/str_cat.h"
 #include "models/evaluation.h"
@@ -13,8 +20,10 @@
 #include "models/seeds.h"
 #include "models/torch_status.h"
 #include "models/trainer.h"
+#include "proto/base/status.h"
 #include "proto/base/status_macros.h"
 #include "server/names.h"
+#include "server/spec_codec.h"
 
 namespace invnet::server {
 namespace {
@@ -34,6 +43,91 @@ absl::StatusOr<std::shared_ptr<const HostedModel>> Lookup(const ModelRepository&
                                                           int64_t version) {
   INVNET_RETURN_IF_ERROR(ValidateName(name, "model"));
   return models.Get(name, version);
+}
+
+// Why a model has no exact references (Estimate's FAILED_PRECONDITION message).
+std::string ReferencesUnavailable(const HostedModel& model) {
+  return absl::StrCat("model '", model.name, "' version ", model.version,
+                      model.record.problem.dataset.has_value()
+                          ? " was trained on a dataset, not a Gaussian-mixture prior"
+                          : " has noise level 0",
+                      ": the exact posterior references are not defined for it");
+}
+
+// OK when `count` pairs of `model` are a request DrawTestPairs and Evaluate serve.
+absl::Status CheckPairCount(int64_t count, const HostedModel& model, const TensorLimits& limits) {
+  if (count < 1 || count > 1000000) {
+    return absl::InvalidArgumentError(absl::StrCat("count: ", count, " must lie in [1, 1000000]"));
+  }
+  const int64_t width = model.signal_dim() + model.measurement_dim();
+  if (count > limits.max_elements / width) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("count: ", count, " pairs exceed the message size limit"));
+  }
+  return absl::OkStatus();
+}
+
+// The problem as its proto says it (the same problem whether it came from a preset or was
+// spelt out), and, for dataset problems, the samples and what decides the held-out split: two
+// models with equal keys are scored on pairs neither trained on.
+std::string ProblemKey(const HostedModel& model) {
+  v1::Problem proto;
+  EncodeProblem(model.record.problem, &proto);
+  std::string key;
+  google::protobuf::io::StringOutputStream stream(&key);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  proto.SerializeToCodedStream(&coded);
+  coded.Trim();
+  if (model.record.problem.dataset.has_value()) {
+    absl::StrAppend(&key, "|", model.record.problem.dataset->fingerprint, "|holdout ",
+                    model.record.training.validation_size, " ",
+                    static_cast<int>(model.record.training.holdout_split));
+  }
+  return key;
+}
+
+// The test stream of `seed` (never the draws of a training or validation seed): pairs from the
+// model's prior, or from the part of its dataset the trainer held out (SplitDataset), so they
+// were never trained on. Call under GuardTorch.
+absl::StatusOr<TestSet> DrawPairs(const HostedModel& model, const DatasetStore& datasets,
+                                  int64_t count, uint64_t seed, const std::function<bool()>& stop) {
+  at::Generator gen =
+      at::make_generator<at::CPUGeneratorImpl>(StreamSeed(seed, SeedStream::kTest));
+  const ProblemSpec& problem = model.record.problem;
+  std::unique_ptr<EmpiricalDataset> holdout;
+  const SignalSource* source = model.prior.get();
+  if (source == nullptr) {
+    const std::string& name = problem.dataset->name;
+    absl::StatusOr<at::Tensor> samples = datasets.Load(name);
+    if (!samples.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the dataset '", name,
+                       "' this model was trained on is gone: ", samples.status().message()));
+    }
+    INVNET_RETURN_IF_ERROR(CheckDatasetUnchanged(*problem.dataset, *samples));
+    INVNET_ASSIGN_OR_RETURN(auto split, SplitDataset(*samples, model.record.training));
+    INVNET_ASSIGN_OR_RETURN(holdout, EmpiricalDataset::Create(split.second));
+    source = holdout.get();
+  }
+  return DrawTestSetUnlessStopped(*source, *model.op, problem.noise_level, count, gen, stop);
+}
+
+// Every field of `score` from `metrics` (NaN where a metric does not apply).
+void EncodeScore(const EvaluationMetrics& metrics, v1::EstimatorScore* score) {
+  score->set_mse(metrics.mse);
+  score->set_mse_ratio_to_pm(metrics.mse_ratio_to_pm);
+  score->set_rms_to_pm(metrics.rms_to_pm);
+  score->set_rms_to_map(metrics.rms_to_map);
+  score->set_forward_error(metrics.forward_error);
+  score->set_converged_fraction(metrics.converged_fraction);
+  score->set_mean_iterations(metrics.mean_iterations);
+  score->set_mean_posterior_std(metrics.mean_posterior_std);
+  score->set_std_ratio_mean(metrics.std_ratio_mean);
+  score->set_std_ratio_median(metrics.std_ratio_median);
+  score->set_std_ratio_q10(metrics.std_ratio_q10);
+  score->set_std_ratio_q90(metrics.std_ratio_q90);
+  score->set_std_undefined_fraction(metrics.std_undefined_fraction);
 }
 
 // What the model was trained for, as the posterior spread needs it.
@@ -116,7 +210,28 @@ absl::Status ReconstructionCore::Forward(const v1::ForwardRequest& request,
   INVNET_ASSIGN_OR_RETURN(at::Tensor x, DecodeBatch(request.signals(), model->signal_dim(),
                                                     "signals", limits_.tensors));
   if (metrics_ != nullptr) metrics_->RecordRequestRows(Rpc::kForward, x.size(0));
-  INVNET_ASSIGN_OR_RETURN(at::Tensor out, model->network->Forward(x, stop));
+  at::Tensor out;
+  switch (request.map()) {
+    case v1::FORWARD_MAP_UNSPECIFIED:
+    case v1::FORWARD_MAP_NETWORK: {
+      INVNET_ASSIGN_OR_RETURN(out, model->network->Forward(x, stop));
+      break;
+    }
+    case v1::FORWARD_MAP_OPERATOR:
+    case v1::FORWARD_MAP_NORMAL_OPERATOR: {
+      INVNET_ASSIGN_OR_RETURN(out, GuardTorchOr<at::Tensor>("Forward", [&]() -> at::Tensor {
+                                at::NoGradGuard no_grad;
+                                at::Tensor ax = model->op->Apply(x.to(at::kDouble));
+                                if (request.map() == v1::FORWARD_MAP_NORMAL_OPERATOR) {
+                                  ax = model->op->Adjoint(ax);
+                                }
+                                return ax.to(at::kFloat);
+                              }));
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("map: unknown value ", request.map()));
+  }
   response->set_model(model->name);
   response->set_version(model->version);
   EncodeTensor(out, response->mutable_outputs());
@@ -128,12 +243,7 @@ absl::Status ReconstructionCore::Estimate(const v1::EstimateRequest& request,
                                           v1::EstimateResponse* response) {
   INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request.model(), request.version()));
   if (model->references == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("model '", model->name, "' version ", model->version,
-                     model->record.problem.dataset.has_value()
-                         ? " was trained on a dataset, not a Gaussian-mixture prior"
-                         : " has noise level 0",
-                     ": the exact posterior references are not defined for it"));
+    return absl::FailedPreconditionError(ReferencesUnavailable(*model));
   }
   std::set<int> wanted;
   for (int e : request.estimators()) {
@@ -180,45 +290,100 @@ absl::Status ReconstructionCore::DrawTestPairs(const v1::DrawTestPairsRequest& r
                                                const std::function<bool()>& stop,
                                                v1::DrawTestPairsResponse* response) {
   INVNET_ASSIGN_OR_RETURN(auto model, Lookup(*models_, request.model(), request.version()));
-  const int64_t width = model->signal_dim() + model->measurement_dim();
-  if (request.count() < 1 || request.count() > 1000000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("count: ", request.count(), " must lie in [1, 1000000]"));
-  }
-  if (request.count() > limits_.tensors.max_elements / width) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("count: ", request.count(), " pairs exceed the message size limit"));
-  }
+  INVNET_RETURN_IF_ERROR(CheckPairCount(request.count(), *model, limits_.tensors));
   return GuardTorch("DrawTestPairs", [&]() -> absl::Status {
     at::NoGradGuard no_grad;
-    // The test stream of the seed: never the draws of a training or validation seed.
-    at::Generator gen =
-        at::make_generator<at::CPUGeneratorImpl>(StreamSeed(request.seed(), SeedStream::kTest));
-    const ProblemSpec& problem = model->record.problem;
-    std::unique_ptr<EmpiricalDataset> holdout;
-    const SignalSource* source = model->prior.get();
-    if (source == nullptr) {
-      // The samples the trainer held out for validation (SplitDataset), so the pairs were
-      // never trained on.
-      const std::string& name = problem.dataset->name;
-      absl::StatusOr<at::Tensor> samples = datasets_->Load(name);
-      if (!samples.ok()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("the dataset '", name,
-                         "' this model was trained on is gone: ", samples.status().message()));
-      }
-      INVNET_RETURN_IF_ERROR(CheckDatasetUnchanged(*problem.dataset, *samples));
-      INVNET_ASSIGN_OR_RETURN(auto split, SplitDataset(*samples, model->record.training));
-      INVNET_ASSIGN_OR_RETURN(holdout, EmpiricalDataset::Create(split.second));
-      source = holdout.get();
-    }
     INVNET_ASSIGN_OR_RETURN(TestSet pairs,
-                            DrawTestSetUnlessStopped(*source, *model->op, problem.noise_level,
-                                                     request.count(), gen, stop));
+                            DrawPairs(*model, *datasets_, request.count(), request.seed(), stop));
     response->set_model(model->name);
     response->set_version(model->version);
     EncodeTensor(pairs.x, response->mutable_signals());
     EncodeTensor(pairs.y, response->mutable_measurements());
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ReconstructionCore::Evaluate(const v1::EvaluateRequest& request,
+                                          const std::function<bool()>& stop,
+                                          v1::EvaluateResponse* response) {
+  constexpr int kMaxModels = 64;
+  if (request.models_size() < 1 || request.models_size() > kMaxModels) {
+    return absl::InvalidArgumentError(absl::StrCat("models: ", request.models_size(),
+                                                   " models; between 1 and ", kMaxModels));
+  }
+  std::vector<std::shared_ptr<const HostedModel>> models;
+  for (int i = 0; i < request.models_size(); ++i) {
+    const v1::ModelReference& ref = request.models(i);
+    absl::StatusOr<std::shared_ptr<const HostedModel>> model =
+        Lookup(*models_, ref.model(), ref.version());
+    if (!model.ok()) return Annotate(model.status(), absl::StrCat("models[", i, "]"));
+    if (i > 0 && ProblemKey(**model) != ProblemKey(*models.front())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "models[", i, "]: '", (*model)->name, "' version ", (*model)->version,
+          " was trained on another problem than models[0] ('", models.front()->name,
+          "'): models are compared on one problem's pairs"));
+    }
+    models.push_back(*std::move(model));
+  }
+  const HostedModel& first = *models.front();
+  INVNET_RETURN_IF_ERROR(CheckPairCount(request.count(), first, limits_.tensors));
+  INVNET_ASSIGN_OR_RETURN(InverseOptions options, DecodeSolver(request.solver()));
+  options.should_stop = stop;
+  return GuardTorch("Evaluate", [&]() -> absl::Status {
+    at::NoGradGuard no_grad;
+    INVNET_ASSIGN_OR_RETURN(TestSet test,
+                            DrawPairs(first, *datasets_, request.count(), request.seed(), stop));
+    response->set_count(request.count());
+    response->set_seed(request.seed());
+    if (first.references != nullptr) {
+      const EstimatorSelection all{/*posterior_mean=*/true, /*posterior_std=*/true, /*map=*/true,
+                                   /*wiener=*/true, /*pseudo_inverse=*/true};
+      INVNET_ASSIGN_OR_RETURN(Estimates exact, first.references->Compute(test.y, all, stop));
+      test.pm = exact.posterior_mean;
+      test.map = exact.map.x;
+      test.posterior_std = exact.posterior_std;
+      const std::pair<const char*, const at::Tensor*> references[] = {
+          {"posterior_mean", &exact.posterior_mean},
+          {"map", &exact.map.x},
+          {"wiener", &exact.wiener},
+          {"pseudo_inverse", &exact.pseudo_inverse}};
+      for (const auto& [name, estimate] : references) {
+        if (!estimate->defined()) continue;
+        EvaluationMetrics metrics = EvaluateEstimate(*estimate, test);
+        if (estimate == &exact.posterior_mean) {
+          metrics.mean_posterior_std = exact.posterior_std.mean().item<double>();
+        }
+        v1::EstimatorScore* score = response->add_references();
+        score->set_estimator(name);
+        EncodeScore(metrics, score);
+      }
+    } else {
+      response->set_references_unavailable(ReferencesUnavailable(first));
+    }
+    for (const auto& model : models) {
+      v1::EstimatorScore* score = response->add_models();
+      score->set_model(model->name);
+      score->set_version(model->version);
+      const PosteriorSpreadSetup setup = SpreadSetupOf(*model);
+      std::optional<PosteriorSpreadSetup> spread;
+      if (request.posterior_std()) {
+        absl::StatusOr<PosteriorSpreadMethod> method = PosteriorSpreadMethodFor(setup, *model->op);
+        if (method.ok()) {
+          spread = setup;
+          score->set_posterior_std_method(std::string(PosteriorSpreadMethodName(*method)));
+        } else if (method.status().code() == absl::StatusCode::kFailedPrecondition ||
+                   method.status().code() == absl::StatusCode::kUnimplemented) {
+          score->set_posterior_std_unavailable(std::string(method.status().message()));
+        } else {
+          return method.status();
+        }
+      }
+      INVNET_ASSIGN_OR_RETURN(
+          EvaluationMetrics metrics,
+          EvaluateNetwork(*model->network, *model->op, model->target_space(), test, options,
+                          spread.has_value() ? &*spread : nullptr));
+      EncodeScore(metrics, score);
+    }
     return absl::OkStatus();
   });
 }

@@ -35,7 +35,7 @@ class ReconstructionCore {
   // the posterior std the network implies.
   absl::Status Reconstruct(const v1::ReconstructRequest& request, const std::function<bool()>& stop,
                            v1::ReconstructResponse* response);
-  // phi(x).
+  // phi(x), or the exact A x or A^T A x the request's map names.
   absl::Status Forward(const v1::ForwardRequest& request, const std::function<bool()>& stop,
                        v1::ForwardResponse* response);
   // The exact references (posterior mean and std, MAP, Wiener, A^+ y) the request asks for
@@ -48,6 +48,12 @@ class ReconstructionCore {
   absl::Status DrawTestPairs(const v1::DrawTestPairsRequest& request,
                              const std::function<bool()>& stop,
                              v1::DrawTestPairsResponse* response);
+  // The paper's metrics of each requested model (and of the exact references, where the
+  // problem has them) on DrawTestPairs' pairs of the first model (models/evaluation.h).
+  // INVALID_ARGUMENT naming models[i] for a model of another problem, a repeated list over 64 or
+  // an empty one; DrawTestPairs' codes for the count.
+  absl::Status Evaluate(const v1::EvaluateRequest& request, const std::function<bool()>& stop,
+                        v1::EvaluateResponse* response);
 
  private:
   const ModelRepository* models_;

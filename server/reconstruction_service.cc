@@ -101,4 +101,16 @@ grpc::Status ReconstructionServiceImpl::DrawTestPairs(grpc::ServerContext* conte
       ForTheCaller(core_.DrawTestPairs(*request, StopWhenAbandoned(context), response), *context));
 }
 
+grpc::Status ReconstructionServiceImpl::Evaluate(grpc::ServerContext* context,
+                                                 const v1::EvaluateRequest* request,
+                                                 v1::EvaluateResponse* response) {
+  if (absl::Status s = auth_->Check(*context, "/invnet.v1.ReconstructionService/Evaluate");
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  // Logged with its request id by rpc_observer.h.
+  return ToGrpcStatus(
+      ForTheCaller(core_.Evaluate(*request, StopWhenAbandoned(context), response), *context));
+}
+
 }  // namespace invnet::server

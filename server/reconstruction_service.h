@@ -1,7 +1,7 @@
 #ifndef INVNET_SERVER_RECONSTRUCTION_SERVICE_H_
 #define INVNET_SERVER_RECONSTRUCTION_SERVICE_H_
 
-// invnet.v1.ReconstructionService: Reconstruct, Forward, Estimate, DrawTestPairs.
+// invnet.v1.ReconstructionService: Reconstruct, Forward, Estimate, DrawTestPairs, Evaluate.
 // Like every RPC adapter, each method decodes and validates its request, calls the gRPC-free
 // core and encodes the response; statuses cross into gRPC in one place (status_util.h), and
 // deadlines and cancellation reach the core as a plain stop predicate. Every handler first
@@ -35,6 +35,8 @@ class ReconstructionServiceImpl final : public v1::ReconstructionService::Servic
                         v1::EstimateResponse* response) override;
   grpc::Status DrawTestPairs(grpc::ServerContext* context, const v1::DrawTestPairsRequest* request,
                              v1::DrawTestPairsResponse* response) override;
+  grpc::Status Evaluate(grpc::ServerContext* context, const v1::EvaluateRequest* request,
+                        v1::EvaluateResponse* response) override;
 
  private:
   const Authorizer* auth_;

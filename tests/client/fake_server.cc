@@ -119,6 +119,19 @@ Status CheckBatch(const FakeState& state, const v1::Tensor& tensor, const std::s
   return Status::OK;
 }
 
+// A score whose every metric is NaN (does not apply), as the real server fills it.
+v1::EstimatorScore AllNaN() {
+  v1::EstimatorScore score;
+  const google::protobuf::Descriptor* descriptor = score.GetDescriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE) {
+      score.GetReflection()->SetDouble(&score, field, std::nan(""));
+    }
+  }
+  return score;
+}
+
 class FakeReconstruction final : public v1::ReconstructionService::Service {
  public:
   explicit FakeReconstruction(FakeState* state) : state_(*state) {}
@@ -171,7 +184,71 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     if (!valid.ok()) return valid;
     response->set_model(request->model());
     response->set_version(1);
-    Scale(request->signals(), 2.0f, response->mutable_outputs());
+    const bool exact = request->map() == v1::FORWARD_MAP_OPERATOR ||
+                       request->map() == v1::FORWARD_MAP_NORMAL_OPERATOR;
+    Scale(request->signals(), exact ? 3.0f : 2.0f, response->mutable_outputs());
+    return Status::OK;
+  }
+
+  Status Evaluate(ServerContext* context, const v1::EvaluateRequest* request,
+                  v1::EvaluateResponse* response) override {
+    if (auto forced = Enter(state_, context, "Evaluate")) return *forced;
+    absl::MutexLock lock(&state_.mu);
+    state_.evaluate = *request;
+    if (request->models().empty()) return Status(StatusCode::INVALID_ARGUMENT, "models: none");
+    for (const v1::ModelReference& ref : request->models()) {
+      if (!HasModel(state_, ref.model())) return NotFound("model " + ref.model());
+    }
+    response->set_count(request->count());
+    response->set_seed(request->seed());
+    const v1::ModelVersion* first = LatestVersion(state_, request->models(0).model());
+    const bool references = first == nullptr || !first->problem().has_dataset();
+    if (!references) {
+      response->set_references_unavailable("model '" + request->models(0).model() +
+                                           "' was trained on a dataset");
+    } else {
+      const char* kEstimators[] = {"posterior_mean", "map", "wiener", "pseudo_inverse"};
+      for (int r = 0; r < 4; ++r) {
+        v1::EstimatorScore* score = response->add_references();
+        *score = AllNaN();
+        score->set_estimator(kEstimators[r]);
+        score->set_mse(0.5 + 0.1 * r);
+        score->set_mse_ratio_to_pm(1 + 0.2 * r);
+        score->set_rms_to_pm(0.05 * r);
+        score->set_rms_to_map(0.3 - 0.05 * r);
+        if (r == 0) score->set_mean_posterior_std(1.0);
+      }
+    }
+    for (int k = 0; k < request->models_size(); ++k) {
+      const v1::ModelReference& ref = request->models(k);
+      v1::EstimatorScore* score = response->add_models();
+      *score = AllNaN();
+      score->set_model(ref.model());
+      score->set_version(ref.version() == 0 ? 1 : ref.version());
+      score->set_mse(1.0 + k);
+      if (references) {
+        score->set_mse_ratio_to_pm(2.0 + k);
+        score->set_rms_to_pm(0.25 + k);
+        score->set_rms_to_map(0.75 + k);
+      }
+      score->set_forward_error(0.01 * (k + 1));
+      score->set_converged_fraction(0.975);
+      score->set_mean_iterations(20.5);
+      if (!request->posterior_std()) continue;
+      const v1::Loss loss = LatestVersion(state_, ref.model())->training().loss();
+      if (loss != v1::LOSS_UNSPECIFIED && loss != v1::LOSS_DIVERGENCE &&
+          loss != v1::LOSS_LOG_DET) {
+        score->set_posterior_std_unavailable("posterior_std: no theory for this loss");
+        continue;
+      }
+      score->set_posterior_std_method("laplace-divergence");
+      score->set_mean_posterior_std(0.5 + k);
+      score->set_std_ratio_mean(0.6 + k);
+      score->set_std_ratio_median(2.1);
+      score->set_std_ratio_q10(0.57);
+      score->set_std_ratio_q90(3.63);
+      score->set_std_undefined_fraction(0.025);
+    }
     return Status::OK;
   }
 

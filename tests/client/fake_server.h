@@ -13,12 +13,21 @@
 //                except row 2 (NaN: undefined), method "laplace-divergence", or
 //                FAILED_PRECONDITION when the latest version's loss is set and is neither
 //                divergence nor log-det
-//   Forward      2 * x;  Estimate  posterior_mean 0.5 y, posterior_std 1, map y, wiener 0.25 y,
+//   Forward      2 * x (map FORWARD_MAP_OPERATOR or NORMAL_OPERATOR: 3 * x);  Estimate  posterior_mean 0.5 y, posterior_std 1, map y, wiener 0.25 y,
 //                pseudo_inverse y (those asked for; all when none), map_objective[i] = i;
 //                FAILED_PRECONDITION when the model's latest version has a dataset problem
 //   DrawTestPairs  [count, n] signals x[i][j] = FakeSignal(seed, i, j) and [count, m]
 //                measurements y[i][k] = FakeSignal(seed + 1, i, k), n and m from the model's
 //                latest version; NOT_FOUND unless the model is in `models`
+//   Evaluate     canned scores: references posterior_mean, map, wiener, pseudo_inverse (r = 0..3:
+//                mse 0.5 + 0.1 r, mse_ratio_to_pm 1 + 0.2 r, rms_to_pm 0.05 r, rms_to_map
+//                0.3 - 0.05 r; the posterior mean's mean_posterior_std 1), none when the first
+//                model's latest version has a dataset problem; model k of the request: mse 1 + k,
+//                mse_ratio_to_pm 2 + k, rms_to_pm 0.25 + k, rms_to_map 0.75 + k (those three
+//                only with references), forward_error
+//                0.01 (k + 1), converged 0.975, iterations 20.5, and with posterior_std (losses
+//                as for Reconstruct) method "laplace-divergence", mean std 0.5 + k, ratio mean
+//                0.6 + k, median 2.1, q10 0.57, q90 3.63, undefined 0.025; other metrics NaN
 //   Train        job "job-1" QUEUED for the request's model; the request is recorded (with
 //                `simulate_training`, see below)
 //   Get/Cancel   look up `jobs` (NOT_FOUND; Cancel of a finished job: FAILED_PRECONDITION;
@@ -107,6 +116,7 @@ struct FakeState {
   std::vector<v1::TrainRequest> train_requests ABSL_GUARDED_BY(mu);  // every accepted Train
   std::vector<std::string> train_request_ids ABSL_GUARDED_BY(mu);     // of every Train call
   v1::DrawTestPairsRequest draw ABSL_GUARDED_BY(mu);
+  v1::EvaluateRequest evaluate ABSL_GUARDED_BY(mu);
   v1::DeleteModelRequest delete_model ABSL_GUARDED_BY(mu);
   std::vector<v1::UploadDatasetRequest> upload_messages ABSL_GUARDED_BY(mu);
 };

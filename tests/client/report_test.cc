@@ -17,10 +17,11 @@ ResultRow Reference(const std::string& label, double mse, double ratio) {
   ResultRow row;
   row.label = label;
   row.key = "posterior_mean";
-  row.mse = mse;
-  row.mse_ratio_to_pm = ratio;
-  row.rms_to_pm = 0;
-  row.rms_to_map = 0.0251;
+  row.score.set_estimator("posterior_mean");
+  row.score.set_mse(mse);
+  row.score.set_mse_ratio_to_pm(ratio);
+  row.score.set_rms_to_pm(0);
+  row.score.set_rms_to_map(0.0251);
   return row;
 }
 
@@ -29,13 +30,13 @@ ResultRow Network(double mse) {
   row.label = "log-det regularised";
   row.key = "log-det";
   row.network = true;
-  row.model = "exp-log-det";
-  row.version = 3;
+  row.score.set_model("exp-log-det");
+  row.score.set_version(3);
   row.target_space = "measurement";
-  row.mse = mse;
-  row.forward_error = 0.00026;
-  row.converged_fraction = 0.975;
-  row.mean_iterations = 21.04;
+  row.score.set_mse(mse);
+  row.score.set_forward_error(0.00026);
+  row.score.set_converged_fraction(0.975);
+  row.score.set_mean_iterations(21.04);
   row.train_seconds = 38.24;
   return row;
 }
@@ -79,6 +80,19 @@ TEST(ResultsCsvTest, FullPrecisionEmptyCellsAndQuoting) {
             "21.04,38.24,0,,,,,,,\n");
 }
 
+TEST(NotApplicableScoreTest, EveryMetricIsNaN) {
+  const v1::EstimatorScore score = NotApplicableScore();
+  const google::protobuf::Descriptor* descriptor = score.GetDescriptor();
+  int doubles = 0;
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE) continue;
+    ++doubles;
+    EXPECT_TRUE(std::isnan(score.GetReflection()->GetDouble(score, field))) << field->name();
+  }
+  EXPECT_GE(doubles, 13);
+}
+
 TEST(MeanWithErrorTest, MeanStandardErrorAndSkippedNaN) {
   MeanAndError m = MeanWithError({1.0, 2.0, 3.0, kNotApplicable});
   EXPECT_EQ(m.count, 3);
@@ -95,7 +109,7 @@ ResultRow SeedRun(const std::string& key, uint64_t seed, double mse) {
   row.key = key;
   row.label = key + " regularised, seed " + std::to_string(seed);
   row.training_seed = seed;
-  row.mse_ratio_to_pm = mse / 0.1;
+  row.score.set_mse_ratio_to_pm(mse / 0.1);
   return row;
 }
 

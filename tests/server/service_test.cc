@@ -940,6 +940,13 @@ TEST_P(ServiceTest, DrawTestPairsRefusesAReplacedDataset) {
     v1::DrawTestPairsResponse response;
     return reconstruction_->DrawTestPairs(&context, request, &response);
   };
+  auto evaluate = [&](v1::EvaluateResponse* response) {
+    grpc::ClientContext context;
+    v1::EvaluateRequest request;
+    request.add_models()->set_model(name + "-model");
+    request.set_count(20);
+    return reconstruction_->Evaluate(&context, request, response);
+  };
   ASSERT_TRUE(upload(2, 1.5f).ok());
   v1::TrainRequest train = SmallTrainRequest(name + "-model", v1::LOSS_APPROXIMATION, 10);
   train.clear_preset();
@@ -951,9 +958,19 @@ TEST_P(ServiceTest, DrawTestPairsRefusesAReplacedDataset) {
   ASSERT_TRUE(training_->Train(&train_context, train, &started).ok());
   ASSERT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   ASSERT_TRUE(draw().ok());
+  // Evaluate scores it on the same held-out samples; a dataset has no exact references.
+  v1::EvaluateResponse scores;
+  ASSERT_TRUE(evaluate(&scores).ok());
+  EXPECT_EQ(scores.references_size(), 0);
+  EXPECT_THAT(scores.references_unavailable(), HasSubstr("trained on a dataset"));
+  ASSERT_EQ(scores.models_size(), 1);
+  EXPECT_GT(scores.models(0).mse(), 0);
+  EXPECT_TRUE(std::isnan(scores.models(0).mse_ratio_to_pm()));
+  EXPECT_GT(scores.models(0).forward_error(), 0);
 
   ASSERT_TRUE(remove().ok());
   ExpectCode(draw(), grpc::FAILED_PRECONDITION, "'" + name + "'");
+  ExpectCode(evaluate(&scores), grpc::FAILED_PRECONDITION, "'" + name + "'");
   ASSERT_TRUE(upload(3, 1.5f).ok());  // other dimension: was INTERNAL "mat1 and mat2 shapes"
   ExpectCode(draw(), grpc::FAILED_PRECONDITION, "dataset '" + name + "' has changed");
   ASSERT_TRUE(remove().ok());
