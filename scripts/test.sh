@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine: install packages, configure, build, ctest,
-# then the hostile-input stages (the tests again under ASan + UBSan in build-asan/, the libFuzzer
+# the client alone without LibTorch (build-client/), then the hostile-input stages (the tests again under ASan + UBSan in build-asan/, the libFuzzer
 # targets for 30 s each in build-fuzz/), then build the Docker image and smoke-test it
 # (docker/smoke-test.sh).
 # Usage: scripts/test.sh [--no-docker] [--quick]     (build directory: build/)
@@ -33,6 +33,14 @@ cmake --build build -j 2
 
 stage "unit, service and end-to-end tests"
 ctest --test-dir build --output-on-failure -j 2
+
+# The client side on its own, with LibTorch (and the server's glog) made unfindable: proves
+# that proto/ and client/ build and pass their tests on a machine without LibTorch.
+stage "client without LibTorch: configure, build and its tests (build-client)"
+cmake -S . -B build-client -G Ninja -DCMAKE_BUILD_TYPE=Release -DINVNET_CLIENT_ONLY=ON \
+  -DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON -DCMAKE_DISABLE_FIND_PACKAGE_glog=ON
+cmake --build build-client -j 2
+ctest --test-dir build-client --output-on-failure -j 2
 
 if [ "$QUICK" = 0 ]; then
   stage "ASan + UBSan: build and tests (build-asan)"
