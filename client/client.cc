@@ -24,25 +24,6 @@
 namespace invnet::client {
 namespace {
 
-bool HasDeadline(absl::Duration timeout) {
-  return timeout > absl::ZeroDuration() && timeout != absl::InfiniteDuration();
-}
-
-void ApplyDeadline(absl::Duration timeout, grpc::ClientContext* context) {
-  if (HasDeadline(timeout)) context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-}
-
-// One unary call: a fresh context with the method's deadline, status converted.
-template <typename Response, typename Call>
-absl::StatusOr<Response> CallUnary(absl::Duration timeout, const Call& call) {
-  grpc::ClientContext context;
-  ApplyDeadline(timeout, &context);
-  Response response;
-  const grpc::Status status = call(&context, &response);
-  if (!status.ok()) return FromGrpcStatus(status, context);
-  return response;
-}
-
 // 128 random bits in hex: a Train idempotency key no other client will pick.
 std::string RandomRequestId() {
   std::random_device random;
@@ -120,36 +101,13 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
 
 }  // namespace
 
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  // grpc::StatusCode and absl::StatusCode share the canonical numbering (0..16).
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
-
-absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context) {
-  absl::Status converted = FromGrpcStatus(status);
-  if (converted.ok()) return converted;
-  const auto& metadata = context.GetServerInitialMetadata();
-  const auto id = metadata.find(kRequestIdMetadata);
-  if (id != metadata.end()) {
-    converted.SetPayload(kRequestIdPayload,
-                         absl::Cord(absl::string_view(id->second.data(), id->second.size())));
-  }
-  return converted;
-}
-
-std::string RequestIdOf(const absl::Status& status) {
-  const absl::optional<absl::Cord> id = status.GetPayload(kRequestIdPayload);
-  return id.has_value() ? std::string(*id) : "";
-}
-
 InvnetClient::InvnetClient(std::shared_ptr<grpc::ChannelInterface> channel, ClientOptions options)
     : channel_(std::move(channel)),
       options_(options),
-      reconstruction_(v1::ReconstructionService::NewStub(channel_)),
-      training_(v1::TrainingService::NewStub(channel_)),
-      models_(v1::ModelService::NewStub(channel_)),
-      datasets_(v1::DatasetService::NewStub(channel_)),
-      health_(grpc::health::v1::Health::NewStub(channel_)) {}
+      connection_(MakeGrpcConnection(channel_, options_)) {}
+
+InvnetClient::InvnetClient(std::shared_ptr<InvnetConnection> connection, ClientOptions options)
+    : options_(options), connection_(std::move(connection)) {}
 
 absl::StatusOr<std::unique_ptr<InvnetClient>> InvnetClient::Connect(absl::string_view target,
                                                                     ClientOptions options) {
@@ -176,102 +134,68 @@ absl::StatusOr<std::unique_ptr<InvnetClient>> InvnetClient::Connect(absl::string
 
 absl::StatusOr<v1::ReconstructResponse> InvnetClient::Reconstruct(
     const v1::ReconstructRequest& request) const {
-  return CallUnary<v1::ReconstructResponse>(
-      options_.compute_timeout, [&](grpc::ClientContext* context, v1::ReconstructResponse* out) {
-        return reconstruction_->Reconstruct(context, request, out);
-      });
+  return connection_->Reconstruct(request);
 }
 
-absl::StatusOr<v1::ForwardResponse> InvnetClient::Forward(const v1::ForwardRequest& request) const {
-  return CallUnary<v1::ForwardResponse>(
-      options_.compute_timeout, [&](grpc::ClientContext* context, v1::ForwardResponse* out) {
-        return reconstruction_->Forward(context, request, out);
-      });
+absl::StatusOr<v1::ForwardResponse> InvnetClient::Forward(
+    const v1::ForwardRequest& request) const {
+  return connection_->Forward(request);
 }
 
 absl::StatusOr<v1::EstimateResponse> InvnetClient::Estimate(
     const v1::EstimateRequest& request) const {
-  return CallUnary<v1::EstimateResponse>(
-      options_.compute_timeout, [&](grpc::ClientContext* context, v1::EstimateResponse* out) {
-        return reconstruction_->Estimate(context, request, out);
-      });
+  return connection_->Estimate(request);
 }
 
 absl::StatusOr<v1::DrawTestPairsResponse> InvnetClient::DrawTestPairs(
     const v1::DrawTestPairsRequest& request) const {
-  return CallUnary<v1::DrawTestPairsResponse>(
-      options_.compute_timeout, [&](grpc::ClientContext* context, v1::DrawTestPairsResponse* out) {
-        return reconstruction_->DrawTestPairs(context, request, out);
-      });
+  return connection_->DrawTestPairs(request);
 }
 
 absl::StatusOr<v1::EvaluateResponse> InvnetClient::Evaluate(
     const v1::EvaluateRequest& request) const {
-  return CallUnary<v1::EvaluateResponse>(
-      options_.compute_timeout, [&](grpc::ClientContext* context, v1::EvaluateResponse* out) {
-        return reconstruction_->Evaluate(context, request, out);
-      });
+  return connection_->Evaluate(request);
 }
 
 absl::StatusOr<v1::TrainResponse> InvnetClient::Train(const v1::TrainRequest& request) const {
   v1::TrainRequest keyed = request;
   if (keyed.request_id().empty()) keyed.set_request_id(RandomRequestId());
-  auto call = [&] {
-    return CallUnary<v1::TrainResponse>(options_.rpc_timeout,
-                                        [&](grpc::ClientContext* context, v1::TrainResponse* out) {
-                                          return training_->Train(context, keyed, out);
-                                        });
-  };
-  absl::StatusOr<v1::TrainResponse> response = call();
+  absl::StatusOr<v1::TrainResponse> response = connection_->Train(keyed);
   if (absl::IsUnavailable(response.status()) || absl::IsDeadlineExceeded(response.status())) {
     absl::SleepFor(kTrainRetryPause);
-    response = call();
+    response = connection_->Train(keyed);
   }
   return response;
 }
 
 absl::StatusOr<v1::GetTrainingJobResponse> InvnetClient::GetTrainingJob(
     const v1::GetTrainingJobRequest& request) const {
-  return CallUnary<v1::GetTrainingJobResponse>(
-      options_.rpc_timeout, [&](grpc::ClientContext* context, v1::GetTrainingJobResponse* out) {
-        return training_->GetTrainingJob(context, request, out);
-      });
+  return connection_->GetTrainingJob(request);
 }
 
 absl::StatusOr<v1::ListTrainingJobsResponse> InvnetClient::ListTrainingJobs(
     const v1::ListTrainingJobsRequest& request) const {
-  return CallUnary<v1::ListTrainingJobsResponse>(
-      options_.rpc_timeout, [&](grpc::ClientContext* context, v1::ListTrainingJobsResponse* out) {
-        return training_->ListTrainingJobs(context, request, out);
-      });
+  return connection_->ListTrainingJobs(request);
 }
 
 absl::StatusOr<v1::CancelTrainingJobResponse> InvnetClient::CancelTrainingJob(
     const v1::CancelTrainingJobRequest& request) const {
-  return CallUnary<v1::CancelTrainingJobResponse>(
-      options_.rpc_timeout, [&](grpc::ClientContext* context, v1::CancelTrainingJobResponse* out) {
-        return training_->CancelTrainingJob(context, request, out);
-      });
+  return connection_->CancelTrainingJob(request);
 }
 
 absl::StatusOr<v1::TrainingJob> InvnetClient::WatchTrainingJob(absl::string_view job_id,
                                                                const JobCallback& on_update) const {
-  grpc::ClientContext context;
-  ApplyDeadline(options_.watch_timeout, &context);
   v1::WatchTrainingJobRequest request;
   request.set_job_id(std::string(job_id));
-  std::unique_ptr<grpc::ClientReader<v1::WatchTrainingJobResponse>> reader =
-      training_->WatchTrainingJob(&context, request);
-  v1::WatchTrainingJobResponse update;
   v1::TrainingJob last;
   bool received = false;
-  while (reader->Read(&update)) {
-    received = true;
-    if (on_update) on_update(update.job());
-    last = std::move(*update.mutable_job());
-  }
-  const grpc::Status status = reader->Finish();
-  if (!status.ok()) return FromGrpcStatus(status, context);
+  const absl::Status status = connection_->WatchTrainingJob(
+      request, [&](const v1::WatchTrainingJobResponse& update) {
+        received = true;
+        if (on_update) on_update(update.job());
+        last = update.job();
+      });
+  if (!status.ok()) return status;
   if (!received) {
     return absl::InternalError(
         absl::StrCat("the server ended the watch of job ", job_id, " without an update"));
@@ -281,26 +205,17 @@ absl::StatusOr<v1::TrainingJob> InvnetClient::WatchTrainingJob(absl::string_view
 
 absl::StatusOr<v1::ListModelsResponse> InvnetClient::ListModels(
     const v1::ListModelsRequest& request) const {
-  return CallUnary<v1::ListModelsResponse>(
-      options_.rpc_timeout, [&](grpc::ClientContext* context, v1::ListModelsResponse* out) {
-        return models_->ListModels(context, request, out);
-      });
+  return connection_->ListModels(request);
 }
 
 absl::StatusOr<v1::GetModelResponse> InvnetClient::GetModel(
     const v1::GetModelRequest& request) const {
-  return CallUnary<v1::GetModelResponse>(
-      options_.rpc_timeout, [&](grpc::ClientContext* context, v1::GetModelResponse* out) {
-        return models_->GetModel(context, request, out);
-      });
+  return connection_->GetModel(request);
 }
 
 absl::StatusOr<v1::DeleteModelResponse> InvnetClient::DeleteModel(
     const v1::DeleteModelRequest& request) const {
-  return CallUnary<v1::DeleteModelResponse>(
-      options_.rpc_timeout, [&](grpc::ClientContext* context, v1::DeleteModelResponse* out) {
-        return models_->DeleteModel(context, request, out);
-      });
+  return connection_->DeleteModel(request);
 }
 
 absl::StatusOr<v1::Dataset> InvnetClient::UploadDataset(absl::string_view name,
@@ -323,65 +238,48 @@ absl::StatusOr<v1::Dataset> InvnetClient::UploadDataset(absl::string_view name,
         1, options_.upload_chunk_bytes / (cols * static_cast<int64_t>(sizeof(float))));
   }
 
-  grpc::ClientContext context;
-  ApplyDeadline(options_.upload_timeout, &context);
-  v1::UploadDatasetResponse response;
-  std::unique_ptr<grpc::ClientWriter<v1::UploadDatasetRequest>> writer =
-      datasets_->UploadDataset(&context, &response);
-
-  v1::UploadDatasetRequest message;
-  v1::DatasetHeader* header = message.mutable_header();
-  header->set_name(std::string(name));
-  header->set_dim(cols);
-  header->set_num_samples(samples.rows());
-  // A failed Write means the server has already ended the call (for example ALREADY_EXISTS
-  // after the header): stop sending and let Finish() report why.
-  bool sent_all = writer->Write(message);
-  for (int64_t row = 0; sent_all && row < samples.rows(); row += rows_per_chunk) {
+  // The header, then the rows in chunks of rows_per_chunk.
+  bool header_sent = false;
+  int64_t row = 0;
+  auto next = [&](v1::UploadDatasetRequest* message) {
+    message->Clear();
+    if (!header_sent) {
+      header_sent = true;
+      v1::DatasetHeader* header = message->mutable_header();
+      header->set_name(std::string(name));
+      header->set_dim(cols);
+      header->set_num_samples(samples.rows());
+      return true;
+    }
+    if (row >= samples.rows()) return false;
     const int64_t rows = std::min(rows_per_chunk, samples.rows() - row);
-    v1::Tensor* chunk = message.mutable_chunk();
-    chunk->clear_shape();
+    v1::Tensor* chunk = message->mutable_chunk();
     chunk->add_shape(rows);
     chunk->add_shape(cols);
     const auto begin = samples.values.begin() + row * cols;
     chunk->mutable_values()->Assign(begin, begin + rows * cols);
-    sent_all = writer->Write(message);
-  }
-  if (sent_all) writer->WritesDone();
-  const grpc::Status status = writer->Finish();
-  if (!status.ok()) return FromGrpcStatus(status, context);
-  if (!sent_all) {
-    return absl::UnknownError(absl::StrCat("upload of dataset ", name,
-                                           ": the stream closed before every chunk was sent"));
-  }
+    row += rows;
+    return true;
+  };
+  INVNET_ASSIGN_OR_RETURN(v1::UploadDatasetResponse response, connection_->UploadDataset(next));
   return std::move(*response.mutable_dataset());
 }
 
 absl::StatusOr<v1::ListDatasetsResponse> InvnetClient::ListDatasets(
     const v1::ListDatasetsRequest& request) const {
-  return CallUnary<v1::ListDatasetsResponse>(
-      options_.rpc_timeout, [&](grpc::ClientContext* context, v1::ListDatasetsResponse* out) {
-        return datasets_->ListDatasets(context, request, out);
-      });
+  return connection_->ListDatasets(request);
 }
 
 absl::StatusOr<v1::DeleteDatasetResponse> InvnetClient::DeleteDataset(
     const v1::DeleteDatasetRequest& request) const {
-  return CallUnary<v1::DeleteDatasetResponse>(
-      options_.rpc_timeout, [&](grpc::ClientContext* context, v1::DeleteDatasetResponse* out) {
-        return datasets_->DeleteDataset(context, request, out);
-      });
+  return connection_->DeleteDataset(request);
 }
 
 absl::StatusOr<InvnetClient::HealthStatus> InvnetClient::Health(absl::string_view service) const {
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(std::string(service));
   absl::StatusOr<grpc::health::v1::HealthCheckResponse> response =
-      CallUnary<grpc::health::v1::HealthCheckResponse>(
-          options_.rpc_timeout,
-          [&](grpc::ClientContext* context, grpc::health::v1::HealthCheckResponse* out) {
-            return health_->Check(context, request, out);
-          });
+      connection_->Check(request, options_.rpc_timeout, /*wait_for_ready=*/false);
   if (!response.ok()) return response.status();
   return response->status();
 }
@@ -396,19 +294,16 @@ absl::Status InvnetClient::WaitUntilServing(absl::Duration timeout,
   while (true) {
     const absl::Duration remaining = deadline - absl::Now();
     if (remaining <= absl::ZeroDuration()) break;
-    grpc::ClientContext context;
     // wait_for_ready: while the server is not listening yet, the call waits for the channel
     // instead of failing at once, so no time is lost between polls.
-    context.set_wait_for_ready(true);
-    context.set_deadline(absl::ToChronoTime(absl::Now() + std::min(remaining, absl::Seconds(5))));
-    grpc::health::v1::HealthCheckResponse response;
-    const grpc::Status status = health_->Check(&context, request, &response);
-    if (status.ok() && response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+    absl::StatusOr<grpc::health::v1::HealthCheckResponse> response = connection_->Check(
+        request, std::min(remaining, absl::Seconds(5)), /*wait_for_ready=*/true);
+    if (response.ok() && response->status() == grpc::health::v1::HealthCheckResponse::SERVING) {
       return absl::OkStatus();
     }
-    last = status.ok()
-               ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())
-               : FromGrpcStatus(status).ToString();
+    last = response.ok()
+               ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response->status())
+               : response.status().ToString();
     absl::SleepFor(std::min(backoff, std::max(deadline - absl::Now(), absl::ZeroDuration())));
     backoff = std::min(backoff * 2, absl::Milliseconds(500));
   }

@@ -17,6 +17,10 @@
 // DEADLINE_EXCEEDED (the per-method deadline of ClientOptions passed), INTERNAL. Where a method
 // checks its arguments before sending, it says so; those checks return INVALID_ARGUMENT.
 //
+// Every call goes through an InvnetConnection (client/connection.h): the gRPC one over a
+// channel, or in tests a gmock one, so that the logic here and everything built on it can be
+// tested without a server.
+//
 // Thread-safety: all methods are const and may be called concurrently from any thread; each
 // call uses its own grpc::ClientContext. The channel may be shared with other clients.
 // Callbacks (WatchTrainingJob) run on the calling thread.
@@ -30,68 +34,29 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/connection.h"
 #include "client/dense_tensor.h"
-#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/channel.h"
-#include "grpcpp/client_context.h"
-#include "grpcpp/support/status.h"
-#include "invnet/v1/dataset_service.grpc.pb.h"
-#include "invnet/v1/model_service.grpc.pb.h"
-#include "invnet/v1/reconstruction_service.grpc.pb.h"
-#include "invnet/v1/training_service.grpc.pb.h"
+#include "invnet/v1/dataset_service.pb.h"
+#include "invnet/v1/model_service.pb.h"
+#include "invnet/v1/reconstruction_service.pb.h"
+#include "invnet/v1/training_service.pb.h"
 
 namespace invnet::client {
-
-// Per-method deadlines, channel limits and credentials. A deadline of absl::InfiniteDuration() (or
-// any non-positive duration) means none.
-struct ClientOptions {
-  // Management and health calls: Get/List/Delete/Cancel, Train (which returns at once), Health.
-  absl::Duration rpc_timeout = absl::Seconds(30);
-  // Reconstruct, Forward, Estimate: a large batch or a slow solver legitimately takes minutes.
-  absl::Duration compute_timeout = absl::Minutes(10);
-  // The whole UploadDataset stream.
-  absl::Duration upload_timeout = absl::Minutes(30);
-  // WatchTrainingJob: a training run may take hours, so none by default.
-  absl::Duration watch_timeout = absl::InfiniteDuration();
-  // Largest message Connect() lets the channel send or receive (gRPC's default is 4 MiB, too
-  // small for a batch of high-dimensional reconstructions).
-  int max_message_bytes = 256 * 1024 * 1024;
-  // Rows per UploadDataset chunk when the caller passes 0: at most this many bytes of values
-  // per chunk, so every message stays far below the message limits.
-  int64_t upload_chunk_bytes = 4 * 1024 * 1024;
-
-  // Credentials, used by Connect() (a channel passed to the constructor carries its own).
-  // use_tls: a TLS channel that verifies the server's certificate; otherwise plaintext.
-  bool use_tls = false;
-  // PEM root certificates that the server's certificate must chain to ("": the system's).
-  std::string tls_ca_file;
-  // PEM client certificate chain and its private key, for servers that require mutual TLS;
-  // both or neither.
-  std::string tls_cert_file;
-  std::string tls_key_file;
-  // A file holding a bearer token (the token alone; surrounding whitespace is ignored), sent as
-  // `authorization: Bearer <token>` with every call ("": none). Without TLS it travels in the
-  // clear.
-  std::string token_file;
-};
-
-// grpc::Status -> absl::Status: the same code and message (the one place they are converted).
-absl::Status FromGrpcStatus(const grpc::Status& status);
-// The same, plus the request id the server answered with (its `x-request-id` initial metadata)
-// as the payload kRequestIdPayload (proto/base/request_id.h), so that an error can be found in the
-// server's log. Precondition: the call of `context` has finished.
-absl::Status FromGrpcStatus(const grpc::Status& status, const grpc::ClientContext& context);
-// The request id FromGrpcStatus attached, or "".
-std::string RequestIdOf(const absl::Status& status);
 
 class InvnetClient {
  public:
   using HealthStatus = grpc::health::v1::HealthCheckResponse::ServingStatus;
   using JobCallback = std::function<void(const v1::TrainingJob&)>;
 
-  // Uses `channel` as it is (tests pass an in-process channel). Precondition: channel != null.
+  // Uses `channel` as it is (tests pass an in-process channel), through MakeGrpcConnection.
+  // Precondition: channel != null.
   explicit InvnetClient(std::shared_ptr<grpc::ChannelInterface> channel,
                         ClientOptions options = {});
+  // Every call through `connection` (tests: a mock); channel() is null. Precondition:
+  // connection != null.
+  explicit InvnetClient(std::shared_ptr<InvnetConnection> connection, ClientOptions options = {});
 
   // A channel to `target` ("host:port", or any gRPC target URI) whose send and receive limits
   // are options.max_message_bytes: TLS when options.use_tls (with the CA and client certificate
@@ -105,6 +70,7 @@ class InvnetClient {
                                                                ClientOptions options = {});
 
   const ClientOptions& options() const { return options_; }
+  // The channel of a client built over one (the load generator drives it directly), else null.
   const std::shared_ptr<grpc::ChannelInterface>& channel() const { return channel_; }
 
   // ReconstructionService (deadline: compute_timeout).
@@ -167,11 +133,7 @@ class InvnetClient {
  private:
   std::shared_ptr<grpc::ChannelInterface> channel_;
   ClientOptions options_;
-  std::unique_ptr<v1::ReconstructionService::Stub> reconstruction_;
-  std::unique_ptr<v1::TrainingService::Stub> training_;
-  std::unique_ptr<v1::ModelService::Stub> models_;
-  std::unique_ptr<v1::DatasetService::Stub> datasets_;
-  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::shared_ptr<InvnetConnection> connection_;
 };
 
 }  // namespace invnet::client

@@ -182,46 +182,6 @@ TEST_F(ClientTest, DeadlineExceededWhenTheServerIsSlow) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
-TEST_F(ClientTest, TrainRetriesOnceUnderTheSameRequestId) {
-  {
-    absl::MutexLock lock(&fake_.state().mu);
-    fake_.state().train_unavailable = 1;
-  }
-  v1::TrainRequest train;
-  train.set_model_name("new");
-  ASSERT_OK_AND_ASSIGN(v1::TrainResponse started, client_.Train(train));
-  EXPECT_EQ(started.job().job_id(), "job-1");
-  absl::MutexLock lock(&fake_.state().mu);
-  const std::vector<std::string>& ids = fake_.state().train_request_ids;
-  ASSERT_EQ(ids.size(), 2u);
-  EXPECT_EQ(ids[0].size(), 32u) << ids[0];  // 128 random bits in hex
-  EXPECT_EQ(ids[1], ids[0]);                // the retry is the same request
-}
-
-TEST_F(ClientTest, TrainKeepsTheCallersRequestIdAndRetriesOnlyOnce) {
-  {
-    absl::MutexLock lock(&fake_.state().mu);
-    fake_.state().train_unavailable = 2;
-  }
-  v1::TrainRequest train;
-  train.set_model_name("new");
-  train.set_request_id("my-key");
-  EXPECT_THAT(client_.Train(train), StatusIs(absl::StatusCode::kUnavailable));
-  absl::MutexLock lock(&fake_.state().mu);
-  EXPECT_THAT(fake_.state().train_request_ids, ElementsAre("my-key", "my-key"));
-}
-
-TEST_F(ClientTest, TwoTrainsGetTwoRequestIds) {
-  v1::TrainRequest train;
-  train.set_model_name("new");
-  ASSERT_OK(client_.Train(train).status());
-  ASSERT_OK(client_.Train(train).status());
-  absl::MutexLock lock(&fake_.state().mu);
-  const std::vector<std::string>& ids = fake_.state().train_request_ids;
-  ASSERT_EQ(ids.size(), 2u);
-  EXPECT_NE(ids[0], ids[1]);
-}
-
 TEST_F(ClientTest, WatchStreamsEveryUpdateInOrder) {
   std::vector<v1::TrainingJob> updates = {
       MakeJob("j1", "blur", v1::JOB_STATE_QUEUED, 0, 100),
@@ -272,30 +232,6 @@ TEST_F(ClientTest, UploadSendsHeaderThenChunks) {
   }
   EXPECT_THAT(rows, ElementsAre(4, 4, 2));
   EXPECT_EQ(received, samples.values);
-}
-
-TEST_F(ClientTest, UploadChoosesChunksFromTheByteBudget) {
-  ClientOptions options;
-  options.upload_chunk_bytes = 2 * 3 * sizeof(float);  // two rows of three floats
-  ASSERT_THAT(ClientWith(options).UploadDataset("d", DenseTensor::Matrix(5, 3)), IsOk());
-  absl::MutexLock lock(&fake_.state().mu);
-  std::vector<int64_t> rows;
-  for (const auto& m : fake_.state().upload_messages) {
-    if (m.has_chunk()) rows.push_back(m.chunk().shape(0));
-  }
-  EXPECT_THAT(rows, ElementsAre(2, 2, 1));
-}
-
-TEST_F(ClientTest, UploadChecksItsArgumentsBeforeSending) {
-  EXPECT_THAT(client_.UploadDataset("d", {{2, 2}, {1, 2, 3, NAN}}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not finite")));
-  EXPECT_THAT(client_.UploadDataset("d", {{3}, {1, 2, 3}}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank-2")));
-  EXPECT_THAT(client_.UploadDataset("d", DenseTensor::Matrix(0, 3)),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least one sample")));
-  EXPECT_THAT(client_.UploadDataset("d", DenseTensor::Matrix(1, 3), -1),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rows_per_chunk")));
-  EXPECT_THAT(fake_.calls(), ::testing::IsEmpty());
 }
 
 TEST_F(ClientTest, UploadRejectedAfterTheHeaderReportsTheServersReason) {

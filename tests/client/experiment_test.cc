@@ -11,7 +11,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -26,7 +25,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/base/file_io.h"
+#include "absl/synchronization/notification.h"
 #include "tests/client/fake_server.h"
+#include "tests/client/mock_connection.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/xml.h"
 
@@ -35,15 +36,17 @@ namespace {
 
 using ::invnet::client::testing::FakeServer;
 using ::invnet::client::testing::FakeState;
-using ::invnet::client::testing::MakeJob;
+using ::invnet::client::testing::MockConnection;
 using ::invnet::testing::IsOk;
 using ::invnet::testing::ParseXml;
 using ::invnet::testing::StatusIs;
 using ::invnet::testing::XmlElement;
+using ::testing::_;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::Return;
 using ::testing::UnorderedElementsAreArray;
 
 // The bimodal2d problem written out, as a spec file would.
@@ -631,51 +634,70 @@ TEST(ParseLossListTest, NamesOrderAndErrors) {
   EXPECT_THAT(ParseLossList(" , "), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-// When the server's slots are held by someone else's job, TrainAll asks again every
-// retry_interval until one frees up.
-TEST(TrainAllTest, RetriesWhileTheServerIsBusyWithOtherJobs) {
-  FakeServer fake;
-  {
-    absl::MutexLock lock(&fake.state().mu);
-    fake.state().simulate_training = true;
-    fake.state().max_jobs = 1;
-    fake.state().jobs = {MakeJob("foreign", "other", v1::JOB_STATE_RUNNING, 5, 10)};
+// TrainAll over a gmock connection: Train answers as scripted per test, and every watch
+// streams one update, the job SUCCEEDED with version 1.
+class TrainAllTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ON_CALL(*connection_, WatchTrainingJob(_, _))
+        .WillByDefault([](const v1::WatchTrainingJobRequest& request, const auto& on_update) {
+          v1::WatchTrainingJobResponse update;
+          update.mutable_job()->set_job_id(request.job_id());
+          update.mutable_job()->set_state(v1::JOB_STATE_SUCCEEDED);
+          update.mutable_job()->set_published_version(1);
+          on_update(update);
+          return absl::OkStatus();
+        });
   }
-  std::thread finisher([&fake] {
-    absl::SleepFor(absl::Milliseconds(200));
-    absl::MutexLock lock(&fake.state().mu);
-    fake.state().jobs[0].set_state(v1::JOB_STATE_SUCCEEDED);
-  });
-  InvnetClient client(fake.InProcessChannel());
+
+  // Train: started as job "job-<model>", recording the request.
+  absl::StatusOr<v1::TrainResponse> Start(const v1::TrainRequest& request) {
+    absl::MutexLock lock(&mu_);
+    requests_.push_back(request);
+    v1::TrainResponse response;
+    response.mutable_job()->set_job_id("job-" + request.model_name());
+    response.mutable_job()->set_model_name(request.model_name());
+    response.mutable_job()->set_state(v1::JOB_STATE_QUEUED);
+    return response;
+  }
+
+  std::shared_ptr<::testing::NiceMock<MockConnection>> connection_ =
+      std::make_shared<::testing::NiceMock<MockConnection>>();
+  InvnetClient client_{std::shared_ptr<InvnetConnection>(connection_)};
+  absl::Mutex mu_;
+  std::vector<v1::TrainRequest> requests_ ABSL_GUARDED_BY(mu_);
+};
+
+// While the server's queue is full of someone else's jobs (RESOURCE_EXHAUSTED), TrainAll asks
+// again every retry_interval until there is room, and says it is waiting.
+TEST_F(TrainAllTest, RetriesWhileTheServerIsFull) {
+  EXPECT_CALL(*connection_, Train(_))
+      .WillOnce(Return(absl::ResourceExhaustedError("3 jobs queued (--max_queued_jobs)")))
+      .WillOnce(Return(absl::ResourceExhaustedError("3 jobs queued (--max_queued_jobs)")))
+      .WillRepeatedly([this](const v1::TrainRequest& r) { return Start(r); });
   ExperimentConfig config;
   config.base.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(2);
   config.losses = {v1::LOSS_APPROXIMATION, v1::LOSS_RECONSTRUCTION};
   config.retry_interval = absl::Milliseconds(20);
   std::ostringstream err;
   MultiJobProgress progress(&err, false, {"experiment-approximation", "experiment-reconstruction"});
-  absl::StatusOr<TrainingOutcome> outcome = TrainAll(client, config, &progress);
-  finisher.join();
+  absl::StatusOr<TrainingOutcome> outcome = TrainAll(client_, config, &progress);
   ASSERT_THAT(outcome, IsOk());
   ASSERT_EQ(outcome->trained.size(), 2u);
   EXPECT_EQ(outcome->trained[0].model, "experiment-approximation");
+  EXPECT_EQ(outcome->trained[0].job_id, "job-experiment-approximation");
   EXPECT_EQ(outcome->trained[1].model, "experiment-reconstruction");
   EXPECT_EQ(outcome->trained[1].version, 1);
   EXPECT_THAT(outcome->failed, IsEmpty());
-  absl::MutexLock lock(&fake.state().mu);
-  EXPECT_GE(fake.state().train_refusals, 3);  // ~10 retries in 200 ms, plus one per job
-  EXPECT_EQ(fake.state().most_running, 1);
   EXPECT_THAT(err.str(),
               HasSubstr("experiment-approximation: waiting (the server is at its job limit)"));
 }
 
 // With training_seeds > 1 each job carries its own training and initialisation seeds.
-TEST(TrainAllTest, EachSeedsJobCarriesItsSeeds) {
-  FakeServer fake;
-  {
-    absl::MutexLock lock(&fake.state().mu);
-    fake.state().simulate_training = true;
-  }
-  InvnetClient client(fake.InProcessChannel());
+TEST_F(TrainAllTest, EachSeedsJobCarriesItsSeeds) {
+  EXPECT_CALL(*connection_, Train(_)).Times(2).WillRepeatedly([this](const v1::TrainRequest& r) {
+    return Start(r);
+  });
   ExperimentConfig config;
   config.base.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(2);
   config.base.mutable_training()->set_seed(7);
@@ -684,32 +706,52 @@ TEST(TrainAllTest, EachSeedsJobCarriesItsSeeds) {
   config.training_seeds = 2;
   std::ostringstream err;
   MultiJobProgress progress(&err, false, {"experiment-divergence-s7", "experiment-divergence-s8"});
-  absl::StatusOr<TrainingOutcome> outcome = TrainAll(client, config, &progress);
+  absl::StatusOr<TrainingOutcome> outcome = TrainAll(client_, config, &progress);
   ASSERT_THAT(outcome, IsOk());
   ASSERT_EQ(outcome->trained.size(), 2u);
   EXPECT_EQ(outcome->trained[1].model, "experiment-divergence-s8");
   EXPECT_EQ(outcome->trained[1].training_seed, 8u);
-  absl::MutexLock lock(&fake.state().mu);
-  ASSERT_EQ(fake.state().train_requests.size(), 2u);
-  EXPECT_EQ(fake.state().train_requests[0].training().seed(), 7u);
-  EXPECT_EQ(fake.state().train_requests[0].architecture().seed(), 100u);
-  EXPECT_EQ(fake.state().train_requests[1].training().seed(), 8u);
-  EXPECT_EQ(fake.state().train_requests[1].architecture().seed(), 101u);
-  EXPECT_EQ(fake.state().train_requests[1].model_name(), "experiment-divergence-s8");
+  absl::MutexLock lock(&mu_);
+  ASSERT_EQ(requests_.size(), 2u);
+  EXPECT_EQ(requests_[0].training().seed(), 7u);
+  EXPECT_EQ(requests_[0].architecture().seed(), 100u);
+  EXPECT_EQ(requests_[0].training().loss(), v1::LOSS_DIVERGENCE);
+  EXPECT_EQ(requests_[1].training().seed(), 8u);
+  EXPECT_EQ(requests_[1].architecture().seed(), 101u);
+  EXPECT_EQ(requests_[1].model_name(), "experiment-divergence-s8");
 }
 
-// A Train refused for another reason than RESOURCE_EXHAUSTED stops the experiment.
-TEST(TrainAllTest, AnotherTrainErrorStopsTheExperiment) {
-  FakeServer fake;
-  InvnetClient client(fake.InProcessChannel());
+// A Train refused for another reason than RESOURCE_EXHAUSTED stops the experiment, and the jobs
+// it had started are cancelled.
+TEST_F(TrainAllTest, AnotherTrainErrorStopsTheExperimentAndCancelsItsJobs) {
+  // The first job's watch stays open until it is cancelled.
+  absl::Notification cancelled;
+  EXPECT_CALL(*connection_, Train(_))
+      .WillOnce([this](const v1::TrainRequest& r) { return Start(r); })
+      .WillOnce(Return(absl::InvalidArgumentError("problem: no operator")));
+  EXPECT_CALL(*connection_, WatchTrainingJob(_, _))
+      .WillOnce([&](const v1::WatchTrainingJobRequest& request, const auto& on_update) {
+        cancelled.WaitForNotificationWithTimeout(absl::Seconds(20));
+        v1::WatchTrainingJobResponse update;
+        update.mutable_job()->set_job_id(request.job_id());
+        update.mutable_job()->set_state(v1::JOB_STATE_CANCELLED);
+        on_update(update);
+        return absl::OkStatus();
+      });
+  EXPECT_CALL(*connection_, CancelTrainingJob(_))
+      .WillOnce([&](const v1::CancelTrainingJobRequest& request) {
+        EXPECT_EQ(request.job_id(), "job-experiment-approximation");
+        cancelled.Notify();
+        return v1::CancelTrainingJobResponse();
+      });
   ExperimentConfig config;
-  config.losses = {v1::LOSS_APPROXIMATION};
-  fake.FailWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "problem: no operator"));
+  config.losses = {v1::LOSS_APPROXIMATION, v1::LOSS_DIVERGENCE};
   std::ostringstream err;
-  MultiJobProgress progress(&err, false, {"experiment-approximation"});
-  EXPECT_THAT(TrainAll(client, config, &progress),
+  MultiJobProgress progress(&err, false, {"experiment-approximation", "experiment-divergence"});
+  EXPECT_THAT(TrainAll(client_, config, &progress),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("train experiment-approximation: problem: no operator")));
+                       HasSubstr("train experiment-divergence: problem: no operator")));
+  EXPECT_TRUE(cancelled.HasBeenNotified());
 }
 
 }  // namespace

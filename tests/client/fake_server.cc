@@ -330,11 +330,6 @@ class FakeTraining final : public v1::TrainingService::Service {
     if (auto forced = Enter(state_, context, "Train")) return *forced;
     absl::MutexLock lock(&state_.mu);
     state_.train = *request;
-    state_.train_request_ids.push_back(request->request_id());
-    if (state_.train_unavailable > 0) {
-      --state_.train_unavailable;
-      return Status(StatusCode::UNAVAILABLE, "the fake dropped the connection");
-    }
     if (!state_.simulate_training) {
       state_.train_requests.push_back(*request);
       *response->mutable_job() = MakeJob("job-1", request->model_name(), v1::JOB_STATE_QUEUED, 0,

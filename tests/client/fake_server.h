@@ -101,9 +101,6 @@ struct FakeState {
   int max_jobs ABSL_GUARDED_BY(mu) = 2;
   std::set<std::string> failing_models ABSL_GUARDED_BY(mu);
   int train_refusals ABSL_GUARDED_BY(mu) = 0;  // Train calls answered RESOURCE_EXHAUSTED
-  // The next this many Train calls are answered UNAVAILABLE (after being recorded), as when a
-  // connection drops before the answer arrives.
-  int train_unavailable ABSL_GUARDED_BY(mu) = 0;
   int most_running ABSL_GUARDED_BY(mu) = 0;    // the most unfinished simulated jobs at once
 
   // Recordings: method names in call order, the time left until each method's last deadline
@@ -114,7 +111,6 @@ struct FakeState {
   v1::EstimateRequest estimate ABSL_GUARDED_BY(mu);
   v1::TrainRequest train ABSL_GUARDED_BY(mu);
   std::vector<v1::TrainRequest> train_requests ABSL_GUARDED_BY(mu);  // every accepted Train
-  std::vector<std::string> train_request_ids ABSL_GUARDED_BY(mu);     // of every Train call
   v1::DrawTestPairsRequest draw ABSL_GUARDED_BY(mu);
   v1::EvaluateRequest evaluate ABSL_GUARDED_BY(mu);
   v1::DeleteModelRequest delete_model ABSL_GUARDED_BY(mu);
