@@ -33,7 +33,7 @@ absl::StatusOr<Response> CallUnary(absl::Duration timeout, const Call& call) {
 }
 
 // The unary methods of `stub` as InvnetConnection overrides, each with its deadline.
-#define INVNET_UNARY(Method, stub, timeout)                                                   \
+#define INVNET_UNARY(Method, stub, timeout)                                                  \
   absl::StatusOr<v1::Method##Response> Method(const v1::Method##Request& request) override { \
     return CallUnary<v1::Method##Response>(                                                  \
         options_.timeout, [&](grpc::ClientContext* context, v1::Method##Response* out) {     \

@@ -92,27 +92,37 @@ absl::StatusOr<DenseTensor> Expect(const v1::Tensor& proto, int64_t rows, int64_
   return t;
 }
 
-// phi^-1(y) of model `m`, in calls of at most kValuesPerCall values.
-absl::StatusOr<DenseTensor> ReconstructAll(const InvnetClient& client, const TrainedModel& m,
-                                           int64_t n, const DenseTensor& y) {
+// `call(begin, count)`'s answers for consecutive ranges of `rows` rows, each small enough that
+// a request of `cols` values per row stays within kValuesPerCall, stacked in order.
+template <typename Call>
+absl::StatusOr<DenseTensor> InChunks(int64_t rows, int64_t cols, const Call& call) {
   DenseTensor out;
-  const int64_t step = RowsPerCall(std::max(y.cols(), n));
-  for (int64_t begin = 0; begin < y.rows(); begin += step) {
-    const int64_t count = std::min(step, y.rows() - begin);
-    v1::ReconstructRequest request;
-    request.set_model(m.model);
-    request.set_version(m.version);
-    RowRange(y, begin, count).ToProto(request.mutable_measurements());
-    absl::StatusOr<v1::ReconstructResponse> response = client.Reconstruct(request);
-    if (!response.ok()) {
-      return Annotate(response.status(),
-                      absl::StrCat("reconstruct with model ", m.model, " version ", m.version));
-    }
-    INVNET_ASSIGN_OR_RETURN(DenseTensor part,
-                            Expect(response->reconstructions(), count, n, "reconstructions"));
+  const int64_t step = RowsPerCall(cols);
+  for (int64_t begin = 0; begin < rows; begin += step) {
+    const int64_t count = std::min(step, rows - begin);
+    INVNET_ASSIGN_OR_RETURN(DenseTensor part, call(begin, count));
     AppendRows(part, &out);
   }
   return out;
+}
+
+// phi^-1(y) of model `m`.
+absl::StatusOr<DenseTensor> ReconstructAll(const InvnetClient& client, const TrainedModel& m,
+                                           int64_t n, const DenseTensor& y) {
+  return InChunks(y.rows(), std::max(y.cols(), n),
+                  [&](int64_t begin, int64_t count) -> absl::StatusOr<DenseTensor> {
+                    v1::ReconstructRequest request;
+                    request.set_model(m.model);
+                    request.set_version(m.version);
+                    RowRange(y, begin, count).ToProto(request.mutable_measurements());
+                    absl::StatusOr<v1::ReconstructResponse> response = client.Reconstruct(request);
+                    if (!response.ok()) {
+                      return Annotate(response.status(), absl::StrCat("reconstruct with model ",
+                                                                      m.model, " version ",
+                                                                      m.version));
+                    }
+                    return Expect(response->reconstructions(), count, n, "reconstructions");
+                  });
 }
 
 // `map` (the network phi, or the exact A x or A^T A x of its problem) of model `m` on x;
@@ -120,25 +130,21 @@ absl::StatusOr<DenseTensor> ReconstructAll(const InvnetClient& client, const Tra
 absl::StatusOr<DenseTensor> ForwardAll(const InvnetClient& client, const TrainedModel& m,
                                        const DenseTensor& x, v1::ForwardMap map,
                                        int64_t out_cols) {
-  DenseTensor out;
-  const int64_t step = RowsPerCall(std::max(x.cols(), out_cols));
-  for (int64_t begin = 0; begin < x.rows(); begin += step) {
-    const int64_t count = std::min(step, x.rows() - begin);
-    v1::ForwardRequest request;
-    request.set_model(m.model);
-    request.set_version(m.version);
-    request.set_map(map);
-    RowRange(x, begin, count).ToProto(request.mutable_signals());
-    absl::StatusOr<v1::ForwardResponse> response = client.Forward(request);
-    if (!response.ok()) {
-      return Annotate(response.status(),
-                      absl::StrCat("forward with model ", m.model, " version ", m.version));
-    }
-    INVNET_ASSIGN_OR_RETURN(DenseTensor part,
-                            Expect(response->outputs(), count, out_cols, "outputs"));
-    AppendRows(part, &out);
-  }
-  return out;
+  return InChunks(x.rows(), std::max(x.cols(), out_cols),
+                  [&](int64_t begin, int64_t count) -> absl::StatusOr<DenseTensor> {
+                    v1::ForwardRequest request;
+                    request.set_model(m.model);
+                    request.set_version(m.version);
+                    request.set_map(map);
+                    RowRange(x, begin, count).ToProto(request.mutable_signals());
+                    absl::StatusOr<v1::ForwardResponse> response = client.Forward(request);
+                    if (!response.ok()) {
+                      return Annotate(response.status(), absl::StrCat("forward with model ",
+                                                                      m.model, " version ",
+                                                                      m.version));
+                    }
+                    return Expect(response->outputs(), count, out_cols, "outputs");
+                  });
 }
 
 // The exact posterior mean, MAP and A^+ y on `y`, for the figures. FAILED_PRECONDITION from the

@@ -116,8 +116,8 @@ TEST_F(ClientLogicTest, WatchReturnsTheLastUpdate) {
         return StreamOf({0, 50, 100}, absl::OkStatus())(request, on_update);
       }));
   std::vector<int64_t> seen;
-  absl::StatusOr<v1::TrainingJob> last =
-      client_.WatchTrainingJob("j1", [&](const v1::TrainingJob& job) { seen.push_back(job.step()); });
+  absl::StatusOr<v1::TrainingJob> last = client_.WatchTrainingJob(
+      "j1", [&](const v1::TrainingJob& job) { seen.push_back(job.step()); });
   ASSERT_THAT(last, IsOk());
   EXPECT_THAT(seen, ElementsAre(0, 50, 100));
   EXPECT_EQ(last->step(), 100);

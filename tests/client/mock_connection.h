@@ -15,8 +15,8 @@ namespace invnet::client::testing {
 
 class MockConnection : public InvnetConnection {
  public:
-  MOCK_METHOD(absl::StatusOr<v1::ReconstructResponse>, Reconstruct,
-              (const v1::ReconstructRequest&), (override));
+  MOCK_METHOD(absl::StatusOr<v1::ReconstructResponse>, Reconstruct, (const v1::ReconstructRequest&),
+              (override));
   MOCK_METHOD(absl::StatusOr<v1::ForwardResponse>, Forward, (const v1::ForwardRequest&),
               (override));
   MOCK_METHOD(absl::StatusOr<v1::EstimateResponse>, Estimate, (const v1::EstimateRequest&),
@@ -40,8 +40,8 @@ class MockConnection : public InvnetConnection {
               (override));
   MOCK_METHOD(absl::StatusOr<v1::GetModelResponse>, GetModel, (const v1::GetModelRequest&),
               (override));
-  MOCK_METHOD(absl::StatusOr<v1::DeleteModelResponse>, DeleteModel,
-              (const v1::DeleteModelRequest&), (override));
+  MOCK_METHOD(absl::StatusOr<v1::DeleteModelResponse>, DeleteModel, (const v1::DeleteModelRequest&),
+              (override));
   MOCK_METHOD(absl::StatusOr<v1::UploadDatasetResponse>, UploadDataset,
               (const std::function<bool(v1::UploadDatasetRequest*)>&), (override));
   MOCK_METHOD(absl::StatusOr<v1::ListDatasetsResponse>, ListDatasets,
