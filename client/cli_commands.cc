@@ -288,6 +288,20 @@ const std::vector<Command>& Commands() {
        "next to --output with .x and .y before the extension: --output=pairs.csv writes\n"
        "pairs.x.csv ([count, n]) and pairs.y.csv ([count, m]).",
        RunPairs},
+      {"evaluate",
+       "",
+       0,
+       0,
+       "Score trained models of one problem on the same held-out pairs (Evaluate).",
+       {"model", "count", "seed", "tolerance"},
+       "--model names one or more models of one problem, comma-separated (their latest\n"
+       "versions). The server draws --count held-out pairs with --seed (those `invnet pairs`\n"
+       "draws for the first model) and prints per model the MSE, its ratio to the exact\n"
+       "posterior mean's, the RMS distances to the exact PM and MAP, the forward error, the\n"
+       "share converged, the iterations and the network's own posterior std against the\n"
+       "exact one where its loss defines it, beside the exact estimators (Gaussian-mixture\n"
+       "priors).",
+       RunEvaluate},
       {"estimate",
        "",
        0,

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/cli.h"
 #include "client/cli_internal.h"
 #include "client/experiment.h"
@@ -54,12 +55,54 @@ absl::Status RunExperiment(const Invocation& inv, const Operands&, Context& ctx)
            << " held-out test pairs (seed " << config.seed << ")\n";
   INVNET_ASSIGN_OR_RETURN(ExperimentData data, Evaluate(*client, config, *outcome));
   INVNET_ASSIGN_OR_RETURN(ReportFiles report, WriteReport(data, plan.output_dir));
-  *ctx.out << config.label << ", " << data.x.rows()
+  *ctx.out << config.label << ", " << config.test_pairs
            << " held-out pairs: reconstruction MSE = mean ||x_hat - x||^2\n\n"
            << report.table << "\nreport: " << report.report << "\n";
   if (!failures.empty()) {
     return absl::AbortedError(absl::StrCat("training failed for ", absl::StrJoin(failures, "; "),
                                            " (the report covers the other models)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunEvaluate(const Invocation& inv, const Operands&, Context& ctx) {
+  INVNET_RETURN_IF_ERROR(RequireFlag(inv, "model", inv.flags.model, "NAME[,NAME...]"));
+  if (!inv.has("count")) return UsageError("--count N is required");
+  INVNET_RETURN_IF_ERROR(RequireAtLeast<int64_t>("count", inv.flags.count, 1));
+  v1::EvaluateRequest request;
+  for (absl::string_view name : absl::StrSplit(inv.flags.model, ',', absl::SkipWhitespace())) {
+    request.add_models()->set_model(std::string(absl::StripAsciiWhitespace(name)));
+  }
+  request.set_count(inv.flags.count);
+  request.set_seed(inv.flags.seed);
+  request.set_posterior_std(true);
+  if (inv.has("tolerance")) {
+    INVNET_RETURN_IF_ERROR(RequirePositive("tolerance", inv.flags.tolerance));
+    request.mutable_solver()->set_tolerance(inv.flags.tolerance);
+  }
+  INVNET_ASSIGN_OR_RETURN(auto client, ConnectFor(inv, ctx));
+  INVNET_ASSIGN_OR_RETURN(v1::EvaluateResponse response, client->Evaluate(request));
+  std::vector<ResultRow> rows = ReferenceRows(
+      std::vector<v1::EstimatorScore>(response.references().begin(), response.references().end()));
+  for (const v1::EstimatorScore& score : response.models()) {
+    ResultRow row;
+    row.label = absl::StrCat(score.model(), " v", score.version());
+    row.key = score.model();
+    row.network = true;
+    row.score = score;
+    rows.push_back(std::move(row));
+  }
+  *ctx.out << response.count() << " held-out pairs (seed " << response.seed()
+           << "): reconstruction MSE = mean ||x_hat - x||^2\n\n"
+           << ResultsMarkdownTable(rows);
+  if (!response.references_unavailable().empty()) {
+    *ctx.err << "no exact references: " << response.references_unavailable() << "\n";
+  }
+  for (const v1::EstimatorScore& score : response.models()) {
+    if (!score.posterior_std_unavailable().empty()) {
+      *ctx.err << score.model() << ": no posterior std: " << score.posterior_std_unavailable()
+               << "\n";
+    }
   }
   return absl::OkStatus();
 }

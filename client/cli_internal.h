@@ -122,6 +122,7 @@ absl::Status RunEstimate(const Invocation& inv, const Operands& operands, Contex
 absl::Status RunPairs(const Invocation& inv, const Operands& operands, Context& ctx);
 absl::Status RunBench(const Invocation& inv, const Operands& operands, Context& ctx);
 absl::Status RunExperiment(const Invocation& inv, const Operands& operands, Context& ctx);
+absl::Status RunEvaluate(const Invocation& inv, const Operands& operands, Context& ctx);
 
 }  // namespace invnet::client::cli
 

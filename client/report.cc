@@ -488,7 +488,7 @@ v1::EstimatorScore NotApplicableScore() {
   return score;
 }
 
-std::vector<ResultRow> ResultRows(const ExperimentData& data) {
+std::vector<ResultRow> ReferenceRows(const std::vector<v1::EstimatorScore>& references) {
   static const std::pair<const char*, const char*> kReferenceLabels[] = {
       {"posterior_mean", "exact posterior mean"},
       {"map", "exact MAP"},
@@ -496,7 +496,7 @@ std::vector<ResultRow> ResultRows(const ExperimentData& data) {
       {"pseudo_inverse", "A⁺y (pseudo-inverse)"}};
   std::vector<ResultRow> rows;
   for (const auto& [key, label] : kReferenceLabels) {
-    for (const v1::EstimatorScore& score : data.references.scores) {
+    for (const v1::EstimatorScore& score : references) {
       if (score.estimator() != key) continue;
       ResultRow row;
       row.label = label;
@@ -505,6 +505,11 @@ std::vector<ResultRow> ResultRows(const ExperimentData& data) {
       rows.push_back(std::move(row));
     }
   }
+  return rows;
+}
+
+std::vector<ResultRow> ResultRows(const ExperimentData& data) {
+  std::vector<ResultRow> rows = ReferenceRows(data.references.scores);
   for (const ModelResult& m : data.models) {
     const LossInfo& info = InfoFor(m.trained.loss);
     ResultRow row;

@@ -49,6 +49,8 @@ struct ResultRow {
 // The rows: the references (when available: posterior mean, MAP, Wiener, A^+ y), then the
 // networks in the experiment's order.
 std::vector<ResultRow> ResultRows(const ExperimentData& data);
+// The reference rows of Evaluate's scores, in that order, each with its label.
+std::vector<ResultRow> ReferenceRows(const std::vector<v1::EstimatorScore>& references);
 
 // Mean and standard error (sample standard deviation / sqrt(count); NaN for one value) of
 // `values`, NaN entries skipped.

@@ -16,7 +16,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/base/file_io.h"
+#include "client/report.h"
 #include "tests/client/fake_server.h"
+#include "tests/client/mock_connection.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::client::cli {
@@ -25,12 +27,15 @@ namespace {
 using ::invnet::client::testing::FakeServer;
 using ::invnet::client::testing::MakeJob;
 using ::invnet::client::testing::MakeModel;
+using ::invnet::client::testing::MockConnection;
 using ::invnet::testing::IsOk;
 using ::invnet::testing::StatusIs;
+using ::testing::_;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::Return;
 using ::testing::StartsWith;
 
 // "--name=value" / "--switch" words -> CliFlags, standing in for cli_main.cc's absl parsing.
@@ -893,6 +898,94 @@ TEST(BenchOptionsTest, RequestsAloneRunUntilThatManyAreDone) {
   options = BuildLoadOptions(Parse({"bench", "--model=blur"}));
   ASSERT_THAT(options, IsOk());
   EXPECT_EQ(options->duration, absl::Seconds(10));
+}
+
+// The CLI over a gmock connection: each test scripts the server's answers (no fake server), so
+// what is checked is the command's own work: flags to request, answer to output.
+class CliOverMockTest : public ::testing::Test {
+ protected:
+  int Run(const std::vector<std::string>& words) {
+    out_.str("");
+    err_.str("");
+    Context ctx;
+    ctx.out = &out_;
+    ctx.err = &err_;
+    ctx.connect = [this](const std::string&, const ClientOptions& options)
+        -> absl::StatusOr<std::unique_ptr<InvnetClient>> {
+      return std::make_unique<InvnetClient>(std::shared_ptr<InvnetConnection>(connection_),
+                                            options);
+    };
+    return Main(Parse(words), ctx);
+  }
+
+  std::shared_ptr<::testing::StrictMock<MockConnection>> connection_ =
+      std::make_shared<::testing::StrictMock<MockConnection>>();
+  std::ostringstream out_;
+  std::ostringstream err_;
+};
+
+v1::EstimatorScore Score(double mse) {
+  v1::EstimatorScore score = NotApplicableScore();
+  score.set_mse(mse);
+  score.set_mse_ratio_to_pm(mse / 0.1);
+  return score;
+}
+
+TEST_F(CliOverMockTest, EvaluatePrintsTheServersScores) {
+  EXPECT_CALL(*connection_, Evaluate(_))
+      .WillOnce([](const v1::EvaluateRequest& request) -> absl::StatusOr<v1::EvaluateResponse> {
+        EXPECT_EQ(request.models_size(), 2);
+        EXPECT_EQ(request.models(0).model(), "blur-divergence");
+        EXPECT_EQ(request.models(1).model(), "blur-approximation");
+        EXPECT_EQ(request.count(), 100);
+        EXPECT_EQ(request.seed(), 3u);
+        EXPECT_TRUE(request.posterior_std());
+        EXPECT_DOUBLE_EQ(request.solver().tolerance(), 1e-4);
+        v1::EvaluateResponse response;
+        response.set_count(100);
+        response.set_seed(3);
+        *response.add_references() = Score(0.1);
+        response.mutable_references(0)->set_estimator("posterior_mean");
+        *response.add_models() = Score(0.1125);
+        response.mutable_models(0)->set_model("blur-divergence");
+        response.mutable_models(0)->set_version(2);
+        response.mutable_models(0)->set_std_ratio_median(1.02);
+        response.mutable_models(0)->set_std_ratio_q10(0.9);
+        response.mutable_models(0)->set_std_ratio_q90(1.2);
+        *response.add_models() = Score(0.25);
+        response.mutable_models(1)->set_model("blur-approximation");
+        response.mutable_models(1)->set_version(1);
+        response.mutable_models(1)->set_posterior_std_unavailable("no theory for this loss");
+        return response;
+      });
+  ASSERT_EQ(Run({"evaluate", "--model=blur-divergence, blur-approximation", "--count=100",
+                 "--seed=3", "--tolerance=1e-4"}),
+            0)
+      << err_.str();
+  EXPECT_THAT(out_.str(), StartsWith("100 held-out pairs (seed 3)"));
+  EXPECT_THAT(out_.str(), HasSubstr("| exact posterior mean "));
+  EXPECT_THAT(out_.str(), HasSubstr("| blur-divergence v2    | 0.1125 | 1.125 |"));
+  EXPECT_THAT(out_.str(), HasSubstr(" 1.020 [0.900, 1.200] |"));
+  EXPECT_THAT(out_.str(), HasSubstr("| blur-approximation v1 | 0.2500 | 2.500 |"));
+  EXPECT_THAT(err_.str(),
+              HasSubstr("blur-approximation: no posterior std: no theory for this loss"));
+}
+
+// Without --model or --count nothing is asked (the StrictMock fails any call).
+TEST_F(CliOverMockTest, EvaluateUsageErrorsCallNothing) {
+  EXPECT_EQ(Run({"evaluate", "--count=10"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("--model"));
+  EXPECT_EQ(Run({"evaluate", "--model=a"}), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("--count"));
+  EXPECT_EQ(Run({"evaluate", "--model=a", "--count=0"}), 2);
+}
+
+TEST_F(CliOverMockTest, EvaluateErrorsExitOneWithTheServersMessage) {
+  EXPECT_CALL(*connection_, Evaluate(_))
+      .WillOnce(Return(absl::InvalidArgumentError(
+          "models[1]: 'b' version 1 was trained on another problem than models[0] ('a')")));
+  EXPECT_EQ(Run({"evaluate", "--model=a,b", "--count=10"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("INVALID_ARGUMENT: models[1]: 'b' version 1"));
 }
 
 }  // namespace

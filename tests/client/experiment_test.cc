@@ -395,6 +395,32 @@ TEST_F(ExperimentTest, FiguresHaveAPanelPerLossAndEveryPlottedSample) {
   }
 }
 
+// More pairs than the figures draw: the numbers are over all of them (Evaluate), the figures
+// show the first kFigurePairs and say so.
+TEST_F(ExperimentTest, FiguresDrawTheFirstPairsOfMore) {
+  const std::string report_dir = Path("many");
+  ASSERT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
+                 {"losses", "divergence"},
+                 {"test_pairs", "600"},
+                 {"output_dir", report_dir}}),
+            0)
+      << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("toy, 600 held-out pairs"));
+  {
+    absl::MutexLock lock(&fake_.state().mu);
+    EXPECT_EQ(fake_.state().evaluate.count(), 600);
+    EXPECT_EQ(fake_.state().draw.count(), 600);
+  }
+  absl::StatusOr<XmlElement> samples = ParseXml(ReadText(report_dir + "/samples.svg"));
+  ASSERT_THAT(samples, IsOk());
+  for (const XmlElement* panel : samples->WithAttribute("data-panel")) {
+    EXPECT_EQ(panel->Attr("data-points"), "500") << panel->Attr("data-panel");
+  }
+  const std::string md = ReadText(report_dir + "/report.md");
+  EXPECT_THAT(md, HasSubstr("- **Test pairs**: 600 held-out pairs"));
+  EXPECT_THAT(md, HasSubstr("The first 500 of the 600 test pairs"));
+}
+
 TEST_F(ExperimentTest, DatasetProblemsHaveNoReferenceRowsAndShowSignals) {
   const std::string report_dir = Path("dataset");
   ASSERT_EQ(Run({{"spec", WriteSpec("digits.spec", kDatasetSpec)},

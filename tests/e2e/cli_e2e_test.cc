@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -379,6 +380,15 @@ TEST_F(CliE2eTest, ExperimentWritesAReportWithTablesAndFigures) {
   CommandResult models = Cli({"models", "list"});
   EXPECT_THAT(models.out, HasSubstr("experiment-approximation"));
   EXPECT_THAT(models.out, HasSubstr("experiment-divergence"));
+
+  // The same models scored again from the terminal (Evaluate): on the experiment's pairs
+  // (seed 0, 500 pairs) the numbers are the report's.
+  CommandResult scored = Cli({"evaluate", "--model=experiment-approximation,experiment-divergence",
+                              "--count=500"});
+  ASSERT_EQ(scored.exit_code, 0) << scored.out << scored.err;
+  EXPECT_THAT(scored.out, HasSubstr("| exact posterior mean "));
+  EXPECT_THAT(scored.out, HasSubstr(absl::StrFormat("| experiment-divergence v1    | %.4f |",
+                                                    number("divergence", 6))));
 }
 
 // A deployment: TLS and bearer tokens, with the CLI's --tls, --tls_ca_file and --token_file
