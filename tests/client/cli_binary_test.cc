@@ -18,12 +18,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/fake_server.h"
+#include "tests/testing/scratch_directory.h"
 
 namespace invnet::client {
 namespace {
 
 using ::invnet::client::testing::FakeServer;
 using ::invnet::client::testing::MakeModel;
+using ::invnet::testing::ScratchDirectory;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -36,13 +38,9 @@ struct Result {
 class CliBinaryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/cli_binary_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
     absl::MutexLock lock(&fake_.state().mu);
     fake_.state().models.push_back(MakeModel("blur", 1, 2, 2));
   }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
   // Runs `invnet <args>` (args are shell words, already quoted where needed).
   Result Invnet(const std::string& args) {
@@ -65,7 +63,8 @@ class CliBinaryTest : public ::testing::Test {
   std::string Server() const { return "--server=" + fake_.target(); }
 
   FakeServer fake_;
-  std::string dir_;
+  ScratchDirectory scratch_{"cli_binary"};
+  const std::string dir_ = scratch_.path();
 };
 
 TEST_F(CliBinaryTest, HelpExitsZero) {

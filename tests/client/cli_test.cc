@@ -19,6 +19,7 @@
 #include "client/report.h"
 #include "tests/client/fake_server.h"
 #include "tests/client/mock_connection.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::client::cli {
@@ -29,6 +30,7 @@ using ::invnet::client::testing::MakeJob;
 using ::invnet::client::testing::MakeModel;
 using ::invnet::client::testing::MockConnection;
 using ::invnet::testing::IsOk;
+using ::invnet::testing::ScratchDirectory;
 using ::invnet::testing::StatusIs;
 using ::testing::_;
 using ::testing::ElementsAre;
@@ -116,13 +118,9 @@ Invocation Parse(const std::vector<std::string>& words) {
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/cli_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
     absl::MutexLock lock(&fake_.state().mu);
     fake_.state().models.push_back(MakeModel("blur", 2, 3, 3));
   }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
   // Runs `invnet <words>` against the fake; returns the exit code.
   int Run(const std::vector<std::string>& words, bool interactive = false) {
@@ -159,7 +157,8 @@ class CliTest : public ::testing::Test {
   }
 
   FakeServer fake_;
-  std::string dir_;
+  ScratchDirectory scratch_{"cli_test"};
+  const std::string dir_ = scratch_.path();
   std::ostringstream out_;
   std::ostringstream err_;
   int connects_ = 0;

@@ -28,6 +28,7 @@
 #include "absl/synchronization/notification.h"
 #include "tests/client/fake_server.h"
 #include "tests/client/mock_connection.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/xml.h"
 
@@ -39,6 +40,7 @@ using ::invnet::client::testing::FakeState;
 using ::invnet::client::testing::MockConnection;
 using ::invnet::testing::IsOk;
 using ::invnet::testing::ParseXml;
+using ::invnet::testing::ScratchDirectory;
 using ::invnet::testing::StatusIs;
 using ::invnet::testing::XmlElement;
 using ::testing::_;
@@ -138,9 +140,6 @@ std::set<std::string> PanelIds(const XmlElement& root) {
 class ExperimentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "/experiment_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
     absl::MutexLock lock(&fake_.state().mu);
     fake_.state().simulate_training = true;
     fake_.state().max_jobs = 2;
@@ -148,7 +147,6 @@ class ExperimentTest : public ::testing::Test {
       fake_.state().reconstruct_scale[absl::StrCat("experiment-", kKeys[i])] = kScale[i];
     }
   }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
 
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   std::string WriteSpec(const std::string& name, const std::string& text) const {
@@ -194,7 +192,8 @@ class ExperimentTest : public ::testing::Test {
   }
 
   FakeServer fake_;
-  std::string dir_;
+  ScratchDirectory scratch_{"experiment_test"};
+  const std::string dir_ = scratch_.path();
   std::ostringstream out_;
   std::ostringstream err_;
 };
@@ -626,9 +625,8 @@ TEST(ExperimentPlanTest, SeedsPlanEveryLossOncePerTrainingSeed) {
 
 // A spec's model_name names both the models and the report (not the spec file's name).
 TEST(ExperimentPlanTest, TheSpecsModelNameNamesTheModelsAndTheReport) {
-  std::string dir = ::testing::TempDir() + "/plan_XXXXXX";
-  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-  const std::string spec = dir + "/my_problem.spec";
+  ScratchDirectory dir("plan");
+  const std::string spec = dir.Path("my_problem.spec");
   std::ofstream(spec) << "model_name: \"toy\" preset: \"bimodal2d\"\n";
   cli::Invocation inv;
   inv.args = {"experiment"};
