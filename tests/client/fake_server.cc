@@ -109,13 +109,6 @@ Status CheckBatch(const FakeState& state, const v1::Tensor& tensor, const std::s
   if (tensor.shape_size() != 2 || count != tensor.values_size()) {
     return Status(StatusCode::INVALID_ARGUMENT, field + ": expected [batch, dim]");
   }
-  if (state.max_batch > 0 && tensor.shape(0) > state.max_batch) {
-    // The real server's message (server/tensor_codec.cc).
-    return Status(
-        StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat(field, ": a batch of ", tensor.shape(0),
-                     " rows exceeds the server's limit of ", state.max_batch, " (--max_batch)"));
-  }
   return Status::OK;
 }
 
@@ -256,7 +249,6 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
                   v1::EstimateResponse* response) override {
     if (auto forced = Enter(state_, context, "Estimate")) return *forced;
     absl::MutexLock lock(&state_.mu);
-    state_.estimate = *request;
     if (!HasModel(state_, request->model())) return NotFound("model " + request->model());
     const v1::ModelVersion* latest = LatestVersion(state_, request->model());
     if (latest != nullptr && latest->problem().has_dataset()) {
@@ -329,7 +321,6 @@ class FakeTraining final : public v1::TrainingService::Service {
                v1::TrainResponse* response) override {
     if (auto forced = Enter(state_, context, "Train")) return *forced;
     absl::MutexLock lock(&state_.mu);
-    state_.train = *request;
     if (!state_.simulate_training) {
       state_.train_requests.push_back(*request);
       *response->mutable_job() = MakeJob("job-1", request->model_name(), v1::JOB_STATE_QUEUED, 0,
@@ -384,10 +375,8 @@ class FakeTraining final : public v1::TrainingService::Service {
       if (job.state() != v1::JOB_STATE_QUEUED && job.state() != v1::JOB_STATE_RUNNING) {
         return Status(StatusCode::FAILED_PRECONDITION, "job " + job.job_id() + " has finished");
       }
-      if (state_.cancel_is_immediate) {
-        job.set_state(v1::JOB_STATE_CANCELLED);
-        job.set_error("cancelled by request");
-      }
+      job.set_state(v1::JOB_STATE_CANCELLED);
+      job.set_error("cancelled by request");
       *response->mutable_job() = job;
       return Status::OK;
     }
@@ -545,7 +534,6 @@ class FakeModels final : public v1::ModelService::Service {
                      v1::DeleteModelResponse*) override {
     if (auto forced = Enter(state_, context, "DeleteModel")) return *forced;
     absl::MutexLock lock(&state_.mu);
-    state_.delete_model = *request;
     if (!HasModel(state_, request->name())) return NotFound("model " + request->name());
     return Status::OK;
   }
@@ -708,47 +696,6 @@ float FakeSignal(uint64_t seed, int64_t row, int64_t col) {
   z ^= z >> 31;
   return static_cast<float>(static_cast<double>(z >> 40) / static_cast<double>(1 << 24) * 4.0 -
                             2.0);
-}
-
-v1::Model MakeModel(const std::string& name, int64_t versions, int64_t m, int64_t n) {
-  v1::Model model;
-  model.set_name(name);
-  for (int64_t v = 1; v <= versions; ++v) {
-    v1::ModelVersion* version = model.add_versions();
-    version->set_name(name);
-    version->set_version(v);
-    version->mutable_created()->set_seconds(1700000000 + v);  // 2023-11-14 22:13:20 UTC + v
-    version->set_preset("blur64");
-    version->mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(n);
-    version->mutable_problem()->set_noise_level(0.1);
-    version->mutable_architecture()->set_dim(n);
-    version->mutable_architecture()->set_num_blocks(4);
-    version->mutable_architecture()->set_hidden_width(64);
-    version->mutable_architecture()->set_layers_per_block(3);
-    version->mutable_architecture()->set_activation(v1::ACTIVATION_ELU);
-    version->mutable_architecture()->set_lipschitz_coeff(0.9);
-    version->mutable_architecture()->set_seed(0);
-    version->mutable_training()->set_loss(v1::LOSS_LOG_DET);
-    version->set_measurement_dim(m);
-    (*version->mutable_metrics())["val_mse"] = 0.25 / static_cast<double>(v);
-    version->set_size_bytes(2048);
-  }
-  return model;
-}
-
-v1::TrainingJob MakeJob(const std::string& id, const std::string& model, v1::JobState state,
-                        int64_t step, int64_t total) {
-  v1::TrainingJob job;
-  job.set_job_id(id);
-  job.set_model_name(model);
-  job.set_state(state);
-  job.set_step(step);
-  job.set_total_steps(total);
-  job.set_loss(0.5);
-  job.set_learning_rate(1e-3);
-  job.set_elapsed_seconds(static_cast<double>(step) / 10.0);
-  if (state == v1::JOB_STATE_SUCCEEDED) job.set_published_version(1);
-  return job;
 }
 
 }  // namespace invnet::client::testing

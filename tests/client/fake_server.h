@@ -1,9 +1,12 @@
 #ifndef INVNET_TESTS_CLIENT_FAKE_SERVER_H_
 #define INVNET_TESTS_CLIENT_FAKE_SERVER_H_
 
-// A fake invnet server for client and CLI tests: minimal implementations of the four
-// invnet.v1 services and grpc.health.v1 Check over canned, inspectable state, served on
-// 127.0.0.1:<free port> and reachable in-process too.
+// A fake invnet server: minimal implementations of the four invnet.v1 services and
+// grpc.health.v1 Check over canned, inspectable state, served on 127.0.0.1:<free port> and
+// reachable in-process too. For what goes over the wire: client_test (deadlines, streams, status
+// conversion), the load generator and `invnet bench`, the `invnet` binary (cli_binary_test); and
+// for `invnet experiment`'s schedule of training jobs (experiment_test, simulate_training). The
+// CLI's own logic is tested over a gmock connection instead (mock_connection.h).
 //
 // Default behaviour (each RPC first records its call and the deadline it arrived with, then
 // returns `fail_with` if that is set):
@@ -30,8 +33,8 @@
 //                0.6 + k, median 2.1, q10 0.57, q90 3.63, undefined 0.025; other metrics NaN
 //   Train        job "job-1" QUEUED for the request's model; the request is recorded (with
 //                `simulate_training`, see below)
-//   Get/Cancel   look up `jobs` (NOT_FOUND; Cancel of a finished job: FAILED_PRECONDITION;
-//                see cancel_is_immediate)
+//   Get/Cancel   look up `jobs` (NOT_FOUND); Cancel makes a queued or running job CANCELLED
+//                (of a finished job: FAILED_PRECONDITION)
 //   Watch        streams `watch_updates` (NOT_FOUND when empty; see hold_watch_open)
 //   Models/Datasets  list, get and delete over `models` / `datasets`
 //   UploadDataset   records every message; ALREADY_EXISTS right after the header when the name
@@ -54,6 +57,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/server.h"
+#include "tests/client/canned_messages.h"
 #include "grpcpp/server_context.h"
 #include "invnet/v1/dataset_service.grpc.pb.h"
 #include "invnet/v1/model_service.grpc.pb.h"
@@ -76,12 +80,6 @@ struct FakeState {
   bool block_until_cancelled ABSL_GUARDED_BY(mu) = false;
   // Every unary RPC waits this long (after recording the call) before answering.
   absl::Duration delay ABSL_GUARDED_BY(mu) = absl::ZeroDuration();
-  // Reconstruct/Forward/Estimate refuse batches of more rows with the real server's
-  // RESOURCE_EXHAUSTED "... (--max_batch)" message (0: no limit).
-  int64_t max_batch ABSL_GUARDED_BY(mu) = 0;
-  // CancelTrainingJob of a queued or running job: CANCELLED at once (true), or left in its
-  // state, as a running job on the real server stays RUNNING until its next step (false).
-  bool cancel_is_immediate ABSL_GUARDED_BY(mu) = true;
   // Watch keeps the stream open after `watch_updates` until the client goes away (a job still
   // running), at most 20 s.
   bool hold_watch_open ABSL_GUARDED_BY(mu) = false;
@@ -108,12 +106,9 @@ struct FakeState {
   std::vector<std::string> calls ABSL_GUARDED_BY(mu);
   std::map<std::string, absl::Duration> time_left ABSL_GUARDED_BY(mu);
   v1::ReconstructRequest reconstruct ABSL_GUARDED_BY(mu);
-  v1::EstimateRequest estimate ABSL_GUARDED_BY(mu);
-  v1::TrainRequest train ABSL_GUARDED_BY(mu);
   std::vector<v1::TrainRequest> train_requests ABSL_GUARDED_BY(mu);  // every accepted Train
   v1::DrawTestPairsRequest draw ABSL_GUARDED_BY(mu);
   v1::EvaluateRequest evaluate ABSL_GUARDED_BY(mu);
-  v1::DeleteModelRequest delete_model ABSL_GUARDED_BY(mu);
   std::vector<v1::UploadDatasetRequest> upload_messages ABSL_GUARDED_BY(mu);
 };
 
@@ -142,12 +137,6 @@ class FakeServer {
 
 // The fake's deterministic "random" values in [-2, 2) for DrawTestPairs.
 float FakeSignal(uint64_t seed, int64_t row, int64_t col);
-
-// A model with one version (measurement_dim m, dim n) as the fake lists it.
-v1::Model MakeModel(const std::string& name, int64_t versions, int64_t m, int64_t n);
-// A job in `state` at `step` of `total` steps.
-v1::TrainingJob MakeJob(const std::string& id, const std::string& model, v1::JobState state,
-                        int64_t step, int64_t total);
 
 }  // namespace invnet::client::testing
 

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,6 +19,7 @@
 #include "invnet/v1/reconstruction_service.grpc.pb.h"
 #include "invnet/v1/training_service.grpc.pb.h"
 #include "server/server.h"
+#include "tests/testing/test_server.h"
 #include "tests/testing/train_requests.h"
 
 namespace invnet::server {
@@ -50,35 +50,14 @@ v1::Tensor Batch(int64_t rows, int64_t cols) {
 class AbandonedCallTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/invnet_abandoned_test_XXXXXX";
-    repository_ = mkdtemp(tmpl);
     ServerOptions options;
-    options.address = "127.0.0.1:0";
-    options.repository = repository_;
-    options.torch_threads = 1;
     options.shutdown_grace = absl::Seconds(60);  // a handler that does not stop is waited for
-    server_ = Server::Start(options).value();
-    auto channel = server_->InProcessChannel();
-    training_ = v1::TrainingService::NewStub(channel);
-    reconstruction_ = v1::ReconstructionService::NewStub(channel);
-  }
-  void TearDown() override {
-    server_.reset();
-    std::system(("rm -rf " + repository_).c_str());
+    server_ = invnet::testing::TestServer::Start(options);
+    ASSERT_NE(server_, nullptr);
   }
 
   void Train(const v1::TrainRequest& request) {
-    grpc::ClientContext context;
-    v1::TrainResponse response;
-    ASSERT_TRUE(training_->Train(&context, request, &response).ok());
-    grpc::ClientContext watch_context;
-    v1::WatchTrainingJobRequest watch;
-    watch.set_job_id(response.job().job_id());
-    auto reader = training_->WatchTrainingJob(&watch_context, watch);
-    v1::WatchTrainingJobResponse update;
-    v1::TrainingJob last;
-    while (reader->Read(&update)) last = update.job();
-    ASSERT_TRUE(reader->Finish().ok());
+    const v1::TrainingJob last = server_->TrainAndWait(request);
     ASSERT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.error();
   }
 
@@ -90,7 +69,7 @@ class AbandonedCallTest : public ::testing::Test {
     context.set_deadline(std::chrono::system_clock::now() + deadline);
     const double before = ProcessCpuSeconds();
     *code = call(&context).error_code();
-    server_->Shutdown();  // returns once every handler has returned
+    server_->server().Shutdown();  // returns once every handler has returned
     return ProcessCpuSeconds() - before;
   }
 
@@ -118,10 +97,7 @@ class AbandonedCallTest : public ::testing::Test {
 
   static constexpr std::chrono::milliseconds kDeadline{200};
 
-  std::string repository_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::TrainingService::Stub> training_;
-  std::unique_ptr<v1::ReconstructionService::Stub> reconstruction_;
+  std::unique_ptr<invnet::testing::TestServer> server_;
 };
 
 TEST_F(AbandonedCallTest, ReconstructStopsAtTheDeadline) {
@@ -133,7 +109,7 @@ TEST_F(AbandonedCallTest, ReconstructStopsAtTheDeadline) {
       request.set_model("toy");
       *request.mutable_measurements() = Batch(rows, 2);
       v1::ReconstructResponse response;
-      return reconstruction_->Reconstruct(context, request, &response);
+      return server_->reconstruction().Reconstruct(context, request, &response);
     };
   };
   ExpectStopsAtTheDeadline(reconstruct, 1000000, 10, "Reconstruct");
@@ -147,7 +123,7 @@ TEST_F(AbandonedCallTest, EstimateStopsAtTheDeadline) {
       request.set_model("toy");
       *request.mutable_measurements() = Batch(rows, 2);
       v1::EstimateResponse response;
-      return reconstruction_->Estimate(context, request, &response);
+      return server_->reconstruction().Estimate(context, request, &response);
     };
   };
   ExpectStopsAtTheDeadline(estimate, 1000000, 50, "Estimate");
@@ -164,7 +140,7 @@ TEST_F(AbandonedCallTest, CancelledForwardStops) {
       request.set_model("wide");
       *request.mutable_signals() = Batch(rows, 2);
       v1::ForwardResponse response;
-      return reconstruction_->Forward(context, request, &response);
+      return server_->reconstruction().Forward(context, request, &response);
     };
   };
   constexpr int64_t kRows = 100000;
@@ -181,9 +157,9 @@ TEST_F(AbandonedCallTest, CancelledForwardStops) {
   request.set_model("wide");
   *request.mutable_signals() = Batch(kRows, 2);
   v1::ForwardResponse response;
-  grpc::Status status = reconstruction_->Forward(&context, request, &response);
+  grpc::Status status = server_->reconstruction().Forward(&context, request, &response);
   canceller.join();
-  server_->Shutdown();
+  server_->server().Shutdown();
   const double abandoned = ProcessCpuSeconds() - before;
   EXPECT_EQ(status.error_code(), grpc::CANCELLED) << status.error_message();
   EXPECT_LT(abandoned, 0.25 * full) << "full forward " << full << " s of CPU";
@@ -201,7 +177,7 @@ TEST_F(AbandonedCallTest, DrawTestPairsStopsAtTheDeadline) {
       pairs.set_model("blur");
       pairs.set_count(count);
       v1::DrawTestPairsResponse response;
-      return reconstruction_->DrawTestPairs(context, pairs, &response);
+      return server_->reconstruction().DrawTestPairs(context, pairs, &response);
     };
   };
   ExpectStopsAtTheDeadline(draw, 500000, 10, "DrawTestPairs");  // the most --max_message_mb allows

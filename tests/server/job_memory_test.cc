@@ -3,7 +3,6 @@
 // is allocated), with the default limit (half the machine's memory) too, and the Jacobian
 // estimators' exact-dimension threshold is bounded by name.
 
-#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -13,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "invnet/v1/training_service.grpc.pb.h"
 #include "server/server.h"
+#include "tests/testing/test_server.h"
 #include "tests/testing/train_requests.h"
 
 namespace invnet::server {
@@ -24,29 +24,18 @@ using ::testing::HasSubstr;
 class JobMemoryTest : public ::testing::Test {
  protected:
   void StartServer(int64_t max_job_memory_bytes) {
-    char tmpl[] = "/tmp/invnet_job_memory_test_XXXXXX";
-    repository_ = mkdtemp(tmpl);
     ServerOptions options;
-    options.address = "127.0.0.1:0";
-    options.repository = repository_;
-    options.torch_threads = 1;
     options.max_job_memory_bytes = max_job_memory_bytes;
-    server_ = Server::Start(options).value();
-    training_ = v1::TrainingService::NewStub(server_->InProcessChannel());
-  }
-  void TearDown() override {
-    server_.reset();
-    std::system(("rm -rf " + repository_).c_str());
+    server_ = invnet::testing::TestServer::Start(options);
+    ASSERT_NE(server_, nullptr);
   }
 
   grpc::Status Train(const v1::TrainRequest& request, v1::TrainResponse* response) {
     grpc::ClientContext context;
-    return training_->Train(&context, request, response);
+    return server_->training().Train(&context, request, response);
   }
 
-  std::string repository_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::TrainingService::Stub> training_;
+  std::unique_ptr<invnet::testing::TestServer> server_;
 };
 
 TEST_F(JobMemoryTest, AJobOverTheLimitIsRefusedNamingTheFlag) {

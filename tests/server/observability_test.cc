@@ -5,7 +5,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,6 +21,8 @@
 #include "server/server.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/log_sink.h"
+#include "tests/testing/test_server.h"
+#include "tests/testing/train_requests.h"
 
 namespace invnet::server {
 namespace {
@@ -31,15 +32,11 @@ using ::invnet::testing::HttpExchange;
 using ::invnet::testing::HttpGet;
 using ::invnet::testing::HttpResponse;
 using ::invnet::testing::ParseSamples;
+using ::invnet::testing::SmallTrainRequest;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
 using Samples = std::map<std::string, double>;
-
-std::string MakeTempDir() {
-  char tmpl[] = "/tmp/invnet_observability_test_XXXXXX";
-  return mkdtemp(tmpl);
-}
 
 v1::Tensor Batch(int64_t rows, int64_t cols) {
   v1::Tensor t;
@@ -47,20 +44,6 @@ v1::Tensor Batch(int64_t rows, int64_t cols) {
   t.add_shape(cols);
   for (int64_t i = 0; i < rows * cols; ++i) t.add_values(0.5f * std::sin(0.7f * i + 0.3f));
   return t;
-}
-
-v1::TrainRequest SmallTrainRequest(const std::string& name, int64_t steps) {
-  v1::TrainRequest request;
-  request.set_model_name(name);
-  request.set_preset("bimodal2d");
-  request.mutable_training()->set_loss(v1::LOSS_DIVERGENCE);
-  request.mutable_training()->set_steps(steps);
-  request.mutable_training()->set_batch_size(64);
-  request.mutable_training()->set_validation_every(0);
-  request.mutable_training()->set_validation_size(100);
-  request.mutable_architecture()->set_num_blocks(2);
-  request.mutable_architecture()->set_hidden_width(16);
-  return request;
 }
 
 // The sample `key` of a scrape, 0 when absent (a counter that never moved).
@@ -76,36 +59,19 @@ double Delta(const Samples& before, const Samples& after, const std::string& key
 class ObservabilityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    repository_ = new std::string(MakeTempDir());
     ServerOptions options;
-    options.address = "127.0.0.1:0";
     options.metrics_address = "127.0.0.1:0";
-    options.repository = *repository_;
-    options.torch_threads = 1;
-    server_ = Server::Start(options).value().release();
-    ASSERT_GT(server_->metrics_port(), 0);
-    ASSERT_NE(server_->metrics_port(), server_->port());
-    auto training = v1::TrainingService::NewStub(server_->InProcessChannel());
-    grpc::ClientContext context;
-    v1::TrainResponse response;
-    ASSERT_TRUE(training->Train(&context, SmallTrainRequest("toy", 40), &response).ok());
-    WaitForJob(*training, response.job().job_id());
+    server_ = invnet::testing::TestServer::Start(options).release();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(server_->server().metrics_port(), 0);
+    ASSERT_NE(server_->server().metrics_port(), server_->port());
+    const v1::TrainingJob done =
+        server_->TrainAndWait(SmallTrainRequest("toy", v1::LOSS_DIVERGENCE, 40));
+    ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
   }
   static void TearDownTestSuite() {
     delete server_;
-    std::system(("rm -rf " + *repository_).c_str());
-    delete repository_;
-  }
-
-  static void WaitForJob(v1::TrainingService::Stub& stub, const std::string& id) {
-    grpc::ClientContext context;
-    v1::WatchTrainingJobRequest request;
-    request.set_job_id(id);
-    auto reader = stub.WatchTrainingJob(&context, request);
-    v1::WatchTrainingJobResponse update;
-    while (reader->Read(&update)) {
-    }
-    EXPECT_TRUE(reader->Finish().ok());
+    server_ = nullptr;
   }
 
   void SetUp() override {
@@ -117,7 +83,7 @@ class ObservabilityTest : public ::testing::Test {
   }
 
   static Samples Scrape() {
-    absl::StatusOr<HttpResponse> response = HttpGet(server_->metrics_port(), "/metrics");
+    absl::StatusOr<HttpResponse> response = HttpGet(server_->server().metrics_port(), "/metrics");
     EXPECT_TRUE(response.ok()) << response.status();
     if (!response.ok()) return {};
     EXPECT_EQ(response->status, 200) << response->head;
@@ -152,16 +118,14 @@ class ObservabilityTest : public ::testing::Test {
     return {status, echoed};
   }
 
-  static std::string* repository_;
-  static Server* server_;
+  static invnet::testing::TestServer* server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ReconstructionService::Stub> reconstruction_;
   std::unique_ptr<v1::TrainingService::Stub> training_;
   std::unique_ptr<v1::ModelService::Stub> models_;
 };
 
-std::string* ObservabilityTest::repository_ = nullptr;
-Server* ObservabilityTest::server_ = nullptr;
+invnet::testing::TestServer* ObservabilityTest::server_ = nullptr;
 
 TEST_F(ObservabilityTest, CountersAndHistogramsMoveByExactlyTheCallsMade) {
   const Samples before = Scrape();
@@ -225,7 +189,7 @@ TEST_F(ObservabilityTest, GaugesDescribeModelsJobsAndMemory) {
   // A long job shows up as RUNNING with its step, and goes when cancelled.
   grpc::ClientContext context;
   v1::TrainResponse response;
-  ASSERT_TRUE(training_->Train(&context, SmallTrainRequest("long", 1000000), &response).ok());
+  ASSERT_TRUE(training_->Train(&context, SmallTrainRequest("long", v1::LOSS_DIVERGENCE, 1000000), &response).ok());
   const std::string id = response.job().job_id();
   const std::string step =
       absl::StrCat("invnet_training_job_step{job_id=\"", id, "\",model=\"long\"}");
@@ -245,7 +209,7 @@ TEST_F(ObservabilityTest, GaugesDescribeModelsJobsAndMemory) {
   cancel.set_job_id(id);
   v1::CancelTrainingJobResponse cancelled;
   ASSERT_TRUE(training_->CancelTrainingJob(&cancel_context, cancel, &cancelled).ok());
-  WaitForJob(*training_, id);
+  server_->WaitForJob(id);
   samples = Scrape();
   EXPECT_EQ(samples.count(step), 0u);
   EXPECT_EQ(Get(samples, "invnet_training_jobs{state=\"CANCELLED\"}"), 1);
@@ -262,7 +226,7 @@ TEST_F(ObservabilityTest, AnAbandonedWatchEndsOnTheServer) {
   grpc::ClientContext context;
   v1::TrainResponse response;
   ASSERT_TRUE(
-      training_->Train(&context, SmallTrainRequest("watched-long", 1000000), &response).ok());
+      training_->Train(&context, SmallTrainRequest("watched-long", v1::LOSS_DIVERGENCE, 1000000), &response).ok());
   {
     grpc::ClientContext watch_context;
     v1::WatchTrainingJobRequest request;
@@ -287,20 +251,20 @@ TEST_F(ObservabilityTest, AnAbandonedWatchEndsOnTheServer) {
   cancel.set_job_id(response.job().job_id());
   v1::CancelTrainingJobResponse cancelled;
   EXPECT_TRUE(training_->CancelTrainingJob(&cancel_context, cancel, &cancelled).ok());
-  WaitForJob(*training_, response.job().job_id());
+  server_->WaitForJob(response.job().job_id());
 }
 
 TEST_F(ObservabilityTest, ExporterAnswersBadRequestsAndKeepsServing) {
-  absl::StatusOr<HttpResponse> response = HttpGet(server_->metrics_port(), "/other");
+  absl::StatusOr<HttpResponse> response = HttpGet(server_->server().metrics_port(), "/other");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 404);
-  response = HttpExchange(server_->metrics_port(), "DELETE /metrics HTTP/1.1\r\n\r\n");
+  response = HttpExchange(server_->server().metrics_port(), "DELETE /metrics HTTP/1.1\r\n\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 405);
-  response = HttpExchange(server_->metrics_port(), "\x16\x03\x01 not http at all\r\n\r\n");
+  response = HttpExchange(server_->server().metrics_port(), "\x16\x03\x01 not http at all\r\n\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 400);
-  response = HttpExchange(server_->metrics_port(),
+  response = HttpExchange(server_->server().metrics_port(),
                           "GET /metrics HTTP/1.1\r\nX: " + std::string(256 << 10, 'z'));
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_TRUE(response->status == 431 || response->reset) << response->head;
@@ -369,10 +333,10 @@ TEST_F(ObservabilityTest, EveryErrorIsLoggedOnceWithRpcRequestIdAndCode) {
 }
 
 TEST(ObservabilityOptionsTest, MetricsAreOffByDefaultAndABadAddressStopsTheStart) {
-  const std::string repository = MakeTempDir();
+  const invnet::testing::ScratchDirectory repository("observability_options");
   ServerOptions options;
   options.address = "127.0.0.1:0";
-  options.repository = repository;
+  options.repository = repository.path();
   {
     auto server = Server::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -383,7 +347,6 @@ TEST(ObservabilityOptionsTest, MetricsAreOffByDefaultAndABadAddressStopsTheStart
   ASSERT_FALSE(server.ok());
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(server.status().message(), HasSubstr("metrics_address"));
-  std::system(("rm -rf " + repository).c_str());
 }
 
 }  // namespace

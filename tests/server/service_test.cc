@@ -3,7 +3,6 @@
 // serving after each.
 
 #include <cmath>
-#include <cstdlib>
 #include <thread>
 
 #include <condition_variable>
@@ -25,6 +24,8 @@
 #include "models/seeds.h"
 #include "models/trainer.h"
 #include "server/server.h"
+#include "tests/testing/scratch_directory.h"
+#include "tests/testing/test_server.h"
 #include "tests/testing/train_requests.h"
 
 namespace invnet::server {
@@ -32,11 +33,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::invnet::testing::SmallTrainRequest;
-
-std::string MakeTempDir() {
-  char tmpl[] = "/tmp/invnet_service_test_XXXXXX";
-  return mkdtemp(tmpl);
-}
 
 v1::Tensor Batch(int64_t rows, int64_t cols, float fill_scale = 0.5f) {
   v1::Tensor t;
@@ -53,37 +49,25 @@ enum class Transport { kInProcess, kTcp };
 class ServiceTest : public ::testing::TestWithParam<Transport> {
  protected:
   static void SetUpTestSuite() {
-    repository_ = new std::string(MakeTempDir());
     ServerOptions options;
-    options.address = "127.0.0.1:0";
-    options.repository = *repository_;
-    options.torch_threads = 1;
     options.max_concurrent_jobs = 2;
     options.max_queued_jobs = 1;
     options.max_dataset_bytes = 1 << 20;
     options.max_message_bytes = 8 << 20;
-    server_ = Server::Start(options).value().release();
+    server_ = invnet::testing::TestServer::Start(options).release();
+    ASSERT_NE(server_, nullptr);
     // One trained model for the serving tests.
-    auto channel = server_->InProcessChannel();
-    auto training = v1::TrainingService::NewStub(channel);
-    grpc::ClientContext context;
-    v1::TrainResponse response;
-    ASSERT_TRUE(training
-                    ->Train(&context, SmallTrainRequest("toy", v1::LOSS_DIVERGENCE, 40), &response)
-                    .ok());
-    WaitForJob(*training, response.job().job_id());
+    ASSERT_EQ(server_->TrainAndWait(SmallTrainRequest("toy", v1::LOSS_DIVERGENCE, 40)).state(),
+              v1::JOB_STATE_SUCCEEDED);
     // A wide model whose inverse is expensive, for the deadline test.
     v1::TrainRequest wide = SmallTrainRequest("wide", v1::LOSS_APPROXIMATION, 2);
     wide.mutable_architecture()->set_hidden_width(512);
     wide.mutable_architecture()->set_num_blocks(4);
-    grpc::ClientContext wide_context;
-    ASSERT_TRUE(training->Train(&wide_context, wide, &response).ok());
-    WaitForJob(*training, response.job().job_id());
+    ASSERT_EQ(server_->TrainAndWait(wide).state(), v1::JOB_STATE_SUCCEEDED);
   }
   static void TearDownTestSuite() {
     delete server_;
-    std::system(("rm -rf " + *repository_).c_str());
-    delete repository_;
+    server_ = nullptr;
   }
 
   grpc::Status CancelJob(const std::string& id, v1::CancelTrainingJobResponse* response) {
@@ -93,17 +77,7 @@ class ServiceTest : public ::testing::TestWithParam<Transport> {
     return training_->CancelTrainingJob(&context, request, response);
   }
 
-  static v1::TrainingJob WaitForJob(v1::TrainingService::Stub& stub, const std::string& id) {
-    grpc::ClientContext context;
-    v1::WatchTrainingJobRequest request;
-    request.set_job_id(id);
-    auto reader = stub.WatchTrainingJob(&context, request);
-    v1::WatchTrainingJobResponse update;
-    v1::TrainingJob last;
-    while (reader->Read(&update)) last = update.job();
-    EXPECT_TRUE(reader->Finish().ok());
-    return last;
-  }
+  static v1::TrainingJob WaitForJob(const std::string& id) { return server_->WaitForJob(id); }
 
   void SetUp() override {
     if (GetParam() == Transport::kInProcess) {
@@ -143,8 +117,7 @@ class ServiceTest : public ::testing::TestWithParam<Transport> {
     ExpectStillServing();
   }
 
-  static std::string* repository_;
-  static Server* server_;
+  static invnet::testing::TestServer* server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ReconstructionService::Stub> reconstruction_;
   std::unique_ptr<v1::TrainingService::Stub> training_;
@@ -152,8 +125,7 @@ class ServiceTest : public ::testing::TestWithParam<Transport> {
   std::unique_ptr<v1::DatasetService::Stub> datasets_;
 };
 
-std::string* ServiceTest::repository_ = nullptr;
-Server* ServiceTest::server_ = nullptr;
+invnet::testing::TestServer* ServiceTest::server_ = nullptr;
 
 TEST_P(ServiceTest, ReconstructAndForwardRoundTrip) {
   v1::ForwardRequest forward;
@@ -240,7 +212,7 @@ TEST_P(ServiceTest, PosteriorStdOfALogDetModelInMeasurementSpaceIsTweedies) {
   grpc::ClientContext context;
   v1::TrainResponse started;
   ASSERT_TRUE(training_->Train(&context, train, &started).ok());
-  ASSERT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   v1::ReconstructRequest request;
   request.set_model(name);
   request.set_posterior_std(true);
@@ -270,7 +242,7 @@ TEST_P(ServiceTest, PosteriorStdIsRefusedWhereNoTheoryDefinesIt) {
   v1::TrainResponse started;
   // (Should training come to refuse this combination, there is nothing to serve.)
   if (training_->Train(&context, train, &started).ok()) {
-    ASSERT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+    ASSERT_EQ(WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
     request.set_model(name);
     ExpectCode(Reconstruct(request, &response), grpc::StatusCode::FAILED_PRECONDITION,
                "loss 'logdet' in target space 'normal'");
@@ -521,7 +493,7 @@ TEST_P(ServiceTest, JobLifecycleAndLimits) {
   for (const std::string& id : ids) {
     v1::CancelTrainingJobResponse response;
     ASSERT_TRUE(CancelJob(id, &response).ok());
-    v1::TrainingJob final_state = WaitForJob(*training_, id);
+    v1::TrainingJob final_state = WaitForJob(id);
     EXPECT_EQ(final_state.state(), v1::JOB_STATE_CANCELLED);
     EXPECT_THAT(final_state.error(), HasSubstr("cancelled by request"));
   }
@@ -576,7 +548,7 @@ TEST_P(ServiceTest, UnsupportedCombinationsTrainWithAWarning) {
     v1::TrainResponse response;
     ASSERT_TRUE(training_->Train(&context, request, &response).ok());
     EXPECT_EQ(response.job().target_space_reason(), c.reason);
-    v1::TrainingJob done = WaitForJob(*training_, response.job().job_id());
+    v1::TrainingJob done = WaitForJob(response.job().job_id());
     ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
     grpc::ClientContext get_context;
     v1::GetModelRequest get;
@@ -634,7 +606,7 @@ TEST_P(ServiceTest, WatchStreamsProgressToTheEnd) {
   grpc::ClientContext again;
   ASSERT_TRUE(
       training_->Train(&again, SmallTrainRequest(name, v1::LOSS_LOG_DET, 20), &started).ok());
-  EXPECT_EQ(WaitForJob(*training_, started.job().job_id()).published_version(), 2);
+  EXPECT_EQ(WaitForJob(started.job().job_id()).published_version(), 2);
   grpc::ClientContext get_context;
   v1::GetModelRequest get;
   get.set_name(name);
@@ -731,7 +703,7 @@ TEST_P(ServiceTest, DatasetsUploadTrainAndRefuseBadStreams) {
   grpc::ClientContext train_context;
   v1::TrainResponse started;
   ASSERT_TRUE(training_->Train(&train_context, train, &started).ok());
-  EXPECT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   // Test pairs come from the samples the trainer held out: 60 of the 300
   // (min(validation_size = 100, 300 / 5)), chosen by a seeded permutation (SplitDataset), not
   // the file's tail.
@@ -956,7 +928,7 @@ TEST_P(ServiceTest, DrawTestPairsRefusesAReplacedDataset) {
   grpc::ClientContext train_context;
   v1::TrainResponse started;
   ASSERT_TRUE(training_->Train(&train_context, train, &started).ok());
-  ASSERT_EQ(WaitForJob(*training_, started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   ASSERT_TRUE(draw().ok());
   // Evaluate scores it on the same held-out samples; a dataset has no exact references.
   v1::EvaluateResponse scores;
@@ -1025,7 +997,7 @@ TEST_P(ServiceTest, TrainRefusesMagnitudesThatCannotTrain) {
   const std::string name = GetParam() == Transport::kTcp ? "mag-ok-tcp" : "mag-ok";
   request = PriorTrainRequest(name, 1000.0, 1e6);
   ASSERT_TRUE(train(request).ok());
-  EXPECT_EQ(WaitForJob(*training_, response.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(WaitForJob(response.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   v1::EstimateRequest estimate;
   estimate.set_model(name);
   *estimate.mutable_measurements() = Batch(3, 2, 1000.0f);
@@ -1091,7 +1063,7 @@ TEST_P(ServiceTest, TrainWithARequestIdStartsOneJob) {
   const double delta = first.job().problem().noise_level();
   EXPECT_GT(delta, 0);
   EXPECT_DOUBLE_EQ(first.job().training().loss_weight(), delta * delta);
-  const v1::TrainingJob done = WaitForJob(*training_, first.job().job_id());
+  const v1::TrainingJob done = WaitForJob(first.job().job_id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
   // After it finished, the key still answers with the same job.
   grpc::ClientContext c3;
@@ -1129,39 +1101,27 @@ TEST_P(ServiceTest, TrainWithARequestIdStartsOneJob) {
 }
 
 TEST(TrainRequestIdTest, SurvivesARestart) {
-  const std::string repository = MakeTempDir();
+  const invnet::testing::ScratchDirectory scratch("restart");
   ServerOptions options;
-  options.address = "127.0.0.1:0";
-  options.repository = repository;
-  options.torch_threads = 1;
+  options.repository = scratch.Path("repository");
   v1::TrainRequest request = SmallTrainRequest("restarted", v1::LOSS_APPROXIMATION, 10);
   request.set_request_id("restart-key-1");
   std::string job_id;
   {
-    std::unique_ptr<Server> server = Server::Start(options).value();
-    auto stub = v1::TrainingService::NewStub(server->InProcessChannel());
-    grpc::ClientContext context;
-    v1::TrainResponse response;
-    ASSERT_TRUE(stub->Train(&context, request, &response).ok());
-    job_id = response.job().job_id();
-    grpc::ClientContext watch_context;
-    v1::WatchTrainingJobRequest watch;
-    watch.set_job_id(job_id);
-    auto reader = stub->WatchTrainingJob(&watch_context, watch);
-    v1::WatchTrainingJobResponse update;
-    while (reader->Read(&update)) {
-    }
-    ASSERT_TRUE(reader->Finish().ok());
+    std::unique_ptr<invnet::testing::TestServer> server =
+        invnet::testing::TestServer::Start(options);
+    ASSERT_NE(server, nullptr);
+    const v1::TrainingJob done = server->TrainAndWait(request);
+    ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+    job_id = done.job_id();
   }
-  std::unique_ptr<Server> server = Server::Start(options).value();
-  auto stub = v1::TrainingService::NewStub(server->InProcessChannel());
+  std::unique_ptr<invnet::testing::TestServer> server = invnet::testing::TestServer::Start(options);
+  ASSERT_NE(server, nullptr);
   grpc::ClientContext context;
   v1::TrainResponse response;
-  ASSERT_TRUE(stub->Train(&context, request, &response).ok());
+  ASSERT_TRUE(server->training().Train(&context, request, &response).ok());
   EXPECT_EQ(response.job().job_id(), job_id);
   EXPECT_EQ(response.job().state(), v1::JOB_STATE_SUCCEEDED);
-  server.reset();
-  std::system(("rm -rf " + repository).c_str());
 }
 
 // Issue 19, item 8 (a): bytes that are not a request message are INVALID_ARGUMENT saying so

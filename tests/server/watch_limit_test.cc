@@ -3,7 +3,6 @@
 // the synchronous server, so one stream beyond a bound is refused RESOURCE_EXHAUSTED, naming
 // the flag, and a slot frees when a stream ends.
 
-#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -15,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "invnet/v1/training_service.grpc.pb.h"
 #include "server/server.h"
+#include "tests/testing/test_server.h"
 #include "tests/testing/train_requests.h"
 
 namespace invnet::server {
@@ -33,40 +33,27 @@ class WatchLimitTest : public ::testing::Test {
  protected:
   // Each test starts the server with its per-connection bound.
   void StartServer(int per_connection) {
-    char tmpl[] = "/tmp/invnet_watch_limit_XXXXXX";
-    repository_ = mkdtemp(tmpl);
     ServerOptions options;
-    options.address = "127.0.0.1:0";
-    options.repository = repository_;
-    options.torch_threads = 1;
     options.max_watch_streams = kMaxStreams;
     options.max_watch_streams_per_connection = per_connection;
-    server_ = Server::Start(options).value();
-    stub_ = v1::TrainingService::NewStub(server_->InProcessChannel());
+    server_ = invnet::testing::TestServer::Start(options);
+    ASSERT_NE(server_, nullptr);
     // A job that runs far longer than the test, so that its streams stay open.
     grpc::ClientContext context;
     v1::TrainResponse response;
-    ASSERT_TRUE(
-        stub_
-            ->Train(&context,
-                    invnet::testing::SmallTrainRequest("long", v1::LOSS_DIVERGENCE, 1000000),
-                    &response)
-            .ok());
+    ASSERT_TRUE(server_->training()
+                    .Train(&context,
+                           invnet::testing::SmallTrainRequest("long", v1::LOSS_DIVERGENCE, 1000000),
+                           &response)
+                    .ok());
     job_id_ = response.job().job_id();
   }
 
   void TearDown() override {
-    if (server_ == nullptr) return;
-    grpc::ClientContext context;
-    v1::CancelTrainingJobRequest request;
-    request.set_job_id(job_id_);
-    v1::CancelTrainingJobResponse response;
-    stub_->CancelTrainingJob(&context, request, &response);
-    server_.reset();
-    std::system(("rm -rf " + repository_).c_str());
+    if (server_ != nullptr) server_->CancelJob(job_id_);
   }
 
-  std::unique_ptr<Watch> OpenWatch() { return OpenWatchOn(*stub_); }
+  std::unique_ptr<Watch> OpenWatch() { return OpenWatchOn(server_->training()); }
 
   std::unique_ptr<Watch> OpenWatchOn(v1::TrainingService::Stub& stub) {
     auto watch = std::make_unique<Watch>();
@@ -99,9 +86,7 @@ class WatchLimitTest : public ::testing::Test {
     return watch.reader->Finish();
   }
 
-  std::string repository_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::TrainingService::Stub> stub_;
+  std::unique_ptr<invnet::testing::TestServer> server_;
   std::string job_id_;
 };
 
