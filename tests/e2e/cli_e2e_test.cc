@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/certificates.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/xml.h"
@@ -85,13 +86,10 @@ std::pair<Matrix, Matrix> BimodalPairs(int count, unsigned seed) {
 class CliE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/invnet_e2e_XXXXXX";
-    dir_ = mkdtemp(tmpl);
     StartServer();
   }
   void TearDown() override {
     server_.reset();
-    std::system(("rm -rf " + dir_).c_str());
   }
 
   void StartServer() {
@@ -123,7 +121,8 @@ class CliE2eTest : public ::testing::Test {
     return path;
   }
 
-  std::string dir_;
+  invnet::testing::ScratchDirectory scratch_{"cli_e2e_test"};
+  const std::string dir_ = scratch_.path();
   std::unique_ptr<ServerProcess> server_;
 };
 
@@ -448,8 +447,8 @@ TEST_F(CliE2eTest, TlsAndTokens) {
 }
 
 TEST(ServerBinaryTest, BadSecurityFilesFailWithTheFlagNamed) {
-  char tmpl[] = "/tmp/invnet_e2e_flags_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const invnet::testing::ScratchDirectory scratch("e2e_flags");
+  const std::string dir = scratch.path();
   std::ofstream(dir + "/tokens") << "# tokens\nadmin\n";
   const std::vector<std::string> base = {INVNET_SERVER_BINARY, "--address=127.0.0.1:0",
                                          "--repository=" + dir + "/repo"};
@@ -466,7 +465,6 @@ TEST(ServerBinaryTest, BadSecurityFilesFailWithTheFlagNamed) {
   EXPECT_EQ(cert.exit_code, 2);
   EXPECT_THAT(cert.err, HasSubstr("tls_cert_file: "));
   EXPECT_THAT(cert.err, HasSubstr("missing.pem"));
-  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/repository_check.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/train_requests.h"
 
@@ -62,8 +63,6 @@ DenseTensor Probe() {
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/invnet_fault_XXXXXX";
-    dir_ = mkdtemp(tmpl);
     Start();
     // The model every round checks: trained once, served throughout.
     TrainAndWait(SmallJob("base", 30));
@@ -71,7 +70,6 @@ class FaultTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
-    std::system(("rm -rf " + dir_).c_str());
   }
 
   std::string Root() const { return dir_ + "/repo"; }
@@ -184,7 +182,8 @@ class FaultTest : public ::testing::Test {
 
   static constexpr int64_t kUploadRows = 200000;
 
-  std::string dir_;
+  invnet::testing::ScratchDirectory scratch_{"fault_test"};
+  const std::string dir_ = scratch_.path();
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<InvnetClient> client_;
   std::map<std::pair<std::string, int64_t>, std::vector<float>> served_;
@@ -286,8 +285,6 @@ TEST_F(FaultTest, KilledDuringThePublicationOfANewVersion) {
 class DiskFullTest : public FaultTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/invnet_diskfull_XXXXXX";
-    dir_ = mkdtemp(tmpl);
     fs::create_directories(Root());
     const std::string mount =
         absl::StrCat("mount -t tmpfs -o size=4m invnet-test-tmpfs ", Root(), " 2>/dev/null");
@@ -303,7 +300,6 @@ class DiskFullTest : public FaultTest {
   void TearDown() override {
     server_.reset();
     if (mounted_) std::system(absl::StrCat("umount ", Root()).c_str());
-    std::system(("rm -rf " + dir_).c_str());
   }
   bool mounted_ = true;
 };

@@ -12,6 +12,7 @@
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/train_requests.h"
 
@@ -32,8 +33,8 @@ TEST(MemoryLimitE2eTest, AJobTooLargeForTheAddressSpaceIsRefusedAndTheServerLive
   // AddressSanitizer reserves terabytes of shadow address space: no RLIMIT_AS fits it.
   GTEST_SKIP() << "an address-space limit cannot hold an AddressSanitizer process";
 #endif
-  char tmpl[] = "/tmp/invnet_memory_e2e_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const invnet::testing::ScratchDirectory scratch("memory_e2e");
+  const std::string dir = scratch.path();
   // Set in this process (a small gRPC client), inherited by the server it starts.
   rlimit limit{kAddressSpace, kAddressSpace};
   ASSERT_EQ(setrlimit(RLIMIT_AS, &limit), 0);
@@ -61,7 +62,6 @@ TEST(MemoryLimitE2eTest, AJobTooLargeForTheAddressSpaceIsRefusedAndTheServerLive
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error();
   EXPECT_EQ((*server)->Terminate(), 0);
-  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

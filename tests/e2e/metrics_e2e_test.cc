@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/subprocess.h"
 
 namespace invnet {
@@ -27,8 +28,8 @@ using ::invnet::testing::ServerProcess;
 using ::testing::HasSubstr;
 
 TEST(MetricsE2eTest, ScrapesWorkAndCliErrorsCarryTheLoggedRequestId) {
-  char tmpl[] = "/tmp/invnet_metrics_e2e_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const invnet::testing::ScratchDirectory scratch("metrics_e2e");
+  const std::string dir = scratch.path();
   auto server = ServerProcess::Start(
       INVNET_SERVER_BINARY,
       {"--repository=" + dir + "/repo", "--torch_threads=1", "--metrics_address=127.0.0.1:0"},
@@ -70,7 +71,6 @@ TEST(MetricsE2eTest, ScrapesWorkAndCliErrorsCarryTheLoggedRequestId) {
   std::stringstream log;
   log << std::ifstream(dir + "/server.log").rdbuf();
   EXPECT_THAT(log.str(), HasSubstr(absl::StrCat("Reconstruct request_id=", id, " code=NOT_FOUND")));
-  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

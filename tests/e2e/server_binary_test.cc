@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/certificates.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/subprocess.h"
 
 namespace invnet {
@@ -44,12 +45,6 @@ int FreePort() {
 
 class ServerBinaryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/invnet_server_binary_XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
-
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
   // Runs invnet-server to completion (for flags that make it exit at once).
@@ -76,7 +71,8 @@ class ServerBinaryTest : public ::testing::Test {
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
 
-  std::string dir_;
+  invnet::testing::ScratchDirectory scratch_{"server_binary_test"};
+  const std::string dir_ = scratch_.path();
 };
 
 // gRPC sets SO_REUSEPORT unless told not to: then the second server also "listened" on the

@@ -23,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/train_requests.h"
 
@@ -125,8 +126,8 @@ class Tally {
 };
 
 TEST(SoakTest, SixtyFourClientsMixingEveryRpc) {
-  char tmpl[] = "/tmp/invnet_soak_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const invnet::testing::ScratchDirectory scratch("soak");
+  const std::string dir = scratch.path();
   auto server = ServerProcess::Start(
       INVNET_SERVER_BINARY, {"--repository=" + dir + "/repo", "--max_jobs=2"}, dir + "/server.log");
   ASSERT_TRUE(server.ok()) << server.status();
@@ -249,7 +250,6 @@ TEST(SoakTest, SixtyFourClientsMixingEveryRpc) {
     EXPECT_LE(peak_after, after_warmup * 1.05) << "memory grew after the warm-up";
   }
   EXPECT_EQ((*server)->Terminate(), 0) << "the server did not shut down cleanly";
-  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "models/archive.h"
 #include "models/inverse.h"
 #include "proto/base/file_io.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet {
@@ -25,8 +26,6 @@ using ::testing::HasSubstr;
 class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/invnet_checkpoint_test_XXXXXX";
-    dir_ = mkdtemp(tmpl);
     IResNetConfig config;
     config.dim = 2;
     config.num_blocks = 3;
@@ -48,11 +47,10 @@ class CheckpointTest : public ::testing::Test {
     training_.loss_weight = 0.04;
     training_.steps = 123;
   }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
-
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
-  std::string dir_;
+  invnet::testing::ScratchDirectory scratch_{"checkpoint_test"};
+  const std::string dir_ = scratch_.path();
   std::unique_ptr<IResNet> net_;
   ProblemSpec problem_;
   TrainingSpec training_;

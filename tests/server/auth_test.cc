@@ -3,7 +3,6 @@
 
 #include "server/auth.h"
 
-#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <string>
@@ -17,6 +16,7 @@
 #include "invnet/v1/model_service.grpc.pb.h"
 #include "invnet/v1/reconstruction_service.grpc.pb.h"
 #include "invnet/v1/training_service.grpc.pb.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::server {
@@ -164,8 +164,8 @@ TEST(ScopeTableTest, AMethodWithoutAScopeIsRefusedEvenWithoutTokens) {
 }
 
 TEST(AuthorizerTest, FromFile) {
-  char tmpl[] = "/tmp/invnet_auth_test_XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const invnet::testing::ScratchDirectory scratch("auth_test");
+  const std::string dir = scratch.path();
   const std::string path = dir + "/tokens";
   std::ofstream(path) << "admin " << kAdminToken << "\n";
   absl::StatusOr<Authorizer> auth = Authorizer::FromFile(path);
@@ -175,7 +175,6 @@ TEST(AuthorizerTest, FromFile) {
   EXPECT_THAT(Authorizer::FromFile(path),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(path + ":2:")));
   EXPECT_THAT(Authorizer::FromFile(dir + "/missing"), StatusIs(absl::StatusCode::kNotFound));
-  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "models/archive.h"
 #include "proto/base/file_io.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::server {
@@ -35,14 +36,6 @@ using ::testing::SizeIs;
 
 class DatasetStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/invnet_dataset_store_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    dir_ = root_ + "/datasets";
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
   // Reserve + Save, as an upload does.
   absl::StatusOr<DatasetInfo> Upload(DatasetStore& store, const std::string& name,
                                      const at::Tensor& samples) {
@@ -60,8 +53,9 @@ class DatasetStoreTest : public ::testing::Test {
     return files;
   }
 
-  std::string root_;
-  std::string dir_;
+  invnet::testing::ScratchDirectory scratch_{"dataset_store_test"};
+  const std::string root_ = scratch_.path();
+  const std::string dir_ = root_ + "/datasets";
 };
 
 TEST_F(DatasetStoreTest, SavedSamplesLoadBackAsFloat32AndSurviveAReopen) {

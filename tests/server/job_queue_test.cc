@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -15,12 +14,14 @@
 
 #include <ATen/ATen.h>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
 #include "server/model_repository.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/train_requests.h"
 
@@ -34,14 +35,11 @@ using ::testing::HasSubstr;
 class JobQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/invnet_job_queue_test_XXXXXX";
-    root_ = mkdtemp(tmpl);
     models_ = ModelRepository::Open(root_).value();
     datasets_ = DatasetStore::Open(root_).value();
   }
   void TearDown() override {
     jobs_.reset();  // Shutdown: cancels and joins before the stores go
-    std::system(("rm -rf " + root_).c_str());
   }
 
   // One worker and a queue of two.
@@ -72,7 +70,8 @@ class JobQueueTest : public ::testing::Test {
     ASSERT_EQ(v1::JobState_Name(StateOf(id)), v1::JobState_Name(state)) << "job " << id;
   }
 
-  std::string root_;
+  invnet::testing::ScratchDirectory scratch_{"job_queue_test"};
+  const std::string root_ = scratch_.path();
   std::unique_ptr<ModelRepository> models_;
   std::unique_ptr<DatasetStore> datasets_;
   std::unique_ptr<JobManager> jobs_;
@@ -180,16 +179,20 @@ TEST_F(JobQueueTest, WatchSendsEveryChangeOfAQueuedJobUntilItFinishes) {
   const v1::TrainingJob running = Submit("first", kForever);
   const v1::TrainingJob queued = Submit("second", 20);
   std::vector<v1::JobState> states;
+  absl::Notification first_update;  // the watcher has seen the job queued
   std::thread watcher([&] {
     EXPECT_OK(jobs_->Watch(
         queued.job_id(),
         [&](const v1::TrainingJob& job) {
           states.push_back(job.state());
+          if (!first_update.HasBeenNotified()) first_update.Notify();
           return true;
         },
         {}, absl::Milliseconds(20)));
   });
   AwaitState(running.job_id(), v1::JOB_STATE_RUNNING);
+  // Cancelled only once the watcher has its first update: else the second job may already run.
+  first_update.WaitForNotification();
   ASSERT_OK(jobs_->Cancel(running.job_id()).status());
   watcher.join();
   ASSERT_GE(states.size(), 2u);

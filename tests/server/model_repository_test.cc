@@ -2,7 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,6 +17,7 @@
 #include "server/dataset_store.h"
 #include "server/job_manager.h"
 #include "server/repository_check.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 
 namespace invnet::server {
@@ -29,12 +29,6 @@ using ::testing::HasSubstr;
 
 class RepositoryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/invnet_repository_test_XXXXXX";
-    root_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { std::system(("rm -rf " + root_).c_str()); }
-
   // An untrained but valid bimodal2d checkpoint with a given seed.
   Checkpoint MakeCheckpointWithSeed(uint64_t seed) {
     Preset preset = GetPreset("bimodal2d", LossKind::kApproximation).value();
@@ -45,7 +39,8 @@ class RepositoryTest : public ::testing::Test {
     return MakeCheckpoint(*net, preset.problem, preset.training);
   }
 
-  std::string root_;
+  invnet::testing::ScratchDirectory scratch_{"repository_test"};
+  const std::string root_ = scratch_.path();
 };
 
 TEST_F(RepositoryTest, PublishesVersionsThatSurviveARestart) {

@@ -2,7 +2,6 @@
 // (Server::Start on port 0) and reached over TCP with the real client library
 // (InvnetClient::Connect), certificates made by `openssl` at test time.
 
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -13,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "tests/testing/certificates.h"
+#include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/train_requests.h"
 
@@ -30,6 +30,7 @@ using ::testing::HasSubstr;
 constexpr char kInferToken[] = "infer-2f6c1d9a8b7e4f30a5c2";
 constexpr char kAdminToken[] = "admin-9e8d7c6b5a4f3e2d1c0b";
 
+invnet::testing::ScratchDirectory* scratch = nullptr;
 std::string* dir = nullptr;
 invnet::testing::TestCertificates* certs = nullptr;
 
@@ -92,8 +93,8 @@ absl::Status Train(const InvnetClient& client, const std::string& name) {
 class SecureServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/invnet_secure_test_XXXXXX";
-    dir = new std::string(mkdtemp(tmpl));
+    scratch = new invnet::testing::ScratchDirectory("secure_test");
+    dir = new std::string(scratch->path());
     absl::StatusOr<invnet::testing::TestCertificates> made =
         invnet::testing::MakeTestCertificates(*dir);
     ASSERT_THAT(made, IsOk());
@@ -114,7 +115,7 @@ class SecureServiceTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     delete server_;
-    std::system(("rm -rf " + *dir).c_str());
+    delete scratch;  // the certificates, tokens and repositories with it
   }
 
   // The code of every RPC of the four services, called with harmless requests: reads of the
