@@ -1,12 +1,14 @@
-// `invnet experiment` against the fake server: the training schedule (concurrent jobs, retry
-// on RESOURCE_EXHAUSTED), the evaluation on shared test pairs, and the report's numbers and
-// figures checked against what the fake's RPCs returned.
+// `invnet experiment` over a gmock connection scripted as a server (SimulatedServer): the
+// training schedule (concurrent jobs, retry on RESOURCE_EXHAUSTED), the evaluation on shared test
+// pairs, and the report's numbers and figures checked against what the server answered.
 
 #include "client/experiment.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -25,8 +27,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/base/file_io.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "tests/client/fake_server.h"
+#include "tests/client/canned_messages.h"
 #include "tests/client/mock_connection.h"
 #include "tests/testing/scratch_directory.h"
 #include "tests/testing/status_matchers.h"
@@ -35,8 +38,7 @@
 namespace invnet::client {
 namespace {
 
-using ::invnet::client::testing::FakeServer;
-using ::invnet::client::testing::FakeState;
+using ::invnet::client::testing::MakeJob;
 using ::invnet::client::testing::MockConnection;
 using ::invnet::testing::IsOk;
 using ::invnet::testing::ParseXml;
@@ -89,8 +91,338 @@ constexpr char kDatasetSpec[] = R"pb(
   training { steps: 50 }
 )pb";
 
-const float kScale[] = {1.0f, 0.6f, 0.5f, 0.45f};  // Reconstruct's factor per loss, in order
 const char* const kKeys[] = {"approximation", "log-det", "divergence", "reconstruction"};
+
+// The simulated networks' inverse: x = ScaleFor(loss) * y.
+float ScaleFor(v1::Loss loss) {
+  switch (loss) {
+    case v1::LOSS_LOG_DET:
+      return 0.6f;
+    case v1::LOSS_DIVERGENCE:
+      return 0.5f;
+    case v1::LOSS_RECONSTRUCTION:
+      return 0.45f;
+    default:
+      return 1.0f;
+  }
+}
+
+// `invnet experiment`'s server, scripted on a gmock connection (no gRPC): training jobs that run
+// at most `max_jobs` at a time and publish their model when watched to the end, and canned
+// answers to the evaluation and figure RPCs, so that the report can be checked against what
+// "the server" said. Everything the experiment asks is recorded.
+//   Train          job "job-<k>" RUNNING; RESOURCE_EXHAUSTED while `max_jobs` are unfinished
+//   Watch          two RUNNING updates (half way with a validation, then done), 5 ms apart so
+//                  that jobs interleave and later Trains meet a full server; then the slot is
+//                  freed and the final update sent: FAILED "simulated failure" for a model in
+//                  `failing_models`, else SUCCEEDED with the model published as version 1 (the
+//                  request's problem, n and m of its operator, its training with the default
+//                  target space, train_seconds k for the k-th published, and training curves)
+//   GetModel       the published model
+//   DrawTestPairs  [count, n] signals and [count, m] measurements, PairValue(seed, i, j)
+//   Evaluate       references posterior_mean, map, wiener, pseudo_inverse (r = 0..3: mse
+//                  0.5 + 0.1 r, ratio 1 + 0.2 r, rms_to_pm 0.05 r, rms_to_map 0.3 - 0.05 r; the
+//                  posterior mean's mean std 1), none for a dataset problem; model k: mse 1 + k,
+//                  ratio 2 + k, rms_to_pm 0.25 + k, rms_to_map 0.75 + k (with references),
+//                  forward_error 0.01 (k + 1), converged 0.975, iterations 20.5, and for log-det
+//                  and divergence networks the std: method "laplace-divergence", mean 0.5 + k,
+//                  ratio mean 0.6 + k, median 2.1, q10 0.57, q90 3.63, undefined 0.025
+//   Reconstruct    x = ScaleFor(loss) * y; Forward 2 x (the exact maps 3 x); Estimate posterior
+//                  mean y / 2, MAP and A^+ y: y
+class SimulatedServer {
+ public:
+  explicit SimulatedServer(MockConnection& connection) {
+    using ::testing::AnyNumber;
+    EXPECT_CALL(connection, Train(_)).Times(AnyNumber()).WillRepeatedly([this](const auto& r) {
+      return Train(r);
+    });
+    EXPECT_CALL(connection, WatchTrainingJob(_, _))
+        .Times(AnyNumber())
+        .WillRepeatedly([this](const auto& r, const auto& on_update) {
+          return Watch(r, on_update);
+        });
+    EXPECT_CALL(connection, GetModel(_)).Times(AnyNumber()).WillRepeatedly([this](const auto& r) {
+      return GetModel(r);
+    });
+    EXPECT_CALL(connection, DrawTestPairs(_))
+        .Times(AnyNumber())
+        .WillRepeatedly([this](const auto& r) { return DrawTestPairs(r); });
+    EXPECT_CALL(connection, Evaluate(_)).Times(AnyNumber()).WillRepeatedly([this](const auto& r) {
+      return Evaluate(r);
+    });
+    EXPECT_CALL(connection, Reconstruct(_))
+        .Times(AnyNumber())
+        .WillRepeatedly([this](const auto& r) { return Reconstruct(r); });
+    EXPECT_CALL(connection, Forward(_)).Times(AnyNumber()).WillRepeatedly([this](const auto& r) {
+      return Forward(r);
+    });
+    EXPECT_CALL(connection, Estimate(_)).Times(AnyNumber()).WillRepeatedly([this](const auto& r) {
+      return Estimate(r);
+    });
+  }
+
+  // A deterministic "random" value in [-2, 2) for DrawTestPairs.
+  static float PairValue(uint64_t seed, int64_t row, int64_t col) {
+    return static_cast<float>(2.0 * std::sin(1.3 * static_cast<double>(seed) +
+                                             0.7 * static_cast<double>(row) +
+                                             0.37 * static_cast<double>(col) + 0.1));
+  }
+
+  absl::Mutex mu;
+  // Set up by the test.
+  int max_jobs ABSL_GUARDED_BY(mu) = 2;
+  std::set<std::string> failing_models ABSL_GUARDED_BY(mu);
+  // Recorded.
+  int calls ABSL_GUARDED_BY(mu) = 0;
+  int train_refusals ABSL_GUARDED_BY(mu) = 0;  // Train calls answered RESOURCE_EXHAUSTED
+  int most_running ABSL_GUARDED_BY(mu) = 0;    // the most unfinished jobs at once
+  std::vector<v1::TrainRequest> train_requests ABSL_GUARDED_BY(mu);  // every accepted Train
+  std::map<std::string, v1::Model> models ABSL_GUARDED_BY(mu);       // published, by name
+  v1::DrawTestPairsRequest draw ABSL_GUARDED_BY(mu);
+  v1::EvaluateRequest evaluate ABSL_GUARDED_BY(mu);
+
+ private:
+  static bool HasStd(v1::Loss loss) {
+    return loss == v1::LOSS_DIVERGENCE || loss == v1::LOSS_LOG_DET;
+  }
+  static std::pair<int64_t, int64_t> OperatorDims(const v1::Operator& op) {
+    if (op.has_identity()) return {op.identity().dim(), op.identity().dim()};
+    if (op.has_dense()) return {op.dense().matrix().shape(0), op.dense().matrix().shape(1)};
+    return {0, 0};
+  }
+  static v1::Tensor Scaled(const v1::Tensor& in, float factor) {
+    v1::Tensor out = in;
+    for (float& v : *out.mutable_values()) v *= factor;
+    return out;
+  }
+
+  absl::StatusOr<v1::TrainResponse> Train(const v1::TrainRequest& request) {
+    absl::MutexLock lock(&mu);
+    ++calls;
+    if (running_ >= max_jobs) {
+      ++train_refusals;
+      return absl::ResourceExhaustedError("2 jobs running (--max_jobs)");
+    }
+    ++running_;
+    most_running = std::max(most_running, running_);
+    train_requests.push_back(request);
+    const std::string id = absl::StrCat("job-", train_requests.size());
+    const int64_t steps = request.training().has_steps() ? request.training().steps() : 100;
+    v1::TrainingJob job = MakeJob(id, request.model_name(), v1::JOB_STATE_RUNNING, 0, steps);
+    *job.mutable_problem() = request.problem();
+    *job.mutable_training() = request.training();
+    jobs_[id] = job;
+    v1::TrainResponse response;
+    *response.mutable_job() = job;
+    return response;
+  }
+
+  absl::Status Watch(const v1::WatchTrainingJobRequest& request,
+                     const std::function<void(const v1::WatchTrainingJobResponse&)>& on_update) {
+    v1::TrainingJob job;
+    {
+      absl::MutexLock lock(&mu);
+      ++calls;
+      auto it = jobs_.find(request.job_id());
+      if (it == jobs_.end()) return absl::NotFoundError("job " + request.job_id());
+      job = it->second;
+    }
+    auto send = [&on_update](const v1::TrainingJob& update) {
+      v1::WatchTrainingJobResponse message;
+      *message.mutable_job() = update;
+      on_update(message);
+      absl::SleepFor(absl::Milliseconds(5));
+    };
+    const int64_t total = job.total_steps();
+    job.set_step(total / 2);
+    job.mutable_last_validation()->set_step(total / 2);
+    job.mutable_last_validation()->set_mse(0.3);
+    job.set_eta_seconds(1);
+    send(job);
+    job.set_step(total);
+    send(job);
+    {
+      absl::MutexLock lock(&mu);
+      --running_;
+      if (failing_models.count(job.model_name()) > 0) {
+        job.set_state(v1::JOB_STATE_FAILED);
+        job.set_error("simulated failure");
+      } else {
+        job.set_state(v1::JOB_STATE_SUCCEEDED);
+        job.set_published_version(Publish(job));
+      }
+      job.set_elapsed_seconds(1.0);
+    }
+    send(job);
+    return absl::OkStatus();
+  }
+
+  int64_t Publish(const v1::TrainingJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    v1::Model& model = models[job.model_name()];
+    model.set_name(job.model_name());
+    v1::ModelVersion* v = model.add_versions();
+    v->set_name(job.model_name());
+    v->set_version(model.versions_size());
+    v->set_job_id(job.job_id());
+    *v->mutable_problem() = job.problem();
+    const auto [m, n] = OperatorDims(job.problem().operator_());
+    v->mutable_architecture()->set_dim(n);
+    v->set_measurement_dim(m);
+    *v->mutable_training() = job.training();
+    v->mutable_training()->set_target_space(v->training().loss() == v1::LOSS_DIVERGENCE || m != n
+                                                ? v1::TARGET_SPACE_NORMAL
+                                                : v1::TARGET_SPACE_MEASUREMENT);
+    const double k = static_cast<double>(++published_);
+    (*v->mutable_metrics())["train_seconds"] = k;
+    auto curve = [&](const std::string& name, std::vector<double> values) {
+      v1::Curve* c = v->add_curves();
+      c->set_name(name);
+      for (double value : values) c->add_values(value);
+    };
+    curve("step", {10, 20, 30, 40, 50, 60, 70, 80, 90, 100});
+    curve("loss", {1.0, 0.5, 0.4, 0.3, 0.25, 0.2, 0.2, 0.18, 0.17, 0.1 * k});
+    curve("val_step", {50, 100});
+    curve("val_mse", {0.3, 0.1 * k});
+    curve("val_forward_error", {0.2, 0.05 * k});
+    return v->version();
+  }
+
+  // The latest version of a published model, or null.
+  const v1::ModelVersion* Latest(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto it = models.find(name);
+    return it == models.end() ? nullptr : &it->second.versions(it->second.versions_size() - 1);
+  }
+
+  absl::StatusOr<v1::GetModelResponse> GetModel(const v1::GetModelRequest& request) {
+    absl::MutexLock lock(&mu);
+    ++calls;
+    auto it = models.find(request.name());
+    if (it == models.end()) return absl::NotFoundError("model " + request.name());
+    v1::GetModelResponse response;
+    *response.mutable_model() = it->second;
+    return response;
+  }
+
+  absl::StatusOr<v1::DrawTestPairsResponse> DrawTestPairs(const v1::DrawTestPairsRequest& r) {
+    absl::MutexLock lock(&mu);
+    ++calls;
+    draw = r;
+    const v1::ModelVersion* latest = Latest(r.model());
+    if (latest == nullptr) return absl::NotFoundError("model " + r.model());
+    const int64_t n = latest->architecture().dim(), m = latest->measurement_dim();
+    v1::DrawTestPairsResponse response;
+    v1::Tensor* x = response.mutable_signals();
+    v1::Tensor* y = response.mutable_measurements();
+    x->add_shape(r.count());
+    x->add_shape(n);
+    y->add_shape(r.count());
+    y->add_shape(m);
+    for (int64_t i = 0; i < r.count(); ++i) {
+      for (int64_t j = 0; j < n; ++j) x->add_values(PairValue(r.seed(), i, j));
+      for (int64_t k = 0; k < m; ++k) y->add_values(PairValue(r.seed() + 1, i, k));
+    }
+    return response;
+  }
+
+  absl::StatusOr<v1::EvaluateResponse> Evaluate(const v1::EvaluateRequest& request) {
+    absl::MutexLock lock(&mu);
+    ++calls;
+    evaluate = request;
+    v1::EvaluateResponse response;
+    response.set_count(request.count());
+    response.set_seed(request.seed());
+    const v1::ModelVersion* first = Latest(request.models(0).model());
+    if (first == nullptr) return absl::NotFoundError("model " + request.models(0).model());
+    const bool references = !first->problem().has_dataset();
+    if (!references) {
+      response.set_references_unavailable("model '" + request.models(0).model() +
+                                          "' was trained on a dataset");
+    } else {
+      const char* kEstimators[] = {"posterior_mean", "map", "wiener", "pseudo_inverse"};
+      for (int r = 0; r < 4; ++r) {
+        v1::EstimatorScore* score = response.add_references();
+        *score = NotApplicableScore();
+        score->set_estimator(kEstimators[r]);
+        score->set_mse(0.5 + 0.1 * r);
+        score->set_mse_ratio_to_pm(1 + 0.2 * r);
+        score->set_rms_to_pm(0.05 * r);
+        score->set_rms_to_map(0.3 - 0.05 * r);
+        if (r == 0) score->set_mean_posterior_std(1.0);
+      }
+    }
+    for (int k = 0; k < request.models_size(); ++k) {
+      const v1::ModelReference& ref = request.models(k);
+      const v1::ModelVersion* version = Latest(ref.model());
+      if (version == nullptr) return absl::NotFoundError("model " + ref.model());
+      v1::EstimatorScore* score = response.add_models();
+      *score = NotApplicableScore();
+      score->set_model(ref.model());
+      score->set_version(version->version());
+      score->set_mse(1.0 + k);
+      if (references) {
+        score->set_mse_ratio_to_pm(2.0 + k);
+        score->set_rms_to_pm(0.25 + k);
+        score->set_rms_to_map(0.75 + k);
+      }
+      score->set_forward_error(0.01 * (k + 1));
+      score->set_converged_fraction(0.975);
+      score->set_mean_iterations(20.5);
+      if (!request.posterior_std()) continue;
+      if (!HasStd(version->training().loss())) {
+        score->set_posterior_std_unavailable("posterior_std: no theory for this loss");
+        continue;
+      }
+      score->set_posterior_std_method("laplace-divergence");
+      score->set_mean_posterior_std(0.5 + k);
+      score->set_std_ratio_mean(0.6 + k);
+      score->set_std_ratio_median(2.1);
+      score->set_std_ratio_q10(0.57);
+      score->set_std_ratio_q90(3.63);
+      score->set_std_undefined_fraction(0.025);
+    }
+    return response;
+  }
+
+  absl::StatusOr<v1::ReconstructResponse> Reconstruct(const v1::ReconstructRequest& request) {
+    absl::MutexLock lock(&mu);
+    ++calls;
+    const v1::ModelVersion* version = Latest(request.model());
+    if (version == nullptr) return absl::NotFoundError("model " + request.model());
+    v1::ReconstructResponse response;
+    response.set_model(request.model());
+    response.set_version(version->version());
+    *response.mutable_reconstructions() =
+        Scaled(request.measurements(), ScaleFor(version->training().loss()));
+    return response;
+  }
+
+  absl::StatusOr<v1::ForwardResponse> Forward(const v1::ForwardRequest& request) {
+    absl::MutexLock lock(&mu);
+    ++calls;
+    if (Latest(request.model()) == nullptr) return absl::NotFoundError("model " + request.model());
+    const bool exact = request.map() == v1::FORWARD_MAP_OPERATOR ||
+                       request.map() == v1::FORWARD_MAP_NORMAL_OPERATOR;
+    v1::ForwardResponse response;
+    *response.mutable_outputs() = Scaled(request.signals(), exact ? 3.0f : 2.0f);
+    return response;
+  }
+
+  absl::StatusOr<v1::EstimateResponse> Estimate(const v1::EstimateRequest& request) {
+    absl::MutexLock lock(&mu);
+    ++calls;
+    if (Latest(request.model()) == nullptr) return absl::NotFoundError("model " + request.model());
+    v1::EstimateResponse response;
+    *response.mutable_posterior_mean() = Scaled(request.measurements(), 0.5f);
+    *response.mutable_map() = request.measurements();
+    *response.mutable_pseudo_inverse() = request.measurements();
+    return response;
+  }
+
+  int running_ ABSL_GUARDED_BY(mu) = 0;
+  int published_ ABSL_GUARDED_BY(mu) = 0;
+  std::map<std::string, v1::TrainingJob> jobs_ ABSL_GUARDED_BY(mu);
+};
+
 
 // results.csv as key -> column -> value.
 std::map<std::string, std::map<std::string, std::string>> ReadResults(const std::string& path) {
@@ -139,15 +471,6 @@ std::set<std::string> PanelIds(const XmlElement& root) {
 
 class ExperimentTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    absl::MutexLock lock(&fake_.state().mu);
-    fake_.state().simulate_training = true;
-    fake_.state().max_jobs = 2;
-    for (int i = 0; i < 4; ++i) {
-      fake_.state().reconstruct_scale[absl::StrCat("experiment-", kKeys[i])] = kScale[i];
-    }
-  }
-
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   std::string WriteSpec(const std::string& name, const std::string& text) const {
     std::ofstream(Path(name)) << text;
@@ -180,7 +503,8 @@ class ExperimentTest : public ::testing::Test {
     ctx.connect =
         [this](const std::string&,
                const ClientOptions& options) -> absl::StatusOr<std::unique_ptr<InvnetClient>> {
-      return std::make_unique<InvnetClient>(fake_.InProcessChannel(), options);
+      return std::make_unique<InvnetClient>(std::shared_ptr<InvnetConnection>(connection_),
+                                            options);
     };
     return cli::Main(inv, ctx);
   }
@@ -191,7 +515,9 @@ class ExperimentTest : public ::testing::Test {
     return text.ok() ? *text : "";
   }
 
-  FakeServer fake_;
+  std::shared_ptr<::testing::StrictMock<MockConnection>> connection_ =
+      std::make_shared<::testing::StrictMock<MockConnection>>();
+  SimulatedServer server_{*connection_};
   ScratchDirectory scratch_{"experiment_test"};
   const std::string dir_ = scratch_.path();
   std::ostringstream out_;
@@ -209,8 +535,8 @@ TEST_F(ExperimentTest, ReportMatchesWhatTheServerAnswered) {
 
   // Four jobs, at most two at a time: the others were refused and submitted again.
   {
-    absl::MutexLock lock(&fake_.state().mu);
-    const FakeState& s = fake_.state();
+    absl::MutexLock lock(&server_.mu);
+    const SimulatedServer& s = server_;
     ASSERT_EQ(s.train_requests.size(), 4u);
     std::vector<std::string> names;
     for (const v1::TrainRequest& r : s.train_requests) {
@@ -232,8 +558,8 @@ TEST_F(ExperimentTest, ReportMatchesWhatTheServerAnswered) {
 
   // One Evaluate scored every model, in the experiment's order, on the same pairs.
   {
-    absl::MutexLock lock(&fake_.state().mu);
-    const v1::EvaluateRequest& evaluate = fake_.state().evaluate;
+    absl::MutexLock lock(&server_.mu);
+    const v1::EvaluateRequest& evaluate = server_.evaluate;
     ASSERT_EQ(evaluate.models_size(), 4);
     for (int i = 0; i < 4; ++i) {
       EXPECT_EQ(evaluate.models(i).model(), absl::StrCat("experiment-", kKeys[i]));
@@ -258,7 +584,7 @@ TEST_F(ExperimentTest, ReportMatchesWhatTheServerAnswered) {
     EXPECT_NEAR(actual, expected, 1e-9 * std::max(1.0, std::abs(expected)));
   };
 
-  // The server's numbers (the fake's canned scores, fake_server.h), shown as they came.
+  // The server's numbers (SimulatedServer's canned scores), shown as they came.
   const char* kReferences[][2] = {{"posterior_mean", "exact posterior mean"},
                                   {"map", "exact MAP"},
                                   {"wiener", "Wiener (Tikhonov)"},
@@ -277,9 +603,9 @@ TEST_F(ExperimentTest, ReportMatchesWhatTheServerAnswered) {
 
   std::map<std::string, double> train_seconds;
   {
-    absl::MutexLock lock(&fake_.state().mu);
-    for (const v1::Model& m : fake_.state().models) {
-      train_seconds[m.name()] = m.versions(0).metrics().at("train_seconds");
+    absl::MutexLock lock(&server_.mu);
+    for (const auto& [name, m] : server_.models) {
+      train_seconds[name] = m.versions(0).metrics().at("train_seconds");
     }
   }
   for (int i = 0; i < 4; ++i) {
@@ -406,9 +732,9 @@ TEST_F(ExperimentTest, FiguresDrawTheFirstPairsOfMore) {
       << err_.str();
   EXPECT_THAT(out_.str(), HasSubstr("toy, 600 held-out pairs"));
   {
-    absl::MutexLock lock(&fake_.state().mu);
-    EXPECT_EQ(fake_.state().evaluate.count(), 600);
-    EXPECT_EQ(fake_.state().draw.count(), 600);
+    absl::MutexLock lock(&server_.mu);
+    EXPECT_EQ(server_.evaluate.count(), 600);
+    EXPECT_EQ(server_.draw.count(), 600);
   }
   absl::StatusOr<XmlElement> samples = ParseXml(ReadText(report_dir + "/samples.svg"));
   ASSERT_THAT(samples, IsOk());
@@ -455,8 +781,8 @@ TEST_F(ExperimentTest, DatasetProblemsHaveNoReferenceRowsAndShowSignals) {
   }
   EXPECT_FALSE(std::ifstream(report_dir + "/grids.svg").good());
   // The default label and the first model: the spec file's name.
-  absl::MutexLock lock(&fake_.state().mu);
-  EXPECT_EQ(fake_.state().draw.model(), "experiment-approximation");
+  absl::MutexLock lock(&server_.mu);
+  EXPECT_EQ(server_.draw.model(), "experiment-approximation");
   EXPECT_THAT(md, HasSubstr("# invnet experiment: digits"));
 }
 
@@ -471,10 +797,10 @@ TEST_F(ExperimentTest, SeedsReportMeanAndStandardErrorPerLoss) {
             0)
       << err_.str();
   {
-    absl::MutexLock lock(&fake_.state().mu);
-    ASSERT_EQ(fake_.state().train_requests.size(), 6u);
-    EXPECT_EQ(fake_.state().train_requests[4].model_name(), "experiment-log-det-s1");
-    EXPECT_EQ(fake_.state().train_requests[4].training().seed(), 1u);
+    absl::MutexLock lock(&server_.mu);
+    ASSERT_EQ(server_.train_requests.size(), 6u);
+    EXPECT_EQ(server_.train_requests[4].model_name(), "experiment-log-det-s1");
+    EXPECT_EQ(server_.train_requests[4].training().seed(), 1u);
   }
   const std::string csv = ReadText(report_dir + "/results.csv");
   for (int seed = 0; seed < 3; ++seed) {
@@ -490,8 +816,8 @@ TEST_F(ExperimentTest, SeedsReportMeanAndStandardErrorPerLoss) {
 
 TEST_F(ExperimentTest, AFailedJobIsReportedAndTheOthersEvaluated) {
   {
-    absl::MutexLock lock(&fake_.state().mu);
-    fake_.state().failing_models = {"experiment-log-det"};
+    absl::MutexLock lock(&server_.mu);
+    server_.failing_models = {"experiment-log-det"};
   }
   const std::string report_dir = Path("partial");
   EXPECT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
@@ -508,8 +834,8 @@ TEST_F(ExperimentTest, AFailedJobIsReportedAndTheOthersEvaluated) {
 
 TEST_F(ExperimentTest, EveryJobFailingIsAnErrorWithoutAReport) {
   {
-    absl::MutexLock lock(&fake_.state().mu);
-    fake_.state().failing_models = {"x-approximation"};
+    absl::MutexLock lock(&server_.mu);
+    server_.failing_models = {"x-approximation"};
   }
   EXPECT_EQ(Run({{"spec", WriteSpec("toy.spec", kSpec)},
                  {"name", "x"},
@@ -552,7 +878,8 @@ TEST_F(ExperimentTest, UsageErrorsExitTwoWithoutCallingTheServer) {
     EXPECT_EQ(Run(flags), 2);
     EXPECT_THAT(err_.str(), HasSubstr("Run 'invnet experiment --help'"));
   }
-  EXPECT_THAT(fake_.calls(), IsEmpty());
+  absl::MutexLock lock(&server_.mu);
+  EXPECT_EQ(server_.calls, 0);
 }
 
 TEST(ExperimentPlanTest, DefaultsAndOverrides) {

@@ -1,8 +1,6 @@
 #include "tests/client/fake_server.h"
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -81,27 +79,6 @@ const v1::ModelVersion* LatestVersion(FakeState& state, const std::string& name)
 }
 
 // (m, n) of an operator.
-std::pair<int64_t, int64_t> OperatorDims(const v1::Operator& op) {
-  switch (op.kind_case()) {
-    case v1::Operator::kIdentity:
-      return {op.identity().dim(), op.identity().dim()};
-    case v1::Operator::kDense:
-      if (op.dense().matrix().shape_size() == 2) {
-        return {op.dense().matrix().shape(0), op.dense().matrix().shape(1)};
-      }
-      return {0, 0};
-    case v1::Operator::kConvolution:
-      return {op.convolution().dim(), op.convolution().dim()};
-    case v1::Operator::KIND_NOT_SET:
-      break;
-  }
-  return {0, 0};
-}
-
-bool Unfinished(const v1::TrainingJob& job) {
-  return job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RUNNING;
-}
-
 Status CheckBatch(const FakeState& state, const v1::Tensor& tensor, const std::string& field)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.mu) {
   int64_t count = 1;
@@ -110,19 +87,6 @@ Status CheckBatch(const FakeState& state, const v1::Tensor& tensor, const std::s
     return Status(StatusCode::INVALID_ARGUMENT, field + ": expected [batch, dim]");
   }
   return Status::OK;
-}
-
-// A score whose every metric is NaN (does not apply), as the real server fills it.
-v1::EstimatorScore AllNaN() {
-  v1::EstimatorScore score;
-  const google::protobuf::Descriptor* descriptor = score.GetDescriptor();
-  for (int i = 0; i < descriptor->field_count(); ++i) {
-    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
-    if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE) {
-      score.GetReflection()->SetDouble(&score, field, std::nan(""));
-    }
-  }
-  return score;
 }
 
 class FakeReconstruction final : public v1::ReconstructionService::Service {
@@ -139,31 +103,12 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     if (!valid.ok()) return valid;
     response->set_model(request->model());
     response->set_version(request->version() == 0 ? 1 : request->version());
-    auto scale = state_.reconstruct_scale.find(request->model());
-    Scale(request->measurements(), scale == state_.reconstruct_scale.end() ? 0.5f : scale->second,
-          response->mutable_reconstructions());
+    Scale(request->measurements(), 0.5f, response->mutable_reconstructions());
     for (int64_t i = 0; i < request->measurements().shape(0); ++i) {
       response->add_iterations(i + 1);
       response->add_converged(i != 1);
       response->add_error_bound(1e-6 * static_cast<double>(i + 1));
       response->add_forward_residual(1e-5);
-    }
-    if (request->posterior_std()) {
-      const v1::Loss loss = LatestVersion(state_, request->model())->training().loss();
-      if (loss != v1::LOSS_UNSPECIFIED && loss != v1::LOSS_DIVERGENCE &&
-          loss != v1::LOSS_LOG_DET) {
-        return Status(grpc::StatusCode::FAILED_PRECONDITION,
-                      "posterior_std: no theory for this loss");
-      }
-      v1::Tensor* std = response->mutable_posterior_std();
-      *std->mutable_shape() = request->measurements().shape();
-      const int64_t cols = request->measurements().shape(1);
-      for (int64_t i = 0; i < request->measurements().shape(0); ++i) {
-        for (int64_t j = 0; j < cols; ++j) {
-          std->add_values(i == 2 ? std::nanf("") : 0.1f * static_cast<float>(i + 1));
-        }
-      }
-      response->set_posterior_std_method("laplace-divergence");
     }
     return Status::OK;
   }
@@ -177,71 +122,7 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     if (!valid.ok()) return valid;
     response->set_model(request->model());
     response->set_version(1);
-    const bool exact = request->map() == v1::FORWARD_MAP_OPERATOR ||
-                       request->map() == v1::FORWARD_MAP_NORMAL_OPERATOR;
-    Scale(request->signals(), exact ? 3.0f : 2.0f, response->mutable_outputs());
-    return Status::OK;
-  }
-
-  Status Evaluate(ServerContext* context, const v1::EvaluateRequest* request,
-                  v1::EvaluateResponse* response) override {
-    if (auto forced = Enter(state_, context, "Evaluate")) return *forced;
-    absl::MutexLock lock(&state_.mu);
-    state_.evaluate = *request;
-    if (request->models().empty()) return Status(StatusCode::INVALID_ARGUMENT, "models: none");
-    for (const v1::ModelReference& ref : request->models()) {
-      if (!HasModel(state_, ref.model())) return NotFound("model " + ref.model());
-    }
-    response->set_count(request->count());
-    response->set_seed(request->seed());
-    const v1::ModelVersion* first = LatestVersion(state_, request->models(0).model());
-    const bool references = first == nullptr || !first->problem().has_dataset();
-    if (!references) {
-      response->set_references_unavailable("model '" + request->models(0).model() +
-                                           "' was trained on a dataset");
-    } else {
-      const char* kEstimators[] = {"posterior_mean", "map", "wiener", "pseudo_inverse"};
-      for (int r = 0; r < 4; ++r) {
-        v1::EstimatorScore* score = response->add_references();
-        *score = AllNaN();
-        score->set_estimator(kEstimators[r]);
-        score->set_mse(0.5 + 0.1 * r);
-        score->set_mse_ratio_to_pm(1 + 0.2 * r);
-        score->set_rms_to_pm(0.05 * r);
-        score->set_rms_to_map(0.3 - 0.05 * r);
-        if (r == 0) score->set_mean_posterior_std(1.0);
-      }
-    }
-    for (int k = 0; k < request->models_size(); ++k) {
-      const v1::ModelReference& ref = request->models(k);
-      v1::EstimatorScore* score = response->add_models();
-      *score = AllNaN();
-      score->set_model(ref.model());
-      score->set_version(ref.version() == 0 ? 1 : ref.version());
-      score->set_mse(1.0 + k);
-      if (references) {
-        score->set_mse_ratio_to_pm(2.0 + k);
-        score->set_rms_to_pm(0.25 + k);
-        score->set_rms_to_map(0.75 + k);
-      }
-      score->set_forward_error(0.01 * (k + 1));
-      score->set_converged_fraction(0.975);
-      score->set_mean_iterations(20.5);
-      if (!request->posterior_std()) continue;
-      const v1::Loss loss = LatestVersion(state_, ref.model())->training().loss();
-      if (loss != v1::LOSS_UNSPECIFIED && loss != v1::LOSS_DIVERGENCE &&
-          loss != v1::LOSS_LOG_DET) {
-        score->set_posterior_std_unavailable("posterior_std: no theory for this loss");
-        continue;
-      }
-      score->set_posterior_std_method("laplace-divergence");
-      score->set_mean_posterior_std(0.5 + k);
-      score->set_std_ratio_mean(0.6 + k);
-      score->set_std_ratio_median(2.1);
-      score->set_std_ratio_q10(0.57);
-      score->set_std_ratio_q90(3.63);
-      score->set_std_undefined_fraction(0.025);
-    }
+    Scale(request->signals(), 2.0f, response->mutable_outputs());
     return Status::OK;
   }
 
@@ -250,12 +131,6 @@ class FakeReconstruction final : public v1::ReconstructionService::Service {
     if (auto forced = Enter(state_, context, "Estimate")) return *forced;
     absl::MutexLock lock(&state_.mu);
     if (!HasModel(state_, request->model())) return NotFound("model " + request->model());
-    const v1::ModelVersion* latest = LatestVersion(state_, request->model());
-    if (latest != nullptr && latest->problem().has_dataset()) {
-      return Status(StatusCode::FAILED_PRECONDITION,
-                    "model '" + request->model() +
-                        "' was trained on a dataset, not a Gaussian-mixture prior");
-    }
     Status valid = CheckBatch(state_, request->measurements(), "measurements");
     if (!valid.ok()) return valid;
     auto wants = [&](v1::Estimator e) {
@@ -320,28 +195,8 @@ class FakeTraining final : public v1::TrainingService::Service {
   Status Train(ServerContext* context, const v1::TrainRequest* request,
                v1::TrainResponse* response) override {
     if (auto forced = Enter(state_, context, "Train")) return *forced;
-    absl::MutexLock lock(&state_.mu);
-    if (!state_.simulate_training) {
-      state_.train_requests.push_back(*request);
-      *response->mutable_job() = MakeJob("job-1", request->model_name(), v1::JOB_STATE_QUEUED, 0,
-                                         request->training().steps());
-      return Status::OK;
-    }
-    const int running =
-        static_cast<int>(std::count_if(state_.jobs.begin(), state_.jobs.end(), Unfinished));
-    if (running >= state_.max_jobs) {
-      ++state_.train_refusals;
-      return Status(StatusCode::RESOURCE_EXHAUSTED, "the fake runs its maximum of jobs");
-    }
-    state_.train_requests.push_back(*request);
-    const int64_t steps = request->training().has_steps() ? request->training().steps() : 100;
-    v1::TrainingJob job = MakeJob(absl::StrCat("job-", ++simulated_), request->model_name(),
-                                  v1::JOB_STATE_RUNNING, 0, steps);
-    *job.mutable_problem() = request->problem();
-    *job.mutable_training() = request->training();
-    state_.jobs.push_back(job);
-    state_.most_running = std::max(state_.most_running, running + 1);
-    *response->mutable_job() = job;
+    *response->mutable_job() = MakeJob("job-1", request->model_name(), v1::JOB_STATE_QUEUED, 0,
+                                       request->training().steps());
     return Status::OK;
   }
 
@@ -389,7 +244,6 @@ class FakeTraining final : public v1::TrainingService::Service {
     std::vector<v1::TrainingJob> updates;
     {
       absl::MutexLock lock(&state_.mu);
-      if (state_.simulate_training) return SimulateJob(request->job_id(), writer);
       updates = state_.watch_updates;
     }
     if (updates.empty()) return NotFound("job " + request->job_id());
@@ -413,96 +267,7 @@ class FakeTraining final : public v1::TrainingService::Service {
   }
 
  private:
-  // Runs simulated job `job_id` to its end (see fake_server.h), streaming its progress.
-  Status SimulateJob(const std::string& job_id,
-                     grpc::ServerWriter<v1::WatchTrainingJobResponse>* writer)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_.mu) {
-    auto find = [&]() -> v1::TrainingJob* {
-      for (v1::TrainingJob& job : state_.jobs) {
-        if (job.job_id() == job_id) return &job;
-      }
-      return nullptr;
-    };
-    v1::TrainingJob* job = find();
-    if (job == nullptr) return NotFound("job " + job_id);
-    auto send = [&](const v1::TrainingJob& update) {
-      v1::WatchTrainingJobResponse message;
-      *message.mutable_job() = update;
-      state_.mu.Unlock();  // never write to the stream (or pause) under the lock
-      writer->Write(message);
-      absl::SleepFor(absl::Milliseconds(5));  // lets other jobs' watches interleave
-      state_.mu.Lock();
-    };
-    if (Unfinished(*job)) {
-      const int64_t total = job->total_steps();
-      v1::TrainingJob update = *job;
-      update.set_step(total / 2);
-      update.mutable_last_validation()->set_step(total / 2);
-      update.mutable_last_validation()->set_mse(0.3);
-      update.set_eta_seconds(1);
-      *job = update;
-      send(update);
-      job = find();
-      update = *job;
-      update.set_step(total);
-      *job = update;
-      send(update);
-      job = find();
-      const std::string model = job->model_name();
-      const bool fail = state_.failing_models.count(model) > 0;
-      if (fail) {
-        job->set_state(v1::JOB_STATE_FAILED);
-        job->set_error("simulated failure");
-      } else {
-        job->set_state(v1::JOB_STATE_SUCCEEDED);
-        job->set_published_version(Publish(*job));
-      }
-      job->set_elapsed_seconds(1.0);
-    }
-    send(*find());
-    return Status::OK;
-  }
-
-  // Adds the next version of the job's model to `models`; returns its number.
-  int64_t Publish(const v1::TrainingJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_.mu) {
-    v1::Model* model = FindModel(state_, job.model_name());
-    if (model == nullptr) {
-      state_.models.emplace_back();
-      model = &state_.models.back();
-      model->set_name(job.model_name());
-    }
-    v1::ModelVersion* v = model->add_versions();
-    v->set_name(job.model_name());
-    v->set_version(model->versions_size());
-    v->set_job_id(job.job_id());
-    *v->mutable_problem() = job.problem();
-    const auto [m, n] = OperatorDims(job.problem().operator_());
-    v->mutable_architecture()->set_dim(n);
-    v->set_measurement_dim(m);
-    *v->mutable_training() = job.training();
-    if (v->training().target_space() == v1::TARGET_SPACE_UNSPECIFIED) {
-      v->mutable_training()->set_target_space(v->training().loss() == v1::LOSS_DIVERGENCE || m != n
-                                                  ? v1::TARGET_SPACE_NORMAL
-                                                  : v1::TARGET_SPACE_MEASUREMENT);
-    }
-    const double k = static_cast<double>(simulated_published_++ + 1);
-    (*v->mutable_metrics())["train_seconds"] = k;
-    auto curve = [&](const std::string& name, std::vector<double> values) {
-      v1::Curve* c = v->add_curves();
-      c->set_name(name);
-      for (double value : values) c->add_values(value);
-    };
-    curve("step", {10, 20, 30, 40, 50, 60, 70, 80, 90, 100});
-    curve("loss", {1.0, 0.5, 0.4, 0.3, 0.25, 0.2, 0.2, 0.18, 0.17, 0.1 * k});
-    curve("val_step", {50, 100});
-    curve("val_mse", {0.3, 0.1 * k});
-    curve("val_forward_error", {0.2, 0.05 * k});
-    return v->version();
-  }
-
   FakeState& state_;
-  int simulated_ ABSL_GUARDED_BY(state_.mu) = 0;
-  int simulated_published_ ABSL_GUARDED_BY(state_.mu) = 0;
 };
 
 class FakeModels final : public v1::ModelService::Service {
