@@ -101,6 +101,8 @@ TargetSpace DefaultTargetSpace(LossKind loss, bool square_operator) {
   return TargetSpace::kMeasurement;
 }
 
+int64_t DefaultTrainingSteps(int64_t dim) { return dim < 8 ? 3000 : 6000; }
+
 absl::StatusOr<Preset> GetPreset(absl::string_view name, LossKind loss) {
   if (name == "bimodal2d") return Bimodal2d(loss);
   if (name == "blur64") return Blur64(loss);

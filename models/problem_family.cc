@@ -66,6 +66,7 @@ Preset WithDefaults(std::string name, std::string description, ProblemSpec probl
   p.architecture.dim = p.problem.op.matrix.size(1);
   p.training = TrainingSpec();
   p.training.loss = loss;
+  p.training.steps = DefaultTrainingSteps(p.architecture.dim);
   p.training.target_space = DefaultTargetSpace(loss, true);
   return p;
 }

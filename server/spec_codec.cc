@@ -315,6 +315,9 @@ absl::StatusOr<ResolvedTraining> ResolveTrainRequest(const v1::TrainRequest& req
   }
   if (a.has_seed()) r.architecture.seed = a.seed();
   r.architecture.dim = SignalDim(r.problem.op);
+  // A problem of the request's own trains as long as its dimension asks (a preset keeps its
+  // schedule); training.steps overrides both below.
+  if (request.preset().empty()) r.training.steps = DefaultTrainingSteps(r.architecture.dim);
 
   const v1::Training& t = request.training();
   if (t.has_loss_weight()) {

@@ -72,7 +72,7 @@ void ExpectFamily(const std::string& family, int64_t n, double max_condition, do
     EXPECT_EQ(p.architecture.lipschitz_coeff, expected_architecture.lipschitz_coeff);
     EXPECT_EQ(p.architecture.lipschitz_split, expected_architecture.lipschitz_split);
     EXPECT_EQ(p.training.learning_rate, TrainingSpec().learning_rate);
-    EXPECT_EQ(p.training.steps, TrainingSpec().steps);
+    EXPECT_EQ(p.training.steps, DefaultTrainingSteps(n));  // 3000 at n = 2, 6000 at n = 8
     EXPECT_EQ(p.training.target_space, TargetSpace::kMeasurement);
     TrainingRequest request;
     request.problem = p.problem;

@@ -4,6 +4,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "models/presets.h"
 #include "server/names.h"
 #include "tests/testing/status_matchers.h"
 
@@ -91,6 +92,10 @@ TEST(SpecCodecTest, AFamilyMemberIsAPreset) {
   EXPECT_EQ(r.problem.preset, "random8-1003");
   EXPECT_EQ(r.architecture.dim, 8);
   EXPECT_EQ(r.training.learning_rate, TrainingSpec().learning_rate);
+  EXPECT_EQ(r.training.steps, 6000);  // DefaultTrainingSteps(8)
+  request.set_preset("random2d-1003");
+  ASSERT_OK_AND_ASSIGN(r, ResolveTrainRequest(request, TensorLimits()));
+  EXPECT_EQ(r.training.steps, 3000);
   request.set_preset("random8-x");
   EXPECT_THAT(ResolveTrainRequest(request, TensorLimits()).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("FAMILY-SEED")));
@@ -148,6 +153,34 @@ TEST(SpecCodecTest, ExplicitProblemReplacesThePresetsAndRoundTrips) {
   // A non-square operator cannot use the measurement space, and the job says so.
   EXPECT_EQ(r.training.target_space, TargetSpace::kNormal);
   EXPECT_EQ(r.target_space_reason, "default for a non-square operator");
+  EXPECT_EQ(r.training.steps, 3000);  // n = 2
+}
+
+// Without a preset the steps follow the signal's dimension (DefaultTrainingSteps); a preset
+// keeps its own schedule, and training.steps overrides either.
+TEST(SpecCodecTest, DefaultStepsFollowTheDimensionUnlessAPresetOrTheRequestSetsThem) {
+  EXPECT_EQ(DefaultTrainingSteps(2), 3000);
+  EXPECT_EQ(DefaultTrainingSteps(7), 3000);
+  EXPECT_EQ(DefaultTrainingSteps(8), 6000);
+  EXPECT_EQ(DefaultTrainingSteps(64), 6000);
+  v1::TrainRequest request;
+  request.set_model_name("m");
+  request.mutable_training()->set_loss(v1::LOSS_APPROXIMATION);
+  request.mutable_problem()->mutable_operator_()->mutable_identity()->set_dim(8);
+  request.mutable_problem()->set_noise_level(0.1);
+  request.mutable_problem()->set_dataset("faces");
+  ASSERT_OK_AND_ASSIGN(ResolvedTraining r, ResolveTrainRequest(request, TensorLimits()));
+  EXPECT_EQ(r.training.steps, 6000);
+  request.mutable_training()->set_steps(100);
+  ASSERT_OK_AND_ASSIGN(r, ResolveTrainRequest(request, TensorLimits()));
+  EXPECT_EQ(r.training.steps, 100);
+  v1::TrainRequest preset;
+  preset.set_model_name("m");
+  preset.set_preset("blur64");
+  preset.mutable_training()->set_loss(v1::LOSS_APPROXIMATION);
+  ASSERT_OK_AND_ASSIGN(r, ResolveTrainRequest(preset, TensorLimits()));
+  EXPECT_EQ(r.architecture.dim, 64);
+  EXPECT_EQ(r.training.steps, 3000);  // the preset's
 }
 
 TEST(SpecCodecTest, RequestErrorsNameTheField) {
