@@ -77,8 +77,6 @@ class ServiceTest : public ::testing::TestWithParam<Transport> {
     return training_->CancelTrainingJob(&context, request, response);
   }
 
-  static v1::TrainingJob WaitForJob(const std::string& id) { return server_->WaitForJob(id); }
-
   void SetUp() override {
     if (GetParam() == Transport::kInProcess) {
       channel_ = server_->InProcessChannel();
@@ -212,7 +210,7 @@ TEST_P(ServiceTest, PosteriorStdOfALogDetModelInMeasurementSpaceIsTweedies) {
   grpc::ClientContext context;
   v1::TrainResponse started;
   ASSERT_TRUE(training_->Train(&context, train, &started).ok());
-  ASSERT_EQ(WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(server_->WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   v1::ReconstructRequest request;
   request.set_model(name);
   request.set_posterior_std(true);
@@ -242,7 +240,7 @@ TEST_P(ServiceTest, PosteriorStdIsRefusedWhereNoTheoryDefinesIt) {
   v1::TrainResponse started;
   // (Should training come to refuse this combination, there is nothing to serve.)
   if (training_->Train(&context, train, &started).ok()) {
-    ASSERT_EQ(WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+    ASSERT_EQ(server_->WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
     request.set_model(name);
     ExpectCode(Reconstruct(request, &response), grpc::StatusCode::FAILED_PRECONDITION,
                "loss 'logdet' in target space 'normal'");
@@ -493,7 +491,7 @@ TEST_P(ServiceTest, JobLifecycleAndLimits) {
   for (const std::string& id : ids) {
     v1::CancelTrainingJobResponse response;
     ASSERT_TRUE(CancelJob(id, &response).ok());
-    v1::TrainingJob final_state = WaitForJob(id);
+    v1::TrainingJob final_state = server_->WaitForJob(id);
     EXPECT_EQ(final_state.state(), v1::JOB_STATE_CANCELLED);
     EXPECT_THAT(final_state.error(), HasSubstr("cancelled by request"));
   }
@@ -548,7 +546,7 @@ TEST_P(ServiceTest, UnsupportedCombinationsTrainWithAWarning) {
     v1::TrainResponse response;
     ASSERT_TRUE(training_->Train(&context, request, &response).ok());
     EXPECT_EQ(response.job().target_space_reason(), c.reason);
-    v1::TrainingJob done = WaitForJob(response.job().job_id());
+    v1::TrainingJob done = server_->WaitForJob(response.job().job_id());
     ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
     grpc::ClientContext get_context;
     v1::GetModelRequest get;
@@ -606,7 +604,7 @@ TEST_P(ServiceTest, WatchStreamsProgressToTheEnd) {
   grpc::ClientContext again;
   ASSERT_TRUE(
       training_->Train(&again, SmallTrainRequest(name, v1::LOSS_LOG_DET, 20), &started).ok());
-  EXPECT_EQ(WaitForJob(started.job().job_id()).published_version(), 2);
+  EXPECT_EQ(server_->WaitForJob(started.job().job_id()).published_version(), 2);
   grpc::ClientContext get_context;
   v1::GetModelRequest get;
   get.set_name(name);
@@ -703,7 +701,7 @@ TEST_P(ServiceTest, DatasetsUploadTrainAndRefuseBadStreams) {
   grpc::ClientContext train_context;
   v1::TrainResponse started;
   ASSERT_TRUE(training_->Train(&train_context, train, &started).ok());
-  EXPECT_EQ(WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(server_->WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   // Test pairs come from the samples the trainer held out: 60 of the 300
   // (min(validation_size = 100, 300 / 5)), chosen by a seeded permutation (SplitDataset), not
   // the file's tail.
@@ -928,7 +926,7 @@ TEST_P(ServiceTest, DrawTestPairsRefusesAReplacedDataset) {
   grpc::ClientContext train_context;
   v1::TrainResponse started;
   ASSERT_TRUE(training_->Train(&train_context, train, &started).ok());
-  ASSERT_EQ(WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(server_->WaitForJob(started.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   ASSERT_TRUE(draw().ok());
   // Evaluate scores it on the same held-out samples; a dataset has no exact references.
   v1::EvaluateResponse scores;
@@ -997,7 +995,7 @@ TEST_P(ServiceTest, TrainRefusesMagnitudesThatCannotTrain) {
   const std::string name = GetParam() == Transport::kTcp ? "mag-ok-tcp" : "mag-ok";
   request = PriorTrainRequest(name, 1000.0, 1e6);
   ASSERT_TRUE(train(request).ok());
-  EXPECT_EQ(WaitForJob(response.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(server_->WaitForJob(response.job().job_id()).state(), v1::JOB_STATE_SUCCEEDED);
   v1::EstimateRequest estimate;
   estimate.set_model(name);
   *estimate.mutable_measurements() = Batch(3, 2, 1000.0f);
@@ -1063,7 +1061,7 @@ TEST_P(ServiceTest, TrainWithARequestIdStartsOneJob) {
   const double delta = first.job().problem().noise_level();
   EXPECT_GT(delta, 0);
   EXPECT_DOUBLE_EQ(first.job().training().loss_weight(), delta * delta);
-  const v1::TrainingJob done = WaitForJob(first.job().job_id());
+  const v1::TrainingJob done = server_->WaitForJob(first.job().job_id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
   // After it finished, the key still answers with the same job.
   grpc::ClientContext c3;

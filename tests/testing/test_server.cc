@@ -12,7 +12,6 @@ std::unique_ptr<TestServer> TestServer::Start(server::ServerOptions options) {
   options.address = "127.0.0.1:0";  // parallel tests never share a port
   if (options.repository.empty()) options.repository = test->scratch_.Path("repository");
   if (options.torch_threads == 0) options.torch_threads = 1;
-  test->repository_ = options.repository;
   absl::StatusOr<std::unique_ptr<server::Server>> started = server::Server::Start(options);
   if (!started.ok()) {
     ADD_FAILURE() << "the test server did not start: " << started.status();
@@ -25,15 +24,6 @@ std::unique_ptr<TestServer> TestServer::Start(server::ServerOptions options) {
   test->models_ = v1::ModelService::NewStub(channel);
   test->datasets_ = v1::DatasetService::NewStub(channel);
   return test;
-}
-
-// The server goes first: its shutdown waits for in-flight calls, then the repository goes.
-TestServer::~TestServer() {
-  training_.reset();
-  reconstruction_.reset();
-  models_.reset();
-  datasets_.reset();
-  server_.reset();
 }
 
 v1::TrainingJob TestServer::TrainAndWait(const v1::TrainRequest& request) {

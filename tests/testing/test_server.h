@@ -25,14 +25,12 @@ namespace invnet::testing {
 class TestServer {
  public:
   // Starts a server with `options`, listening on 127.0.0.1:0 whatever they say; an empty
-  // repository becomes one in the scratch directory, and torch_threads 1 unless set. Null (and a test failure) if it does
-  // not start.
+  // repository becomes one in the scratch directory, and torch_threads 1 unless set. Null (and
+  // a test failure) if it does not start.
   static std::unique_ptr<TestServer> Start(server::ServerOptions options = {});
-  ~TestServer();
 
   server::Server& server() { return *server_; }
   int port() const { return server_->port(); }
-  const std::string& repository() const { return repository_; }
   // A new in-process channel (no TCP), and stubs on one made at start.
   std::shared_ptr<grpc::Channel> InProcessChannel() { return server_->InProcessChannel(); }
   v1::TrainingService::Stub& training() { return *training_; }
@@ -51,8 +49,9 @@ class TestServer {
  private:
   TestServer() = default;
 
+  // Destroyed in reverse order: the stubs, then the server (its shutdown waits for in-flight
+  // calls), then the scratch directory with the repository.
   ScratchDirectory scratch_{"invnet_test_server"};
-  std::string repository_;
   std::unique_ptr<server::Server> server_;
   std::unique_ptr<v1::TrainingService::Stub> training_;
   std::unique_ptr<v1::ReconstructionService::Stub> reconstruction_;
