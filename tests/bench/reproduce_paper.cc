@@ -29,6 +29,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "models/blas_setup.h"
 #include "models/checkpoint.h"
@@ -62,6 +63,9 @@ ABSL_FLAG(int64_t, batch_size, 0, "override the preset's batch size (0: keep)");
 ABSL_FLAG(double, lipschitz_coeff, 0, "override the block Lipschitz bound c (0: keep)");
 ABSL_FLAG(std::string, lipschitz_split, "", "override the split: geometric, last_layer, ...");
 ABSL_FLAG(double, alpha_scale, 0, "train with loss_weight = this x delta^2 (0: the default)");
+ABSL_FLAG(bool, diagnose, false,
+          "after each divergence network (normal space), print its fit to the loss's exact "
+          "minimiser A^T A x - alpha grad log p(x) and the spread of its distance to the MAP");
 
 namespace invnet {
 namespace {
@@ -155,6 +159,68 @@ absl::Status ApplyOverrides(TrainingRequest& request) {
   return absl::OkStatus();
 }
 
+std::string Quantiles(const at::Tensor& v) {
+  if (v.numel() == 0) return "-";
+  at::Tensor sorted = std::get<0>(v.to(at::kDouble).sort());
+  auto at_q = [&](double q) {
+    return sorted[static_cast<int64_t>(q * (sorted.size(0) - 1))].item<double>();
+  };
+  return absl::StrFormat("median %.4f, 90%% %.4f, 99%% %.4f, max %.4f", at_q(0.5), at_q(0.9),
+                         at_q(0.99), at_q(1.0));
+}
+
+// Where a divergence network (normal space) stands against the minimiser of its loss,
+// phi*(x) = A^T A x - alpha grad log p(x) (models/README.md section 3), whose inverse at A^T y is
+// the MAP's optimality condition: the fit on prior samples (where training sees data) and at the
+// exact MAPs (where the inverse is evaluated), against the size of the prior's term, and how the
+// distance to the MAP spreads over the samples (a few far-off samples, or all of them a little).
+absl::Status DiagnoseDivergence(const FrozenIResNet& network, const LinearOperator& op,
+                                const GaussianMixture& prior, double alpha, const TestSet& test,
+                                const InverseOptions& solver) {
+  at::NoGradGuard no_grad;
+  auto ideal = [&](const at::Tensor& x) {
+    return op.Adjoint(op.Apply(x)) - alpha * prior.Score(x);
+  };
+  auto rms_rows = [](const at::Tensor& d) { return d.pow(2).sum(1).sqrt(); };
+  INVNET_ASSIGN_OR_RETURN(at::Tensor phi_x, network.Forward(test.x));
+  INVNET_ASSIGN_OR_RETURN(at::Tensor phi_map, network.Forward(test.map));
+  at::Tensor target = op.Adjoint(test.y);
+  INVNET_ASSIGN_OR_RETURN(InverseResult inverse, network.Inverse(target.to(at::kFloat), solver));
+  at::Tensor to_map = rms_rows(inverse.x.to(at::kDouble) - test.map);
+  std::printf("  diagnose: ||alpha grad log p(x)|| on prior samples: %s\n",
+              Quantiles(rms_rows(alpha * prior.Score(test.x))).c_str());
+  std::printf("  diagnose: ||phi(x) - phi*(x)|| on prior samples:     %s\n",
+              Quantiles(rms_rows(phi_x - ideal(test.x))).c_str());
+  std::printf("  diagnose: ||phi(x) - phi*(x)|| at the exact MAPs:    %s\n",
+              Quantiles(rms_rows(phi_map - ideal(test.map))).c_str());
+  std::printf("  diagnose: ||phi*(x_MAP) - A^T y|| (MAP's optimality): %s\n",
+              Quantiles(rms_rows(ideal(test.map) - target)).c_str());
+  std::printf("  diagnose: ||phi^-1(A^T y) - x_MAP||:                 %s\n",
+              Quantiles(to_map).c_str());
+  // The samples farthest from the MAP against the rest: is the prior dense at their MAPs, does
+  // the network fit phi* there, and is phi*'s Jacobian A^T A - alpha Hess log p (symmetric)
+  // positive definite there, i.e. is the posterior locally convex?
+  at::Tensor far = to_map > 0.3;
+  at::Tensor near = far.logical_not();
+  at::Tensor fit_map = rms_rows(phi_map - ideal(test.map));
+  at::Tensor ata = op.Adjoint(op.Apply(at::eye(test.map.size(1), at::kDouble))).transpose(0, 1);
+  at::Tensor ideal_jacobian = ata.unsqueeze(0) - alpha * prior.LogDensityHessian(test.map);
+  at::Tensor min_eigenvalue = std::get<0>(at::linalg_eigh(ideal_jacobian)).select(1, 0);
+  std::printf("  diagnose: %.1f%% of samples are > 0.3 from the MAP\n",
+              100.0 * far.to(at::kDouble).mean().item<double>());
+  for (const auto& [name, mask] : {std::pair<const char*, at::Tensor>{"far", far},
+                                   std::pair<const char*, at::Tensor>{"near", near}}) {
+    std::printf("    %-4s log p(x_MAP): %s\n", name,
+                Quantiles(prior.LogDensity(test.map).masked_select(mask)).c_str());
+    std::printf("    %-4s ||phi - phi*|| at x_MAP: %s\n", name,
+                Quantiles(fit_map.masked_select(mask)).c_str());
+    std::printf("    %-4s min eig of J_phi*(x_MAP): %s\n", name,
+                Quantiles(min_eigenvalue.masked_select(mask)).c_str());
+  }
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
 // The exact references on `pairs` test pairs of `preset_name`, then one network per run, in
 // rows: the four references first, then the runs in order.
 absl::StatusOr<std::vector<Row>> RunProblem(const std::string& preset_name,
@@ -234,6 +300,11 @@ absl::StatusOr<std::vector<Row>> RunProblem(const std::string& preset_name,
         EvaluationMetrics metrics,
         EvaluateNetwork(*frozen, *op, run.space, test, solver, has_spread ? &spread : nullptr));
     rows.push_back({run.label, metrics, ck.metrics.at("train_seconds")});
+    if (absl::GetFlag(FLAGS_diagnose) && run.loss == LossKind::kDivergence &&
+        run.space == TargetSpace::kNormal) {
+      INVNET_RETURN_IF_ERROR(
+          DiagnoseDivergence(*frozen, *op, *prior, ck.training.loss_weight, test, solver));
+    }
   }
   PrintTable(absl::StrCat("preset ", preset_name, ": ", base.description, "\n"), rows, pairs);
   return rows;
