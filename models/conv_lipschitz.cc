@@ -1,9 +1,9 @@
 #include "models/conv_lipschitz.h"
 
+#include <ATen/ATen.h>
+
 #include <cmath>
 #include <limits>
-
-#include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
 #include "models/torch_status.h"
@@ -64,8 +64,7 @@ absl::StatusOr<double> CertifiedConvNorm(const at::Tensor& kernel, int64_t heigh
   }
   return GuardTorchOr<double>("CertifiedConvNorm", [&]() -> absl::StatusOr<double> {
     at::NoGradGuard no_grad;
-    const ConvGrid grid =
-        CertificationGrid(kernel.size(2), kernel.size(3), height, width, padding);
+    const ConvGrid grid = CertificationGrid(kernel.size(2), kernel.size(3), height, width, padding);
     // A real kernel's DFT is conjugate-symmetric, M(-u, -v) = conj(M(u, v)), with the same
     // singular values: the half spectrum of rfft2 holds every one of them.
     at::Tensor per_frequency =
@@ -79,8 +78,8 @@ absl::StatusOr<double> CertifiedConvNorm(const at::Tensor& kernel, int64_t heigh
     const double eps = std::numeric_limits<double>::epsilon();
     const double cells = static_cast<double>(grid.height * grid.width);
     const double frobenius = kernel.detach().to(at::kDouble).norm().item<double>();
-    const double fft_error = 5.0 * std::ceil(std::log2(cells + 1.0)) * eps * std::sqrt(cells) *
-                             frobenius;
+    const double fft_error =
+        5.0 * std::ceil(std::log2(cells + 1.0)) * eps * std::sqrt(cells) * frobenius;
     const double svd_error = 8.0 * static_cast<double>(kernel.size(0) + kernel.size(1)) * eps *
                              std::sqrt(static_cast<double>(kernel.size(2) * kernel.size(3))) *
                              frobenius;

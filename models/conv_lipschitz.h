@@ -24,9 +24,9 @@
 // convolution, both are true upper bounds of the padded layer's norm, including the rounding of
 // the float64 FFT and SVD (a margin of about 1e-12 relative).
 
-#include <cstdint>
-
 #include <ATen/core/Tensor.h>
+
+#include <cstdint>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"

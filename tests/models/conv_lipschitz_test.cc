@@ -19,8 +19,7 @@ using ::testing::HasSubstr;
 // (circular) or the term dropped (zero) outside the image. Independent of the DFT under test.
 at::Tensor DenseLayer(const at::Tensor& kernel, int64_t height, int64_t width,
                       ConvPadding padding) {
-  const int64_t out = kernel.size(0), in = kernel.size(1), kh = kernel.size(2),
-                kw = kernel.size(3);
+  const int64_t out = kernel.size(0), in = kernel.size(1), kh = kernel.size(2), kw = kernel.size(3);
   const int64_t top = (kh - 1) / 2, left = (kw - 1) / 2;
   at::Tensor matrix = at::zeros({out * height * width, in * height * width}, at::kDouble);
   at::Tensor kernel64 = kernel.to(at::kDouble);
@@ -54,8 +53,7 @@ double DenseNorm(const at::Tensor& kernel, int64_t height, int64_t width, ConvPa
 }
 
 at::Tensor RandomKernel(int64_t out, int64_t in, int64_t kh, int64_t kw, uint64_t seed) {
-  return at::randn({out, in, kh, kw}, at::make_generator<at::CPUGeneratorImpl>(seed),
-                   at::kDouble);
+  return at::randn({out, in, kh, kw}, at::make_generator<at::CPUGeneratorImpl>(seed), at::kDouble);
 }
 
 struct Shape {
@@ -86,8 +84,8 @@ TEST(ConvLipschitzTest, CircularSingularValuesAreTheDenseOperatorsExactly) {
   for (const Shape& s : kShapes) {
     at::Tensor kernel = RandomKernel(s.out, s.in, s.kh, s.kw, ++seed);
     at::Tensor dft = std::get<0>(CircularConvSingularValues(kernel, s.height, s.width).sort());
-    at::Tensor dense = at::linalg_svdvals(DenseLayer(kernel, s.height, s.width,
-                                                     ConvPadding::kCircular));
+    at::Tensor dense =
+        at::linalg_svdvals(DenseLayer(kernel, s.height, s.width, ConvPadding::kCircular));
     dense = std::get<0>(dense.sort()).narrow(0, dense.size(0) - dft.size(0), dft.size(0));
     EXPECT_TRUE(at::allclose(dft, dense, 1e-9, 1e-9))
         << "kernel " << s.out << "x" << s.in << "x" << s.kh << "x" << s.kw;
