@@ -1,6 +1,7 @@
 #include "models/conv_lipschitz.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 #include <limits>
@@ -85,6 +86,53 @@ absl::StatusOr<double> CertifiedConvNorm(const at::Tensor& kernel, int64_t heigh
                              frobenius;
     return largest + fft_error + svd_error;
   });
+}
+
+at::Tensor PaddedConv(const at::Tensor& x, const at::Tensor& kernel, ConvPadding padding) {
+  const int64_t ph = (kernel.size(2) - 1) / 2, pw = (kernel.size(3) - 1) / 2;
+  if (padding == ConvPadding::kZero) return at::conv2d(x, kernel, {}, 1, {ph, pw});
+  return at::conv2d(at::pad(x, {pw, pw, ph, ph}, "circular"), kernel);
+}
+
+at::Tensor PaddedConvAdjoint(const at::Tensor& y, const at::Tensor& kernel, ConvPadding padding) {
+  const int64_t ph = (kernel.size(2) - 1) / 2, pw = (kernel.size(3) - 1) / 2;
+  if (padding == ConvPadding::kZero) return at::conv_transpose2d(y, kernel, {}, 1, {ph, pw});
+  // The transpose of "pad circularly, then a valid convolution": the full transposed convolution
+  // on the padded grid, whose border rows and columns fold back onto the cells they copied (the
+  // top ph rows were copies of the bottom ph, the bottom ones of the top ones).
+  at::Tensor z = at::conv_transpose2d(y, kernel);  // [N, in, H + 2 ph, W + 2 pw]
+  const int64_t h = z.size(2) - 2 * ph, w = z.size(3) - 2 * pw;
+  at::Tensor rows = z.narrow(2, ph, h).clone();
+  if (ph > 0) {
+    rows.narrow(2, h - ph, ph) += z.narrow(2, 0, ph);
+    rows.narrow(2, 0, ph) += z.narrow(2, ph + h, ph);
+  }
+  at::Tensor x = rows.narrow(3, pw, w).clone();
+  if (pw > 0) {
+    x.narrow(3, w - pw, pw) += rows.narrow(3, 0, pw);
+    x.narrow(3, 0, pw) += rows.narrow(3, pw + w, pw);
+  }
+  return x;
+}
+
+double ConvPowerIteration(const at::Tensor& kernel, ConvPadding padding, at::Tensor& v,
+                          int iterations) {
+  at::NoGradGuard no_grad;
+  at::Tensor k = kernel.detach();
+  if (v.norm().item<double>() == 0) {
+    v.copy_(at::randn(v.sizes(), at::make_generator<at::CPUGeneratorImpl>(0x5eed), k.options()));
+  }
+  v /= v.norm();
+  double estimate = 0;
+  for (int i = 0; i < iterations; ++i) {
+    at::Tensor lv = PaddedConv(v, k, padding);
+    estimate = lv.norm().item<double>();
+    at::Tensor next = PaddedConvAdjoint(lv, k, padding);
+    const double norm = next.norm().item<double>();
+    if (norm == 0) break;
+    v.copy_(next / norm);
+  }
+  return PaddedConv(v, k, padding).norm().item<double>();
 }
 
 }  // namespace invnet

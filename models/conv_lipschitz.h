@@ -58,6 +58,20 @@ at::Tensor CircularConvSingularValues(const at::Tensor& kernel, int64_t height, 
 absl::StatusOr<double> CertifiedConvNorm(const at::Tensor& kernel, int64_t height, int64_t width,
                                          ConvPadding padding);
 
+// The padded layer itself, x [N, in, H, W] -> [N, out, H, W], and its exact adjoint (the
+// transpose of the same matrix), for odd kernels whose half-width (k - 1) / 2 is below H and W
+// (callers validate: the convolutional block's config). Any floating dtype; differentiable.
+at::Tensor PaddedConv(const at::Tensor& x, const at::Tensor& kernel, ConvPadding padding);
+at::Tensor PaddedConvAdjoint(const at::Tensor& y, const at::Tensor& kernel, ConvPadding padding);
+
+// `iterations` power-iteration steps on the padded layer L (L^T L v, normalised) from the
+// persistent right vector `v` [1, in, H, W] (updated in place; an all-zero v, as a new layer
+// allocates it, starts from a seeded random one), returning the estimate ||L v|| <= ||L||. Training
+// normalises with this estimate, as dense layers do; it is never a certificate (CertifiedConvNorm
+// is).
+double ConvPowerIteration(const at::Tensor& kernel, ConvPadding padding, at::Tensor& v,
+                          int iterations);
+
 }  // namespace invnet
 
 #endif  // INVNET_MODELS_CONV_LIPSCHITZ_H_

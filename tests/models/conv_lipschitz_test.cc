@@ -166,5 +166,44 @@ TEST(ConvLipschitzTest, RejectsBadKernelsAndGridsByName) {
   EXPECT_EQ(zero, ConvPadding::kZero);
 }
 
+TEST(ConvLipschitzTest, PaddedConvIsTheDenseLayerAndItsAdjointTheTranspose) {
+  // Odd kernels (the block's), square and rectangular grids, half-widths up to H - 1.
+  const Shape shapes[] = {
+      {3, 2, 3, 3, 8, 8}, {2, 3, 5, 3, 6, 7}, {2, 2, 1, 1, 4, 4}, {2, 2, 7, 7, 4, 4}};
+  uint64_t seed = 60;
+  for (const Shape& s : shapes) {
+    at::Tensor kernel = RandomKernel(s.out, s.in, s.kh, s.kw, ++seed);
+    at::Tensor x = at::randn({2, s.in, s.height, s.width},
+                             at::make_generator<at::CPUGeneratorImpl>(++seed), at::kDouble);
+    at::Tensor y = at::randn({2, s.out, s.height, s.width},
+                             at::make_generator<at::CPUGeneratorImpl>(++seed), at::kDouble);
+    for (ConvPadding padding : {ConvPadding::kCircular, ConvPadding::kZero}) {
+      at::Tensor dense = DenseLayer(kernel, s.height, s.width, padding);
+      EXPECT_TRUE(at::allclose(PaddedConv(x, kernel, padding).flatten(1),
+                               at::matmul(x.flatten(1), dense.t()), 1e-12, 1e-12))
+          << ConvPaddingName(padding) << " k " << s.kh;
+      EXPECT_TRUE(at::allclose(PaddedConvAdjoint(y, kernel, padding).flatten(1),
+                               at::matmul(y.flatten(1), dense), 1e-12, 1e-12))
+          << ConvPaddingName(padding) << " k " << s.kh;
+    }
+  }
+}
+
+TEST(ConvLipschitzTest, PowerIterationOnThePaddedLayerReachesItsNormFromBelow) {
+  at::Tensor kernel = RandomKernel(4, 3, 3, 3, 70);
+  for (ConvPadding padding : {ConvPadding::kCircular, ConvPadding::kZero}) {
+    const double truth = DenseNorm(kernel, 8, 8, padding);
+    at::Tensor v = at::zeros({1, 3, 8, 8}, at::kDouble);
+    const double few = ConvPowerIteration(kernel, padding, v, 3);
+    EXPECT_LE(few, truth * (1 + 1e-12));
+    // The vector persists: more steps from where the last call stopped converge.
+    double estimate = few;
+    for (int call = 0; call < 100; ++call) estimate = ConvPowerIteration(kernel, padding, v, 5);
+    EXPECT_LE(estimate, truth * (1 + 1e-12)) << ConvPaddingName(padding);
+    EXPECT_GE(estimate, truth * (1 - 1e-3)) << ConvPaddingName(padding);
+    EXPECT_GE(estimate, few);
+  }
+}
+
 }  // namespace
 }  // namespace invnet
